@@ -1,0 +1,445 @@
+/* Settings: inih calls config_handler for every key; each key's parser
+ * checks its value; errors name file, line, key and value. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "log.h"
+#include "units.h"
+#include "util.h"
+
+#include "tcpd-build.h"
+
+#define GLOBAL_SECTION "tcpd"
+/* inih cuts lines at ini_max_line bytes, counting "\r\n\0", and silently
+ * parses the rest as a line of its own: we refuse such lines instead. */
+#define INI_LINE_LIMIT 200
+#define CONFIG_MAX_SIZE (1024 * 1024)
+
+static const char *const service_names[_SERVICE_MAX] = {
+        [SERVICE_ECHO] = "echo",
+};
+
+const char *service_name(enum service_kind k) {
+        return k < _SERVICE_MAX ? service_names[k] : "?";
+}
+
+int service_from_name(const char *name) {
+        for (int i = 0; i < _SERVICE_MAX; i++)
+                if (streq(name, service_names[i]))
+                        return i;
+        return -ENOENT;
+}
+
+void config_errors_clear(struct config_errors *e) {
+        for (size_t i = 0; i < e->n; i++)
+                free(e->msg[i]);
+        memset(e, 0, sizeof(*e));
+}
+
+_printf_(2, 3) static void add_error(struct config_errors *e, const char *fmt, ...) {
+        va_list ap;
+        char *m;
+
+        e->total++;
+        if (e->n >= CONFIG_MAX_ERRORS)
+                return;
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) >= 0)
+                e->msg[e->n++] = m;
+        va_end(ap);
+}
+
+static void listen_clear(struct service_config *s) {
+        for (size_t i = 0; i < s->n_listen; i++)
+                free(s->listen[i].text);
+        free(s->listen);
+        s->listen = NULL;
+        s->n_listen = 0;
+}
+
+static int listen_add(struct service_config *s, const char *text, unsigned line, const char **why) {
+        struct listen_spec spec = { .line = line };
+        struct listen_spec *l;
+
+        if (addr_parse_listen(text, &spec.addr, &spec.any, why) < 0)
+                return -EINVAL;
+        l = realloc(s->listen, (s->n_listen + 1) * sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        s->listen = l;
+        spec.text = strdup(text);
+        if (!spec.text)
+                return -ENOMEM;
+        s->listen[s->n_listen++] = spec;
+        return 0;
+}
+
+struct config *config_new(void) {
+        struct config *c = calloc(1, sizeof(*c));
+        const char *why;
+
+        if (!c)
+                return NULL;
+        c->log_level = LOG_INFO;
+        c->control_socket = strdup(TCPD_CONTROL_PATH);
+        c->control_socket_mode = 0660;
+        c->admin_group = strdup(TCPD_ADMIN_GROUP);
+        c->backlog = 128;
+        c->max_buffered = 64 * 1024;
+        c->shutdown_timeout_usec = 5 * USEC_PER_SEC;
+        if (!c->control_socket || !c->admin_group || listen_add(&c->services[SERVICE_ECHO], "7788", 0, &why) < 0)
+                return config_free(c);
+        return c;
+}
+
+struct config *config_free(struct config *c) {
+        if (!c)
+                return NULL;
+        free(c->path);
+        free(c->control_socket);
+        free(c->admin_group);
+        for (int i = 0; i < _SERVICE_MAX; i++)
+                listen_clear(&c->services[i]);
+        free(c);
+        return NULL;
+}
+
+/* Each key: where it lives and how its value is read. A parser returns 0, or
+ * a negative errno and sets *why to what the value should have been. */
+struct parse_ctx {
+        struct config *c;
+        struct config_errors *errs;
+        const char *path;
+        unsigned line;
+        char last_bad_section[64];
+};
+
+typedef int (*key_parser)(struct parse_ctx *p, const char *value, void *field, const char **why);
+
+static int parse_level(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        int l = log_level_from_string(v);
+
+        if (l < 0) {
+                *why = "expected emerg, alert, crit, err, warning, notice, info or debug";
+                return -EINVAL;
+        }
+        *(int *) field = l;
+        return 0;
+}
+
+static int parse_bool_key(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        int b;
+
+        if (parse_bool(v, &b) < 0) {
+                *why = "expected yes or no";
+                return -EINVAL;
+        }
+        *(bool *) field = b;
+        return 0;
+}
+
+static int parse_string(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        char *s;
+
+        if (!*v) {
+                *why = "must not be empty";
+                return -EINVAL;
+        }
+        s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*(char **) field);
+        *(char **) field = s;
+        return 0;
+}
+
+static int parse_socket_path(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        if (v[0] != '/') {
+                *why = "must be an absolute path";
+                return -EINVAL;
+        }
+        if (strlen(v) >= 108) {
+                *why = "is longer than a UNIX socket path may be (107 bytes)";
+                return -EINVAL;
+        }
+        return parse_string(p, v, field, why);
+}
+
+static int parse_mode(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        char *end;
+        unsigned long m;
+
+        errno = 0;
+        m = strtoul(v, &end, 8);
+        if (!*v || errno || *end || m > 0777) {
+                *why = "expected an octal mode such as 0660";
+                return -EINVAL;
+        }
+        *(mode_t *) field = (mode_t) m;
+        return 0;
+}
+
+static int parse_uint_range(const char *v, uint64_t min, uint64_t max, uint64_t *out, const char **why) {
+        if (parse_uint(v, max, out) < 0 || *out < min) {
+                *why = "is not a whole number in range";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int parse_backlog(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t n;
+
+        if (parse_uint_range(v, 1, 65535, &n, why) < 0) {
+                *why = "expected a whole number from 1 to 65535";
+                return -EINVAL;
+        }
+        *(unsigned *) field = (unsigned) n;
+        return 0;
+}
+
+static int parse_max_conn(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t n;
+
+        if (parse_uint_range(v, 0, 10000000, &n, why) < 0) {
+                *why = "expected a whole number from 0 (no limit) to 10000000";
+                return -EINVAL;
+        }
+        *(unsigned *) field = (unsigned) n;
+        return 0;
+}
+
+static int parse_buffered(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t n;
+
+        if (parse_size(v, &n) < 0 || n < 1024 || n > 64 * 1024 * 1024) {
+                *why = "expected a size from 1K to 64M, such as 64K";
+                return -EINVAL;
+        }
+        *(uint64_t *) field = n;
+        return 0;
+}
+
+static int parse_timeout(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t usec;
+
+        if (parse_duration(v, &usec) < 0 || usec > 365ULL * 86400 * USEC_PER_SEC) {
+                *why = "expected a duration such as 30s, 5min or 0 (none)";
+                return -EINVAL;
+        }
+        *(uint64_t *) field = usec;
+        return 0;
+}
+
+#define FIELD(name) offsetof(struct config, name)
+
+static const struct key {
+        const char *name;
+        key_parser parse;
+        size_t offset;
+} global_keys[] = {
+        { "log_level", parse_level, FIELD(log_level) },
+        { "log_connections", parse_bool_key, FIELD(log_connections) },
+        { "control_socket", parse_socket_path, FIELD(control_socket) },
+        { "control_socket_mode", parse_mode, FIELD(control_socket_mode) },
+        { "admin_group", parse_string, FIELD(admin_group) },
+        { "backlog", parse_backlog, FIELD(backlog) },
+        { "max_connections", parse_max_conn, FIELD(max_connections) },
+        { "max_buffered", parse_buffered, FIELD(max_buffered) },
+        { "idle_timeout", parse_timeout, FIELD(idle_timeout_usec) },
+        { "shutdown_timeout", parse_timeout, FIELD(shutdown_timeout_usec) },
+};
+
+static int service_key(struct parse_ctx *p, int svc, const char *name, const char *value, const char **why) {
+        struct service_config *s = &p->c->services[svc];
+        char *copy, *tok, *save = NULL;
+        int r = 0;
+
+        if (!streq(name, "listen"))
+                return -ENOENT;
+        /* The first listen= line replaces the default; later ones add. */
+        if (!s->listen_set) {
+                listen_clear(s);
+                s->listen_set = true;
+        }
+        copy = strdup(value);
+        if (!copy)
+                return -ENOMEM;
+        for (tok = strtok_r(copy, " \t,", &save); tok && r == 0; tok = strtok_r(NULL, " \t,", &save)) {
+                r = listen_add(s, tok, p->line, why);
+                if (r == -EINVAL)
+                        add_error(p->errs, "%s:%u: [%s] listen: bad address '%s': %s", p->path, p->line,
+                                  service_name(svc), tok, *why);
+        }
+        free(copy);
+        return r == -EINVAL ? -EALREADY : r;
+}
+
+static int config_handler(void *user, const char *section, const char *name, const char *value, int lineno) {
+        struct parse_ctx *p = user;
+        const char *why = NULL;
+        int r = -ENOENT, svc;
+
+        p->line = (unsigned) lineno;
+        if (streq(section, GLOBAL_SECTION)) {
+                for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++)
+                        if (streq(name, global_keys[i].name)) {
+                                r = global_keys[i].parse(p, value, (char *) p->c + global_keys[i].offset, &why);
+                                break;
+                        }
+                if (r == -ENOENT)
+                        why = "known keys: log_level, log_connections, control_socket, control_socket_mode, "
+                              "admin_group, backlog, max_connections, max_buffered, idle_timeout, "
+                              "shutdown_timeout";
+        } else if ((svc = service_from_name(section)) >= 0) {
+                r = service_key(p, svc, name, value, &why);
+                if (r == -ENOENT)
+                        why = "known keys: listen";
+        } else {
+                /* One error per unknown section, not one per key in it. */
+                if (!streq(p->last_bad_section, section)) {
+                        snprintf(p->last_bad_section, sizeof(p->last_bad_section), "%s", section);
+                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s], [echo])", p->path,
+                                  p->line, section, GLOBAL_SECTION);
+                }
+                return 0;
+        }
+
+        if (r == 0 || r == -EALREADY)
+                return r == 0;
+        if (r == -ENOENT)
+                add_error(p->errs, "%s:%u: unknown key '%s' in section [%s] (%s)", p->path, p->line, name,
+                          section, why);
+        else if (r == -ENOMEM)
+                add_error(p->errs, "%s:%u: out of memory", p->path, p->line);
+        else
+                add_error(p->errs, "%s:%u: [%s] %s: bad value '%s': %s%s", p->path, p->line, section, name, value,
+                          why ? why : "invalid",
+                          strchr(value, '#') ? " ('#' starts a comment only at the start of a line)" : "");
+        return 0;
+}
+
+/* inih silently splits over-long lines; find them ourselves first. */
+static void check_line_lengths(const char *path, const char *text, struct config_errors *errs) {
+        unsigned line = 1;
+
+        for (const char *s = text; *s; line++) {
+                const char *nl = strchr(s, '\n');
+                size_t len = nl ? (size_t) (nl - s) : strlen(s);
+
+                if (len > INI_LINE_LIMIT - 3)
+                        add_error(errs, "%s:%u: line is %zu characters long; at most %d are allowed", path, line,
+                                  len, INI_LINE_LIMIT - 3);
+                if (!nl)
+                        break;
+                s = nl + 1;
+        }
+}
+
+int config_load_string(const char *path, const char *text, struct config **ret, struct config_errors *errs) {
+        struct parse_ctx p = { .errs = errs, .path = path };
+        int r;
+
+        *ret = NULL;
+        p.c = config_new();
+        if (!p.c)
+                return -ENOMEM;
+        p.c->path = strdup(path);
+        if (!p.c->path) {
+                config_free(p.c);
+                return -ENOMEM;
+        }
+
+        check_line_lengths(path, text, errs);
+        if (errs->total == 0) {
+                r = ini_parse_string(text, config_handler, &p);
+                if (r > 0 && errs->total == 0)
+                        add_error(errs, "%s:%d: syntax error (expected [section] or key = value)", path, r);
+                else if (r < 0 && errs->total == 0)
+                        add_error(errs, "%s: could not be parsed", path);
+        }
+        if (errs->total > 0) {
+                config_free(p.c);
+                return -EINVAL;
+        }
+        *ret = p.c;
+        return 0;
+}
+
+int config_load(const char *path, bool must_exist, struct config **ret, struct config_errors *errs) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *text = NULL;
+        struct stat st;
+        size_t len = 0;
+
+        *ret = NULL;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT && !must_exist) {
+                        *ret = config_new();
+                        return *ret ? 0 : -ENOMEM;
+                }
+                add_error(errs, "%s: cannot open: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                add_error(errs, "%s: not a regular file", path);
+                return -EINVAL;
+        }
+        if (st.st_size > CONFIG_MAX_SIZE) {
+                add_error(errs, "%s: file is larger than %d bytes", path, CONFIG_MAX_SIZE);
+                return -EFBIG;
+        }
+        text = malloc((size_t) st.st_size + 1);
+        if (!text)
+                return -ENOMEM;
+        while (len < (size_t) st.st_size) {
+                ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        add_error(errs, "%s: cannot read: %s", path, strerror(errno));
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        text[len] = 0;
+        if (strlen(text) != len) {
+                add_error(errs, "%s: contains a NUL byte; not a text file", path);
+                return -EINVAL;
+        }
+        return config_load_string(path, text, ret, errs);
+}
+
+void config_print(const struct config *c, FILE *f) {
+        char buf[64];
+
+        fprintf(f, "# effective settings%s%s\n", c->path ? " from " : " (defaults)", c->path ? c->path : "");
+        fprintf(f, "[%s]\n", GLOBAL_SECTION);
+        fprintf(f, "log_level = %s\n", log_level_to_string(c->log_level));
+        fprintf(f, "log_connections = %s\n", c->log_connections ? "yes" : "no");
+        fprintf(f, "control_socket = %s\n", c->control_socket);
+        fprintf(f, "control_socket_mode = %04o\n", (unsigned) c->control_socket_mode);
+        fprintf(f, "admin_group = %s\n", c->admin_group);
+        fprintf(f, "backlog = %u\n", c->backlog);
+        fprintf(f, "max_connections = %u\n", c->max_connections);
+        fprintf(f, "max_buffered = %llu\n", (unsigned long long) c->max_buffered);
+        fprintf(f, "idle_timeout = %s\n", format_duration(c->idle_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "shutdown_timeout = %s\n", format_duration(c->shutdown_timeout_usec, buf, sizeof(buf)));
+        for (int i = 0; i < _SERVICE_MAX; i++) {
+                const struct service_config *s = &c->services[i];
+
+                fprintf(f, "\n[%s]\nlisten =", service_name(i));
+                for (size_t j = 0; j < s->n_listen; j++)
+                        fprintf(f, " %s", s->listen[j].text);
+                fputc('\n', f);
+        }
+}

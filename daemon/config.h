@@ -1,0 +1,70 @@
+/* tcpd's settings: the INI file, its defaults and validation. Pure: reads a
+ * file or a string, never touches sockets. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "addr.h"
+
+enum service_kind {
+        SERVICE_ECHO,
+        _SERVICE_MAX,
+};
+
+const char *service_name(enum service_kind k);
+int service_from_name(const char *name);
+
+struct listen_spec {
+        union sockaddr_in46 addr;
+        bool any; /* only a port was given: every address, IPv6 dual-stack */
+        char *text;
+        unsigned line;
+};
+
+struct service_config {
+        struct listen_spec *listen;
+        size_t n_listen;
+        bool listen_set; /* a listen= line replaced the default */
+};
+
+struct config {
+        char *path; /* NULL when only defaults apply */
+        int log_level;
+        bool log_connections;
+        char *control_socket;
+        mode_t control_socket_mode;
+        char *admin_group;
+        unsigned backlog;
+        unsigned max_connections; /* 0: limited only by open files */
+        uint64_t max_buffered;
+        uint64_t idle_timeout_usec;     /* 0: none */
+        uint64_t shutdown_timeout_usec;
+        struct service_config services[_SERVICE_MAX];
+};
+
+#define CONFIG_MAX_ERRORS 16
+
+struct config_errors {
+        char *msg[CONFIG_MAX_ERRORS];
+        size_t n;     /* kept */
+        size_t total; /* found */
+};
+
+void config_errors_clear(struct config_errors *e);
+
+/* The defaults, as if from an empty file. */
+struct config *config_new(void);
+struct config *config_free(struct config *c);
+
+/* Loads path. A missing file is an error only if must_exist; then the
+ * defaults apply. Returns 0 and *ret, or a negative errno with each problem
+ * ("FILE:LINE: ...") in errs. */
+int config_load(const char *path, bool must_exist, struct config **ret, struct config_errors *errs);
+/* Same, from a string, naming it path in messages. */
+int config_load_string(const char *path, const char *text, struct config **ret, struct config_errors *errs);
+
+/* The effective settings, as an INI file that would produce them. */
+void config_print(const struct config *c, FILE *f);

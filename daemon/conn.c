@@ -1,0 +1,363 @@
+/* The per-connection data path. Kept small: one recv into the loop's shared
+ * buffer, one send straight back; only a partial send allocates. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+
+static const char *const reason_names[] = {
+        [CLOSE_PEER] = "closed by peer", [CLOSE_RESET] = "reset by peer", [CLOSE_ERROR] = "error",
+        [CLOSE_KICKED] = "kicked",       [CLOSE_IDLE] = "idle timeout",   [CLOSE_SHUTDOWN] = "shutdown",
+};
+
+const char *close_reason_name(enum close_reason r) {
+        return reason_names[r];
+}
+
+const char *conn_state_name(const struct conn *c) {
+        if (c->state == CONN_DRAINING)
+                return "draining";
+        if (c->owed)
+                return c->events & EPOLLIN ? "sending" : "blocked";
+        return "open";
+}
+
+void conn_log(struct loop *l, const struct conn *c, int level, const char *event, const char *extra_field,
+              const char *fmt, ...) {
+        char id[48], peer[ADDR_STRLEN + 16], in[48], out[48], ev[48], svc[48], msg[512];
+        char host[ADDR_STRLEN];
+        const char *fields[8];
+        size_t n = 0;
+        va_list ap;
+
+        if (level > log_max_level)
+                return;
+        snprintf(id, sizeof(id), "TCPD_CONNECTION_ID=%llu", (unsigned long long) c->id);
+        snprintf(peer, sizeof(peer), "TCPD_PEER=%s", addr_format(&c->peer, host, sizeof(host)));
+        snprintf(svc, sizeof(svc), "TCPD_SERVICE=%s", service_name(c->service));
+        snprintf(in, sizeof(in), "TCPD_BYTES_IN=%llu", (unsigned long long) c->bytes_in);
+        snprintf(out, sizeof(out), "TCPD_BYTES_OUT=%llu", (unsigned long long) c->bytes_out);
+        snprintf(ev, sizeof(ev), "TCPD_EVENT=%s", event);
+        fields[n++] = ev;
+        fields[n++] = id;
+        fields[n++] = peer;
+        fields[n++] = svc;
+        fields[n++] = in;
+        fields[n++] = out;
+        if (extra_field)
+                fields[n++] = extra_field;
+        fields[n] = NULL;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_full(level, 0, fields, "connection %llu from %s: %s", (unsigned long long) c->id, host, msg);
+}
+
+static int conn_set_events(struct loop *l, struct conn *c, uint32_t events) {
+        struct epoll_event e = { .events = events, .data.ptr = c };
+
+        if (c->events == events)
+                return 0;
+        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &e) < 0)
+                return -errno;
+        c->events = events;
+        return 0;
+}
+
+static void lru_unlink(struct loop *l, struct conn *c) {
+        if (c->lru_prev)
+                c->lru_prev->lru_next = c->lru_next;
+        else
+                l->lru_head = c->lru_next;
+        if (c->lru_next)
+                c->lru_next->lru_prev = c->lru_prev;
+        else
+                l->lru_tail = c->lru_prev;
+        c->lru_prev = c->lru_next = NULL;
+}
+
+static void lru_append(struct loop *l, struct conn *c) {
+        c->lru_prev = l->lru_tail;
+        c->lru_next = NULL;
+        if (l->lru_tail)
+                l->lru_tail->lru_next = c;
+        else
+                l->lru_head = c;
+        l->lru_tail = c;
+}
+
+/* Activity moves a connection to the tail, so the idle sweep only ever
+ * looks at the head: no timer per connection. */
+static inline void conn_touch(struct loop *l, struct conn *c) {
+        if (c->last_active == l->now)
+                return;
+        c->last_active = l->now;
+        if (l->lru_tail != c) {
+                lru_unlink(l, c);
+                lru_append(l, c);
+        }
+}
+
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc) {
+        struct conn *c = calloc(1, sizeof(*c));
+        struct epoll_event e = { .events = EPOLLIN };
+        int r;
+
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->ev.kind = EV_CONN;
+        c->fd = fd;
+        c->id = l->next_id++;
+        c->service = (uint8_t) svc;
+        c->peer = *peer;
+        c->connected_usec = now_usec(CLOCK_REALTIME);
+        c->started = c->last_active = l->now;
+        c->events = EPOLLIN;
+        e.data.ptr = c;
+        r = table_put(&l->table, c->id, c);
+        if (r < 0)
+                goto fail;
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+                r = -errno;
+                table_remove(&l->table, c->id);
+                goto fail;
+        }
+        c->prev = l->tail;
+        if (l->tail)
+                l->tail->next = c;
+        else
+                l->head = c;
+        l->tail = c;
+        lru_append(l, c);
+        l->stats.open++;
+        l->stats.total++;
+        if (l->settings.log_connections)
+                conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
+        return 0;
+fail:
+        close(fd);
+        free(c);
+        return r;
+}
+
+void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
+        char reason[64];
+
+        switch (why) {
+        case CLOSE_KICKED:
+                l->stats.kicked++;
+                break;
+        case CLOSE_RESET:
+                l->stats.resets++;
+                break;
+        case CLOSE_IDLE:
+                l->stats.idle_closed++;
+                break;
+        default:
+                break;
+        }
+        if ((l->settings.log_connections && why != CLOSE_KICKED) || why == CLOSE_ERROR) {
+                /* a kick has its own line, with who kicked */
+                snprintf(reason, sizeof(reason), "TCPD_REASON=%s", close_reason_name(why));
+                conn_log(l, c, why == CLOSE_ERROR ? LOG_WARNING : LOG_INFO, "disconnect", reason,
+                         "%s after %llu bytes in, %llu out", close_reason_name(why),
+                         (unsigned long long) c->bytes_in, (unsigned long long) c->bytes_out);
+        }
+
+        /* A FIN, not a reset: whoever closes from our side (kick, timeout,
+         * shutdown) lets the client read EOF even with bytes in flight. */
+        if (why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN)
+                (void) shutdown(c->fd, SHUT_WR);
+        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+
+        table_remove(&l->table, c->id);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                l->head = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                l->tail = c->prev;
+        lru_unlink(l, c);
+        l->stats.open--;
+        free(c->owed);
+        c->owed = NULL;
+        loop_conn_closed(l, c);
+}
+
+/* Queues the unsent tail of a write. Never grows past max_buffered, because
+ * reads are sized to the room left. */
+static int owed_append(struct conn *c, const char *p, size_t n) {
+        struct owed *o = c->owed;
+        size_t need = (o ? o->len - o->off : 0) + n;
+
+        if (!o || o->cap - o->len < n) {
+                size_t cap = need < 4096 ? 4096 : need;
+                struct owed *g = malloc(sizeof(*g) + cap);
+
+                if (!g)
+                        return -ENOMEM;
+                g->off = 0;
+                g->len = 0;
+                g->cap = (uint32_t) cap;
+                if (o) {
+                        memcpy(g->data, o->data + o->off, o->len - o->off);
+                        g->len = o->len - o->off;
+                        free(o);
+                }
+                c->owed = o = g;
+        }
+        memcpy(o->data + o->len, p, n);
+        o->len += (uint32_t) n;
+        return 0;
+}
+
+static size_t owed_bytes(const struct conn *c) {
+        return c->owed ? c->owed->len - c->owed->off : 0;
+}
+
+/* Sends what is owed. Returns 1 when all is out, 0 when the socket is full,
+ * or a negative errno. */
+static int conn_flush(struct loop *l, struct conn *c) {
+        struct owed *o = c->owed;
+
+        while (o->off < o->len) {
+                ssize_t n = send(c->fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                o->off += (uint32_t) n;
+                c->bytes_out += (uint64_t) n;
+                l->stats.bytes_out += (uint64_t) n;
+        }
+        free(o);
+        c->owed = NULL;
+        return 1;
+}
+
+static void conn_fail(struct loop *l, struct conn *c, int err) {
+        if (err == -ECONNRESET || err == -EPIPE)
+                conn_close(l, c, CLOSE_RESET);
+        else {
+                conn_log(l, c, LOG_DEBUG, "error", NULL, "%s", strerror(-err));
+                conn_close(l, c, CLOSE_ERROR);
+        }
+}
+
+/* The interest that follows from what is owed and the state. */
+static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
+        uint32_t ev = 0;
+
+        if (c->owed)
+                ev |= EPOLLOUT;
+        if (c->state == CONN_OPEN && owed_bytes(c) < l->settings.max_buffered)
+                ev |= EPOLLIN;
+        return ev;
+}
+
+static void conn_update(struct loop *l, struct conn *c) {
+        int r;
+
+        if (c->state == CONN_DRAINING && !c->owed) {
+                conn_close(l, c, l->stopping ? CLOSE_SHUTDOWN : CLOSE_PEER);
+                return;
+        }
+        r = conn_set_events(l, c, conn_wanted_events(l, c));
+        if (r < 0)
+                conn_fail(l, c, r);
+}
+
+/* Echo (RFC 862): whatever arrives goes straight back. */
+static void conn_read(struct loop *l, struct conn *c) {
+        size_t room = l->rbuf_size;
+        ssize_t n, w = 0;
+
+        if (c->owed && l->settings.max_buffered - owed_bytes(c) < room)
+                room = l->settings.max_buffered - owed_bytes(c);
+        n = recv(c->fd, l->rbuf, room, 0);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return;
+                conn_fail(l, c, -errno);
+                return;
+        }
+        if (n == 0) {
+                /* FIN: what is still owed goes out, then we close */
+                c->state = CONN_DRAINING;
+                conn_update(l, c);
+                return;
+        }
+        c->bytes_in += (uint64_t) n;
+        l->stats.bytes_in += (uint64_t) n;
+        conn_touch(l, c);
+
+        if (!c->owed) {
+                w = send(c->fd, l->rbuf, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w < 0) {
+                        if (errno != EAGAIN && errno != EINTR) {
+                                conn_fail(l, c, -errno);
+                                return;
+                        }
+                        w = 0;
+                }
+                c->bytes_out += (uint64_t) w;
+                l->stats.bytes_out += (uint64_t) w;
+                if (w == n)
+                        return; /* the common case: no state changes */
+        }
+        if (owed_append(c, l->rbuf + w, (size_t) (n - w)) < 0) {
+                /* Cannot keep the client's bytes: better to say so by
+                 * closing than to drop them silently. */
+                log_warning("connection %llu: out of memory for %zd owed bytes; closing",
+                            (unsigned long long) c->id, n - w);
+                conn_close(l, c, CLOSE_ERROR);
+                return;
+        }
+        conn_update(l, c);
+}
+
+void conn_handle(struct loop *l, struct conn *c, uint32_t events) {
+        if ((events & EPOLLOUT) && c->owed) {
+                int r = conn_flush(l, c);
+                if (r < 0) {
+                        conn_fail(l, c, r);
+                        return;
+                }
+                conn_touch(l, c);
+                conn_update(l, c); /* may close a draining connection */
+                return;
+        }
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if (c->events & EPOLLIN)
+                        conn_read(l, c);
+                else if (events & (EPOLLHUP | EPOLLERR)) {
+                        int err = 0;
+                        socklen_t len = sizeof(err);
+
+                        (void) getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                        conn_fail(l, c, err ? -err : -ECONNRESET);
+                }
+        }
+}
+
+bool conn_drain(struct loop *l, struct conn *c) {
+        c->state = CONN_DRAINING;
+        if (!c->owed) {
+                conn_close(l, c, CLOSE_SHUTDOWN);
+                return true;
+        }
+        conn_update(l, c);
+        return false;
+}

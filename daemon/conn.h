@@ -1,0 +1,62 @@
+/* One client connection and its data path: the echo service, partial
+ * writes, back-pressure, FIN and reset handling. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "config.h"
+#include "loop.h"
+#include "util.h"
+
+enum conn_state {
+        CONN_OPEN,     /* reading and echoing */
+        CONN_DRAINING, /* peer sent FIN, or we are stopping: flush, then close */
+};
+
+enum close_reason {
+        CLOSE_PEER,     /* the client closed (FIN) */
+        CLOSE_RESET,    /* the client reset the connection */
+        CLOSE_ERROR,
+        CLOSE_KICKED,
+        CLOSE_IDLE,
+        CLOSE_SHUTDOWN,
+};
+
+/* Bytes read but not yet written back: allocated only while some are owed. */
+struct owed {
+        uint32_t off, len, cap;
+        char data[];
+};
+
+struct conn {
+        struct ev ev; /* first */
+        uint8_t state;
+        uint8_t service;
+        uint32_t events; /* the epoll interest now set */
+        int fd;
+        uint64_t id;
+        uint64_t connected_usec; /* CLOCK_REALTIME */
+        uint64_t started;        /* CLOCK_MONOTONIC */
+        uint64_t last_active;    /* CLOCK_MONOTONIC */
+        uint64_t bytes_in, bytes_out;
+        union sockaddr_in46 peer;
+        struct owed *owed;
+        struct conn *prev, *next;         /* the loop's list, id order */
+        struct conn *lru_prev, *lru_next; /* least recently active first */
+};
+
+/* A connection accepted on fd; registers it with the loop. Takes fd. */
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc);
+void conn_handle(struct loop *l, struct conn *c, uint32_t events);
+void conn_close(struct loop *l, struct conn *c, enum close_reason why);
+/* Stop reading; close at once when nothing is owed. Returns true if closed. */
+bool conn_drain(struct loop *l, struct conn *c);
+
+const char *conn_state_name(const struct conn *c);
+const char *close_reason_name(enum close_reason r);
+
+/* For log lines: "KEY=value" fields describing c. */
+void conn_log(struct loop *l, const struct conn *c, int level, const char *event, const char *extra_field,
+              const char *fmt, ...) _printf_(6, 7);

@@ -1,0 +1,740 @@
+/* The control socket: accepts control clients, reads Varlink calls,
+ * dispatches them, and writes replies in request order. Calls that need the
+ * connections (list, kick) go to the loop as messages; the client waits,
+ * without blocking anyone else, until the answer comes back. */
+#include <grp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+
+#include "conn.h"
+#include "control.h"
+#include "listener.h"
+#include "log.h"
+#include "ops.h"
+#include "tcpd-build.h"
+#include "tcpd/protocol.h"
+#include "varlink.h"
+
+#define CONTROL_MAX_CLIENTS 256
+/* A client whose unread replies pass this is dropped. */
+#define CONTROL_MAX_OUTPUT (256 * 1024)
+/* A streamed list is turned into replies only while less than this waits. */
+#define CONTROL_STREAM_LOW (64 * 1024)
+#define CONTROL_READ_CHUNK (16 * 1024)
+#define CONTROL_MAX_GROUPS 1024
+
+struct control_client {
+        struct control *ctl;
+        int fd;
+        sd_event_source *source;
+        struct ucred cred;
+        gid_t *groups;
+        int n_groups;
+        struct vl_buf in, out;
+        struct op *waiting;        /* an op sent to a loop: input waits */
+        struct list_op *streaming; /* a list being written out */
+        size_t streamed;
+        bool stream_oneway;
+        bool kick_oneway;
+        bool closing; /* close once the output is written */
+        struct control_client *prev, *next;
+};
+
+struct control {
+        struct tcpd *t;
+        int fd;
+        char *path; /* unlinked on exit; NULL when systemd owns the socket */
+        sd_event_source *source;
+        struct control_client *clients;
+        unsigned n_clients;
+};
+
+static struct ratelimit control_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
+
+static void client_free(struct control_client *cl);
+static void client_process(struct control_client *cl);
+
+static bool client_is_admin(const struct control_client *cl) {
+        const struct tcpd *t = cl->ctl->t;
+
+        if (cl->cred.uid == 0)
+                return true;
+        if (!t->admin_gid_valid)
+                return false;
+        if (cl->cred.gid == t->admin_gid)
+                return true;
+        for (int i = 0; i < cl->n_groups; i++)
+                if (cl->groups[i] == t->admin_gid)
+                        return true;
+        return false;
+}
+
+static int client_update_events(struct control_client *cl) {
+        uint32_t ev = 0;
+
+        if (!cl->waiting && !cl->closing)
+                ev |= EPOLLIN;
+        if (vl_buf_pending(&cl->out))
+                ev |= EPOLLOUT;
+        return sd_event_source_set_io_events(cl->source, ev);
+}
+
+/* Writes what it can. Returns <0 when the client is gone (freed). */
+static int client_flush(struct control_client *cl) {
+        while (vl_buf_pending(&cl->out)) {
+                ssize_t n = send(cl->fd, cl->out.data + cl->out.start, vl_buf_pending(&cl->out),
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        client_free(cl);
+                        return -EPIPE;
+                }
+                vl_buf_consume(&cl->out, (size_t) n);
+        }
+        if (cl->closing && !vl_buf_pending(&cl->out)) {
+                client_free(cl);
+                return -EPIPE;
+        }
+        if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT) {
+                unsigned suppressed;
+                if (ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
+                        log_notice("control client pid %d uid %u does not read its replies; dropped",
+                                   (int) cl->cred.pid, (unsigned) cl->cred.uid);
+                client_free(cl);
+                return -ENOBUFS;
+        }
+        return client_update_events(cl);
+}
+
+static void reply_error(struct control_client *cl, const char *error, json_t *params) {
+        if (vl_put_error(&cl->out, error, params) < 0)
+                cl->closing = true;
+}
+
+static void reply(struct control_client *cl, json_t *params, bool continues) {
+        if (vl_put_reply(&cl->out, params, continues) < 0)
+                cl->closing = true;
+}
+
+static void reply_invalid_parameter(struct control_client *cl, const char *name) {
+        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", name));
+}
+
+/* Every parameter a method does not know is an error, as are wrong types. */
+static bool check_params(struct control_client *cl, json_t *params, const char *const *known) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(params, key, v) {
+                bool ok = false;
+                for (size_t i = 0; known && known[i]; i++)
+                        if (streq(key, known[i]))
+                                ok = true;
+                if (!ok) {
+                        reply_invalid_parameter(cl, key);
+                        return false;
+                }
+        }
+        return true;
+}
+
+static json_t *conn_info_json(const struct conn_info *i) {
+        char peer[ADDR_STRLEN], host[ADDR_STRLEN], local[ADDR_STRLEN];
+
+        return json_pack("{s:I,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:I,s:s}", "id", (json_int_t) i->id, "service",
+                         service_name(i->service), "peer", addr_format(&i->peer, peer, sizeof(peer)),
+                         "peer_address", addr_format_host(&i->peer, host, sizeof(host)), "peer_port",
+                         (int) addr_port(&i->peer), "local",
+                         i->local.sa.sa_family ? addr_format(&i->local, local, sizeof(local)) : "", "connected_usec",
+                         (json_int_t) i->connected_usec, "age_usec", (json_int_t) i->age_usec, "idle_usec",
+                         (json_int_t) i->idle_usec, "bytes_in", (json_int_t) i->bytes_in, "bytes_out",
+                         (json_int_t) i->bytes_out, "state", i->state);
+}
+
+/* ---- methods ---- */
+
+static void method_get_info(struct control_client *cl, struct vl_call *call) {
+        if (!check_params(cl, call->params, NULL))
+                return;
+        reply(cl,
+              json_pack("{s:s,s:s,s:s,s:s,s:[s,s]}", "vendor", "tcpd", "product", "tcpd", "version", TCPD_VERSION,
+                        "url", "man:tcpd(8)", "interfaces", VARLINK_SERVICE_INTERFACE, TCPD_INTERFACE),
+              false);
+}
+
+static void method_get_interface_description(struct control_client *cl, struct vl_call *call) {
+        static const char *const known[] = { "interface", NULL };
+        json_t *iface;
+        const char *name;
+
+        if (!check_params(cl, call->params, known))
+                return;
+        if (vl_param(call->params, "interface", JSON_STRING, &iface) < 0 || !iface)
+                return reply_invalid_parameter(cl, "interface");
+        name = json_string_value(iface);
+        if (streq(name, TCPD_INTERFACE))
+                reply(cl, json_pack("{s:s}", "description", tcpd_interface_description), false);
+        else if (streq(name, VARLINK_SERVICE_INTERFACE))
+                reply(cl, json_pack("{s:s}", "description", varlink_service_description), false);
+        else
+                reply_error(cl, VARLINK_ERROR_INTERFACE_NOT_FOUND, json_pack("{s:s}", "interface", name));
+}
+
+static void method_get_status(struct control_client *cl, struct vl_call *call) {
+        struct tcpd *t = cl->ctl->t;
+        const struct loop_stats *s = &t->loop.stats;
+        json_t *listeners = json_array(), *params;
+        char addr[ADDR_STRLEN];
+
+        if (!check_params(cl, call->params, NULL)) {
+                json_decref(listeners);
+                return;
+        }
+        for (struct listener *li = t->loop.listeners; li && listeners; li = li->next)
+                json_array_append_new(listeners,
+                                      json_pack("{s:s,s:s,s:b}", "service", service_name(li->service), "address",
+                                                listener_format(li, addr, sizeof(addr)), "activated",
+                                                li->activated));
+        params = json_pack("{s:s,s:i,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version", TCPD_VERSION,
+                           "pid", (int) getpid(), "uptime_usec",
+                           (json_int_t) (now_usec(CLOCK_MONOTONIC) - t->start_monotonic), "state",
+                           t->stopping ? "stopping" : "running", "listeners", listeners, "connections_open",
+                           (json_int_t) s->open, "connections_total", (json_int_t) s->total, "connections_kicked",
+                           (json_int_t) s->kicked, "connections_refused", (json_int_t) s->refused,
+                           "connections_reset", (json_int_t) s->resets, "bytes_in", (json_int_t) s->bytes_in,
+                           "bytes_out", (json_int_t) s->bytes_out, "max_connections",
+                           (json_int_t) t->config->max_connections, "idle_timeout_usec",
+                           (json_int_t) t->config->idle_timeout_usec);
+        if (!params)
+                return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        reply(cl, params, false);
+}
+
+static int parse_peer(struct control_client *cl, json_t *params, struct conn_filter *f) {
+        json_t *peer;
+
+        if (vl_param(params, "peer", JSON_STRING, &peer) < 0) {
+                reply_invalid_parameter(cl, "peer");
+                return -EINVAL;
+        }
+        if (peer) {
+                if (cidr_parse(json_string_value(peer), &f->cidr) < 0) {
+                        reply_invalid_parameter(cl, "peer");
+                        return -EINVAL;
+                }
+                f->has_cidr = true;
+        }
+        return 0;
+}
+
+static void list_done(struct msg *m);
+static void kick_done(struct msg *m);
+
+static void op_send(struct control_client *cl, struct op *op, msg_fn done) {
+        op->loop = &cl->ctl->t->loop;
+        op->reply_to = &cl->ctl->t->inbox;
+        op->done = done;
+        op->userdata = cl;
+        cl->waiting = op;
+}
+
+static void method_list_connections(struct control_client *cl, struct vl_call *call) {
+        static const char *const known[] = { "peer", NULL };
+        struct list_op *op;
+        struct conn_filter f = { 0 };
+
+        if (!check_params(cl, call->params, known))
+                return;
+        if (!call->more && !call->oneway)
+                return reply_error(cl, VARLINK_ERROR_EXPECTED_MORE, NULL);
+        if (parse_peer(cl, call->params, &f) < 0)
+                return;
+        op = calloc(1, sizeof(*op));
+        if (!op)
+                return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        op->filter = f;
+        cl->stream_oneway = call->oneway;
+        op_send(cl, &op->op, list_done);
+        list_op_post(op);
+}
+
+static void method_kick(struct control_client *cl, struct vl_call *call) {
+        static const char *const known[] = { "ids", "peer", "all", NULL };
+        struct conn_filter f = { 0 };
+        struct kick_op *op;
+        json_t *ids, *all, *v;
+        size_t i;
+
+        if (!check_params(cl, call->params, known))
+                return;
+        if (vl_param(call->params, "ids", JSON_ARRAY, &ids) < 0)
+                return reply_invalid_parameter(cl, "ids");
+        if (vl_param(call->params, "all", JSON_TRUE, &all) < 0)
+                return reply_invalid_parameter(cl, "all");
+        if (parse_peer(cl, call->params, &f) < 0)
+                return;
+        if (all && json_is_true(all) && (ids || f.has_cidr))
+                return reply_invalid_parameter(cl, "all");
+        if (!(all && json_is_true(all)) && !ids && !f.has_cidr)
+                return reply_invalid_parameter(cl, "ids");
+        json_array_foreach(ids, i, v)
+                if (!json_is_integer(v) || json_integer_value(v) <= 0)
+                        return reply_invalid_parameter(cl, "ids");
+        if (!client_is_admin(cl))
+                return reply_error(cl, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+
+        op = calloc(1, sizeof(*op));
+        if (!op)
+                return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        op->filter = f;
+        op->all = all && json_is_true(all);
+        op->uid = cl->cred.uid;
+        op->pid = cl->cred.pid;
+        if (ids && json_array_size(ids)) {
+                op->ids = calloc(json_array_size(ids), sizeof(*op->ids));
+                if (!op->ids) {
+                        kick_op_free(op);
+                        return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+                }
+                json_array_foreach(ids, i, v)
+                        op->ids[i] = (uint64_t) json_integer_value(v);
+                op->n_ids = json_array_size(ids);
+        } else if (ids) {
+                /* an empty list kicks nothing */
+                kick_op_free(op);
+                reply(cl, json_pack("{s:i,s:[]}", "kicked", 0, "ids"), false);
+                return;
+        }
+        cl->kick_oneway = call->oneway;
+        op_send(cl, &op->op, kick_done);
+        kick_op_post(op);
+}
+
+static void method_reload(struct control_client *cl, struct vl_call *call) {
+        _cleanup_free_ char *error = NULL;
+
+        if (!check_params(cl, call->params, NULL))
+                return;
+        if (!client_is_admin(cl))
+                return reply_error(cl, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        log_info("reload requested by uid %u pid %d", (unsigned) cl->cred.uid, (int) cl->cred.pid);
+        if (tcpd_reload(cl->ctl->t, &error) < 0)
+                reply_error(cl, TCPD_ERROR_RELOAD_FAILED, json_pack("{s:s}", "message", error ? error : "failed"));
+        else
+                reply(cl, NULL, false);
+}
+
+static const struct method {
+        const char *name;
+        void (*run)(struct control_client *cl, struct vl_call *call);
+} methods[] = {
+        { VARLINK_METHOD_GET_INFO, method_get_info },
+        { VARLINK_METHOD_GET_INTERFACE_DESCRIPTION, method_get_interface_description },
+        { TCPD_METHOD_GET_STATUS, method_get_status },
+        { TCPD_METHOD_LIST_CONNECTIONS, method_list_connections },
+        { TCPD_METHOD_KICK, method_kick },
+        { TCPD_METHOD_RELOAD, method_reload },
+};
+
+static bool interface_is(const char *method, const char *dot, const char *iface) {
+        size_t n = (size_t) (dot - method);
+        return n == strlen(iface) && strncmp(method, iface, n) == 0;
+}
+
+static void dispatch(struct control_client *cl, struct vl_call *call) {
+        const char *dot = strrchr(call->method, '.');
+        size_t before = vl_buf_pending(&cl->out);
+
+        for (size_t i = 0; i < ARRAY_SIZE(methods); i++)
+                if (streq(call->method, methods[i].name)) {
+                        methods[i].run(cl, call);
+                        goto out;
+                }
+        if (dot && (interface_is(call->method, dot, TCPD_INTERFACE) ||
+                    interface_is(call->method, dot, VARLINK_SERVICE_INTERFACE)))
+                reply_error(cl, VARLINK_ERROR_METHOD_NOT_FOUND, json_pack("{s:s}", "method", call->method));
+        else {
+                char iface[256];
+                size_t n = dot ? (size_t) (dot - call->method) : strlen(call->method);
+                snprintf(iface, sizeof(iface), "%.*s", (int) (n < sizeof(iface) ? n : sizeof(iface) - 1),
+                         call->method);
+                reply_error(cl, VARLINK_ERROR_INTERFACE_NOT_FOUND, json_pack("{s:s}", "interface", iface));
+        }
+out:
+        /* oneway: the caller wants no reply, so take back what was queued */
+        if (call->oneway && !cl->waiting)
+                cl->out.len = cl->out.start + before;
+}
+
+/* ---- answers from the loop ---- */
+
+static void client_stream(struct control_client *cl) {
+        struct list_op *op = cl->streaming;
+
+        while (op && vl_buf_pending(&cl->out) < CONTROL_STREAM_LOW) {
+                if (cl->stream_oneway || op->op.error || op->n == 0 || cl->streamed >= op->n) {
+                        if (!cl->stream_oneway) {
+                                if (op->op.error)
+                                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+                                else if (op->n == 0)
+                                        reply(cl, NULL, false);
+                        }
+                        list_op_free(op);
+                        cl->streaming = op = NULL;
+                        break;
+                }
+                reply(cl, json_pack("{s:o}", "connection", conn_info_json(&op->items[cl->streamed])),
+                      cl->streamed + 1 < op->n);
+                cl->streamed++;
+                if (cl->streamed == op->n) {
+                        list_op_free(op);
+                        cl->streaming = op = NULL;
+                }
+        }
+}
+
+static void list_done(struct msg *m) {
+        struct list_op *op = (struct list_op *) m;
+        struct control_client *cl = op->op.userdata;
+
+        if (!cl) {
+                list_op_free(op);
+                return;
+        }
+        cl->waiting = NULL;
+        cl->streaming = op;
+        cl->streamed = 0;
+        client_process(cl);
+}
+
+static void kick_done(struct msg *m) {
+        struct kick_op *op = (struct kick_op *) m;
+        struct control_client *cl = op->op.userdata;
+        char uid[48], pid[48], count[48];
+        const char *fields[] = { "TCPD_EVENT=kick", uid, pid, count, NULL };
+        json_t *ids;
+
+        snprintf(uid, sizeof(uid), "TCPD_KICKED_BY_UID=%u", (unsigned) op->uid);
+        snprintf(pid, sizeof(pid), "TCPD_KICKED_BY_PID=%d", (int) op->pid);
+        snprintf(count, sizeof(count), "TCPD_KICKED=%zu", op->n_kicked);
+        if (!op->op.error)
+                log_at(LOG_NOTICE, 0, fields, "kicked %zu connection%s at the request of uid %u pid %d",
+                       op->n_kicked, op->n_kicked == 1 ? "" : "s", (unsigned) op->uid, (int) op->pid);
+        if (cl) {
+                cl->waiting = NULL;
+                if (cl->kick_oneway)
+                        ;
+                else if (op->op.error)
+                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+                else {
+                        ids = json_array();
+                        for (size_t i = 0; ids && i < op->n_kicked; i++)
+                                json_array_append_new(ids, json_integer((json_int_t) op->kicked[i]));
+                        reply(cl, json_pack("{s:I,s:o}", "kicked", (json_int_t) op->n_kicked, "ids", ids), false);
+                }
+        }
+        kick_op_free(op);
+        if (cl)
+                client_process(cl);
+}
+
+/* ---- the client connection ---- */
+
+/* Handles every whole call that has arrived, in order, until one has to
+ * wait for a loop; then writes what it can. */
+static void client_process(struct control_client *cl) {
+        for (;;) {
+                struct vl_call call;
+                const char *why;
+                char *frame;
+                size_t len;
+                int r;
+
+                client_stream(cl);
+                if (cl->waiting || cl->streaming || cl->closing)
+                        break;
+                r = vl_frame_next(&cl->in, VARLINK_MAX_MESSAGE, &frame, &len);
+                if (r == 0)
+                        break;
+                if (r < 0) {
+                        /* no NUL in sight: the stream cannot be resynchronised */
+                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER,
+                                    json_pack("{s:s}", "parameter", "message too large"));
+                        cl->closing = true;
+                        break;
+                }
+                r = vl_call_parse(frame, len, &call, &why);
+                if (r < 0) {
+                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", why));
+                        continue;
+                }
+                dispatch(cl, &call);
+                vl_call_done(&call);
+        }
+        (void) client_flush(cl);
+}
+
+static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct control_client *cl = userdata;
+
+        if (revents & EPOLLOUT) {
+                if (client_flush(cl) < 0)
+                        return 0;
+                if (cl->streaming) {
+                        client_process(cl);
+                        return 0;
+                }
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                char *dst;
+                ssize_t n;
+
+                if (cl->waiting || cl->closing) {
+                        if (revents & (EPOLLHUP | EPOLLERR))
+                                client_free(cl);
+                        return 0;
+                }
+                dst = vl_buf_reserve(&cl->in, CONTROL_READ_CHUNK);
+                if (!dst) {
+                        client_free(cl);
+                        return 0;
+                }
+                n = recv(cl->fd, dst, CONTROL_READ_CHUNK, MSG_DONTWAIT);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return 0;
+                if (n <= 0) {
+                        client_free(cl);
+                        return 0;
+                }
+                vl_buf_commit(&cl->in, (size_t) n);
+                client_process(cl);
+        }
+        return 0;
+}
+
+static void client_free(struct control_client *cl) {
+        struct control *ctl;
+
+        if (!cl)
+                return;
+        ctl = cl->ctl;
+        if (cl->waiting)
+                cl->waiting->userdata = NULL; /* the loop still has it; list_done/kick_done free it */
+        list_op_free(cl->streaming);
+        sd_event_source_disable_unref(cl->source);
+        close(cl->fd);
+        vl_buf_free(&cl->in);
+        vl_buf_free(&cl->out);
+        free(cl->groups);
+        if (cl->prev)
+                cl->prev->next = cl->next;
+        else
+                ctl->clients = cl->next;
+        if (cl->next)
+                cl->next->prev = cl->prev;
+        ctl->n_clients--;
+        free(cl);
+}
+
+static void client_read_groups(struct control_client *cl) {
+        socklen_t len = 64 * sizeof(gid_t);
+
+        /* SO_PEERGROUPS: the groups the peer had when it connected, from the
+         * kernel; asking NSS here could block the whole control plane. */
+        for (;;) {
+                gid_t *g = realloc(cl->groups, len ? len : sizeof(gid_t));
+                if (!g)
+                        return;
+                cl->groups = g;
+                if (getsockopt(cl->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+                        cl->n_groups = (int) (len / sizeof(gid_t));
+                        return;
+                }
+                if (errno != ERANGE || len > CONTROL_MAX_GROUPS * sizeof(gid_t)) {
+                        cl->n_groups = 0;
+                        return;
+                }
+        }
+}
+
+static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct control *ctl = userdata;
+        struct control_client *cl;
+        socklen_t len;
+        unsigned suppressed;
+        int cfd, r;
+
+        cfd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+                if (errno != EAGAIN && errno != EINTR && ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
+                        log_warning_errno(-errno, "cannot accept a control client");
+                return 0;
+        }
+        if (ctl->n_clients >= CONTROL_MAX_CLIENTS) {
+                if (ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
+                        log_warning("too many control clients (%u); refusing another", ctl->n_clients);
+                close(cfd);
+                return 0;
+        }
+        cl = calloc(1, sizeof(*cl));
+        if (!cl) {
+                close(cfd);
+                return 0;
+        }
+        cl->ctl = ctl;
+        cl->fd = cfd;
+        len = sizeof(cl->cred);
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cl->cred, &len) < 0) {
+                /* no credentials: treat as nobody in particular */
+                cl->cred.uid = (uid_t) -1;
+                cl->cred.gid = (gid_t) -1;
+        }
+        client_read_groups(cl);
+        r = sd_event_add_io(ctl->t->event, &cl->source, cfd, EPOLLIN, client_on_io, cl);
+        if (r < 0) {
+                free(cl->groups);
+                close(cfd);
+                free(cl);
+                return 0;
+        }
+        cl->next = ctl->clients;
+        if (ctl->clients)
+                ctl->clients->prev = cl;
+        ctl->clients = cl;
+        ctl->n_clients++;
+        return 0;
+}
+
+/* ---- the socket ---- */
+
+static int mkdir_parents(const char *path) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        return 0;
+}
+
+/* A socket file left by a tcpd that died is replaced; one that a live tcpd
+ * still answers on is not. */
+static int check_stale(const struct sockaddr_un *sa) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct stat st;
+
+        if (lstat(sa->sun_path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) == 0)
+                return -EADDRINUSE;
+        if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+static int control_create(struct control *ctl) {
+        const struct config *c = ctl->t->config;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        mode_t old;
+        int r;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->control_socket);
+        r = mkdir_parents(c->control_socket);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the directory of control socket %s", c->control_socket);
+        r = check_stale(&sa);
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "another tcpd is running and answering on %s; not starting a second one",
+                                       c->control_socket);
+        if (r == -EEXIST)
+                return log_error_errno(r, "%s exists and is not a socket; not replacing it", c->control_socket);
+        if (r < 0)
+                return log_error_errno(r, "cannot replace stale control socket %s", c->control_socket);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(-errno, "cannot create control socket");
+        /* Created with no access at all, then opened up: nobody gets in
+         * through the window between bind() and chmod(). */
+        old = umask(0777);
+        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ? -errno : 0;
+        umask(old);
+        if (r < 0)
+                return log_error_errno(r, "cannot bind control socket %s", c->control_socket);
+        ctl->path = strdup(c->control_socket);
+        if (ctl->t->admin_gid_valid && chown(c->control_socket, (uid_t) -1, ctl->t->admin_gid) < 0)
+                log_warning_errno(-errno, "cannot give control socket %s to group %s", c->control_socket,
+                                  c->admin_group);
+        if (chmod(c->control_socket, c->control_socket_mode) < 0)
+                return log_error_errno(-errno, "cannot set the mode of control socket %s", c->control_socket);
+        if (listen(fd, 128) < 0)
+                return log_error_errno(-errno, "cannot listen on control socket %s", c->control_socket);
+        ctl->fd = TAKE_FD(fd);
+        return 0;
+}
+
+int control_open(struct tcpd *t, int fd, struct control **ret) {
+        struct control *ctl = calloc(1, sizeof(*ctl));
+        int r;
+
+        if (!ctl)
+                return log_error_errno(-ENOMEM, "cannot set up the control socket");
+        ctl->t = t;
+        ctl->fd = -1;
+        if (fd >= 0) {
+                ctl->fd = fd;
+                if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+                        control_free(ctl);
+                        return log_error_errno(-EINVAL, "the socket named 'control' from systemd is not a listening "
+                                                        "AF_UNIX stream socket");
+                }
+        } else {
+                r = control_create(ctl);
+                if (r < 0) {
+                        control_free(ctl);
+                        return r;
+                }
+        }
+        r = sd_event_add_io(t->event, &ctl->source, ctl->fd, EPOLLIN, control_on_accept, ctl);
+        if (r < 0) {
+                control_free(ctl);
+                return log_error_errno(r, "cannot watch the control socket");
+        }
+        *ret = ctl;
+        return 0;
+}
+
+void control_stop_accepting(struct control *ctl) {
+        if (ctl)
+                ctl->source = sd_event_source_disable_unref(ctl->source);
+}
+
+struct control *control_free(struct control *ctl) {
+        if (!ctl)
+                return NULL;
+        while (ctl->clients)
+                client_free(ctl->clients);
+        sd_event_source_disable_unref(ctl->source);
+        if (ctl->fd >= 0)
+                close(ctl->fd);
+        if (ctl->path)
+                unlink(ctl->path);
+        free(ctl->path);
+        free(ctl);
+        return NULL;
+}

@@ -1,0 +1,11 @@
+/* The control socket: Varlink over AF_UNIX, served from sd-event. */
+#pragma once
+
+#include "tcpd.h"
+
+/* fd >= 0: a socket from systemd; otherwise create the configured path. */
+int control_open(struct tcpd *t, int fd, struct control **ret);
+struct control *control_free(struct control *c);
+/* Stop accepting new control clients (shutdown); existing ones get answers
+ * until the process exits. */
+void control_stop_accepting(struct control *c);

@@ -1,0 +1,28 @@
+/* Listening sockets: taken from systemd socket activation or bound from the
+ * settings. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "addr.h"
+#include "config.h"
+#include "loop.h"
+
+struct listener {
+        struct ev ev; /* first: what epoll hands back */
+        int fd;
+        enum service_kind service;
+        union sockaddr_in46 addr; /* as bound, from getsockname() */
+        bool activated;
+        bool any;     /* bound to every address (from a port-only spec) */
+        char *spec;   /* the listen= text it came from; NULL when activated */
+        struct listener *next;
+};
+
+/* Binds one listen= entry. Logs what went wrong, with the entry's line. */
+int listener_bind(const char *config_path, const struct listen_spec *spec, enum service_kind svc, unsigned backlog,
+                  struct listener **ret);
+/* Wraps a socket passed by systemd. */
+int listener_adopt(int fd, enum service_kind svc, struct listener **ret);
+struct listener *listener_free(struct listener *l);
+const char *listener_format(const struct listener *l, char *buf, size_t n);

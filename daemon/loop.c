@@ -1,0 +1,305 @@
+/* The epoll loop that carries the data path, accept, and sd-event. */
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+
+#define LOOP_BATCH 256
+#define ACCEPT_BATCH 64
+#define READ_BUFFER (64 * 1024)
+/* After running out of file descriptors, try accept again this soon even
+ * if no connection closed in between (another process may free some). */
+#define ACCEPT_RETRY_USEC (250 * 1000)
+
+static void loop_reap(struct loop *l);
+
+static struct ratelimit accept_error_rl = RATELIMIT_INIT(10 * 1000 * 1000, 5);
+static struct ratelimit refuse_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
+
+static int epoll_add(struct loop *l, int fd, uint32_t events, void *ptr) {
+        struct epoll_event e = { .events = events, .data.ptr = ptr };
+        return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s) {
+        int r;
+
+        memset(l, 0, sizeof(*l));
+        l->epfd = -1;
+        l->inbox.efd = -1;
+        l->settings = *s;
+        l->next_id = 1;
+        l->now = now_usec(CLOCK_MONOTONIC);
+        l->rbuf_size = READ_BUFFER;
+        l->rbuf = malloc(l->rbuf_size);
+        if (!l->rbuf)
+                return -ENOMEM;
+        l->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (l->epfd < 0)
+                return -errno;
+        r = mailbox_init(&l->inbox);
+        if (r < 0)
+                return r;
+        l->mailbox_ev.kind = EV_MAILBOX;
+        r = epoll_add(l, l->inbox.efd, EPOLLIN, &l->mailbox_ev);
+        if (r < 0)
+                return r;
+        if (event) {
+                l->event = sd_event_ref(event);
+                l->sd_event_ev.kind = EV_SD_EVENT;
+                r = epoll_add(l, sd_event_get_fd(event), EPOLLIN, &l->sd_event_ev);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void loop_done(struct loop *l) {
+        while (l->head)
+                conn_close(l, l->head, CLOSE_SHUTDOWN);
+        while (l->listeners)
+                loop_retire_listener(l, l->listeners);
+        loop_reap(l);
+        table_free(&l->table);
+        mailbox_done(&l->inbox);
+        if (l->epfd >= 0)
+                close(l->epfd);
+        l->epfd = -1;
+        l->event = sd_event_unref(l->event);
+        free(l->rbuf);
+        l->rbuf = NULL;
+}
+
+int loop_add_listener(struct loop *l, struct listener *li) {
+        if (!l->accept_paused) {
+                int r = epoll_add(l, li->fd, EPOLLIN, li);
+                if (r < 0)
+                        return r;
+        }
+        li->next = l->listeners;
+        l->listeners = li;
+        return 0;
+}
+
+void loop_retire_listener(struct loop *l, struct listener *li) {
+        for (struct listener **p = &l->listeners; *p; p = &(*p)->next)
+                if (*p == li) {
+                        *p = li->next;
+                        break;
+                }
+        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
+        li->ev.kind = 0;
+        li->next = l->dead_listeners;
+        l->dead_listeners = li;
+}
+
+static void loop_reap(struct loop *l) {
+        while (l->dead_conns) {
+                struct conn *c = l->dead_conns;
+                l->dead_conns = c->lru_next;
+                free(c);
+        }
+        while (l->dead_listeners) {
+                struct listener *li = l->dead_listeners;
+                l->dead_listeners = li->next;
+                listener_free(li);
+        }
+}
+
+/* Out of fds, the listen queue stays readable: without pausing, epoll would
+ * report it again at once and the loop would spin. */
+static void accept_pause(struct loop *l, int err) {
+        if (l->accept_paused)
+                return;
+        l->accept_paused = true;
+        l->accept_resume_at = l->now + ACCEPT_RETRY_USEC;
+        for (struct listener *li = l->listeners; li; li = li->next)
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
+        log_warning_errno(err, "cannot accept connections (%llu open); pausing accept until some close",
+                          (unsigned long long) l->stats.open);
+}
+
+static void accept_resume(struct loop *l) {
+        if (!l->accept_paused || l->stopping)
+                return;
+        l->accept_paused = false;
+        for (struct listener *li = l->listeners; li; li = li->next)
+                (void) epoll_add(l, li->fd, EPOLLIN, li);
+        log_notice("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
+}
+
+void loop_conn_closed(struct loop *l, struct conn *c) {
+        c->ev.kind = 0;
+        c->lru_next = l->dead_conns;
+        l->dead_conns = c;
+        if (l->accept_paused)
+                accept_resume(l);
+        if (l->stopping && !l->head)
+                l->quit = true;
+}
+
+static void loop_accept(struct loop *l, struct listener *li) {
+        for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
+                union sockaddr_in46 peer;
+                socklen_t len = sizeof(peer);
+                unsigned suppressed;
+                int fd, r;
+
+                fd = accept4(li->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        switch (errno) {
+                        case EAGAIN:
+                                return;
+                        case EINTR:
+                        case ECONNABORTED:
+                        case EPROTO:
+                                continue;
+                        case EMFILE:
+                        case ENFILE:
+                        case ENOBUFS:
+                        case ENOMEM:
+                                accept_pause(l, -errno);
+                                return;
+                        default:
+                                if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
+                                        log_error_errno(-errno, "accept failed on %s listener",
+                                                        service_name(li->service));
+                                return;
+                        }
+                }
+                addr_normalize(&peer);
+                if (l->settings.max_connections && l->stats.open >= l->settings.max_connections) {
+                        char host[ADDR_STRLEN];
+
+                        l->stats.refused++;
+                        close(fd);
+                        if (ratelimit_pass(&refuse_rl, l->now, &suppressed))
+                                log_notice("refused connection from %s: max_connections=%u reached%s",
+                                           addr_format(&peer, host, sizeof(host)), l->settings.max_connections,
+                                           suppressed ? " (more refusals not logged)" : "");
+                        continue;
+                }
+                r = conn_open(l, fd, &peer, li->service);
+                if (r < 0) {
+                        l->stats.refused++;
+                        if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
+                                log_error_errno(r, "cannot set up a new connection; refused it");
+                }
+        }
+}
+
+static void loop_expire_idle(struct loop *l) {
+        uint64_t timeout = l->settings.idle_timeout_usec;
+
+        if (!timeout)
+                return;
+        while (l->lru_head && l->now - l->lru_head->last_active >= timeout)
+                conn_close(l, l->lru_head, CLOSE_IDLE);
+}
+
+static int loop_timeout_ms(const struct loop *l) {
+        uint64_t next = UINT64_MAX;
+
+        if (l->settings.idle_timeout_usec && l->lru_head)
+                next = l->lru_head->last_active + l->settings.idle_timeout_usec;
+        if (l->accept_paused && l->accept_resume_at < next)
+                next = l->accept_resume_at;
+        if (next == UINT64_MAX)
+                return -1;
+        if (next <= l->now)
+                return 0;
+        /* round up: waking early would just loop again */
+        return (int) ((next - l->now + 999) / 1000);
+}
+
+static int loop_run_event(struct loop *l) {
+        int r = sd_event_wait(l->event, 0);
+
+        l->event_armed = false;
+        if (r > 0)
+                r = sd_event_dispatch(l->event);
+        return r;
+}
+
+int loop_run(struct loop *l) {
+        struct epoll_event evs[LOOP_BATCH];
+
+        while (!l->quit) {
+                int n, r;
+
+                if (l->event && !l->event_armed) {
+                        /* Arms sd-event's timers; when something is already
+                         * pending it runs it now instead. */
+                        r = sd_event_prepare(l->event);
+                        if (r < 0)
+                                return log_error_errno(r, "sd-event failed");
+                        if (r > 0) {
+                                r = sd_event_dispatch(l->event);
+                                if (r < 0)
+                                        return log_error_errno(r, "sd-event dispatch failed");
+                                loop_reap(l);
+                                continue;
+                        }
+                        l->event_armed = true;
+                }
+
+                n = epoll_wait(l->epfd, evs, LOOP_BATCH, loop_timeout_ms(l));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_error_errno(-errno, "epoll_wait failed");
+                }
+                l->now = now_usec(CLOCK_MONOTONIC);
+
+                for (int i = 0; i < n; i++) {
+                        struct ev *e = evs[i].data.ptr;
+
+                        switch (e->kind) {
+                        case EV_CONN:
+                                conn_handle(l, (struct conn *) e, evs[i].events);
+                                break;
+                        case EV_LISTENER:
+                                loop_accept(l, (struct listener *) e);
+                                break;
+                        case EV_MAILBOX:
+                                mailbox_dispatch(&l->inbox);
+                                break;
+                        case EV_SD_EVENT:
+                                r = loop_run_event(l);
+                                if (r < 0)
+                                        return log_error_errno(r, "sd-event dispatch failed");
+                                break;
+                        default:
+                                break; /* closed earlier in this batch */
+                        }
+                }
+                loop_expire_idle(l);
+                loop_reap(l);
+                if (l->accept_paused && l->now >= l->accept_resume_at)
+                        accept_resume(l);
+        }
+        return 0;
+}
+
+void loop_stop(struct loop *l) {
+        struct conn *c, *next;
+
+        l->stopping = true;
+        for (c = l->head; c; c = next) {
+                next = c->next;
+                conn_drain(l, c);
+        }
+        if (!l->head)
+                l->quit = true;
+}
+
+void loop_stop_now(struct loop *l) {
+        l->stopping = true;
+        while (l->head)
+                conn_close(l, l->head, CLOSE_SHUTDOWN);
+        l->quit = true;
+}

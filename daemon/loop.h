@@ -1,0 +1,102 @@
+/* The data loop: a small epoll loop that owns connections and does their
+ * I/O. sd-event (signals, timers, the control socket, the watchdog) runs
+ * inside it through sd_event_get_fd(), so a busy connection costs one
+ * epoll_wait per batch, not one per event. Everything else reaches the
+ * connections by posting a message to the loop's mailbox. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "addr.h"
+#include "mailbox.h"
+#include "table.h"
+
+enum ev_kind {
+        EV_CONN = 1,
+        EV_LISTENER,
+        EV_MAILBOX,
+        EV_SD_EVENT,
+};
+
+/* The first member of everything registered in the loop's epoll set. */
+struct ev {
+        uint8_t kind;
+};
+
+struct listener;
+struct conn;
+
+/* The settings a loop applies; a reload sends it a new copy. */
+struct loop_settings {
+        unsigned max_connections;
+        uint64_t max_buffered;
+        uint64_t idle_timeout_usec;
+        bool log_connections;
+};
+
+/* Counters owned by the loop; others read them without locking (each is
+ * written by one thread only). */
+struct loop_stats {
+        uint64_t open;
+        uint64_t total;
+        uint64_t kicked;
+        uint64_t refused;
+        uint64_t resets;
+        uint64_t idle_closed;
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+};
+
+struct loop {
+        int epfd;
+        struct ev mailbox_ev;
+        struct mailbox inbox;
+        struct ev sd_event_ev;
+        sd_event *event; /* the control plane's loop, driven from here */
+        bool event_armed;
+
+        struct table table;       /* id -> conn */
+        struct conn *head, *tail; /* in id order */
+        struct conn *lru_head, *lru_tail; /* least recently active first */
+        uint64_t next_id;
+        uint64_t now; /* CLOCK_MONOTONIC at the last wake-up, usec */
+
+        /* Closed this batch: freed only after it, because a later event in
+         * the same epoll batch may still point at them. */
+        struct conn *dead_conns;
+        struct listener *dead_listeners;
+
+        struct listener *listeners; /* registered for accept */
+        bool accept_paused;         /* out of file descriptors */
+        uint64_t accept_resume_at;
+
+        struct loop_settings settings;
+        struct loop_stats stats;
+
+        bool stopping; /* flushing and closing every connection */
+        bool quit;
+
+        char *rbuf; /* one read buffer for every connection */
+        size_t rbuf_size;
+};
+
+int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s);
+void loop_done(struct loop *l);
+/* Runs until loop_quit(). */
+int loop_run(struct loop *l);
+
+int loop_add_listener(struct loop *l, struct listener *li);
+/* Stops accepting on li and frees it once the current batch is done. */
+void loop_retire_listener(struct loop *l, struct listener *li);
+
+/* Stop reading every connection, flush what is owed, close each once its
+ * bytes are out; the loop quits when none is left. */
+void loop_stop(struct loop *l);
+/* Close whatever is still open now and quit. */
+void loop_stop_now(struct loop *l);
+
+/* Called by the connection code when c went away: frees it after the
+ * batch, and lets a paused accept resume. */
+void loop_conn_closed(struct loop *l, struct conn *c);

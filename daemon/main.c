@@ -1,0 +1,492 @@
+/* tcpd: start-up, signals, reload, shutdown. */
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+
+#include "conn.h"
+#include "control.h"
+#include "listener.h"
+#include "log.h"
+#include "ops.h"
+#include "tcpd-build.h"
+#include "tcpd.h"
+#include "units.h"
+
+#define STATUS_INTERVAL_USEC (1 * USEC_PER_SEC)
+
+static void help(void) {
+        printf("Usage: tcpd [OPTIONS]\n"
+               "\n"
+               "A TCP service daemon: RFC 862 echo on port 7788 by default, with a\n"
+               "Varlink control socket for tcpctl(8).\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config=PATH     settings file (default %s)\n"
+               "  -t, --check-config    check the settings, print the effective ones, exit\n"
+               "  -h, --help            show this help and exit\n"
+               "  -V, --version         show the version and exit\n"
+               "\n"
+               "Signals: SIGHUP reloads the settings, SIGTERM and SIGINT stop gracefully.\n"
+               "See tcpd(8) and tcpd.ini(5).\n",
+               TCPD_CONFIG_PATH);
+}
+
+static void log_config_errors(struct config_errors *errs) {
+        for (size_t i = 0; i < errs->n; i++)
+                log_error("%s", errs->msg[i]);
+        if (errs->total > errs->n)
+                log_error("... and %zu more errors", errs->total - errs->n);
+}
+
+static char *join_errors(const struct config_errors *errs) {
+        char *s = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&s, &len);
+
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < errs->n; i++)
+                fprintf(f, "%s%s", i ? "; " : "", errs->msg[i]);
+        fclose(f);
+        return s;
+}
+
+static void resolve_admin_group(struct tcpd *t) {
+        struct group *g = getgrnam(t->config->admin_group);
+
+        /* Looked up here, at start and on reload, never on the control path. */
+        t->admin_gid_valid = g != NULL;
+        t->admin_gid = g ? g->gr_gid : (gid_t) -1;
+        if (!g)
+                log_warning("admin group '%s' does not exist; only root may kick and reload",
+                            t->config->admin_group);
+}
+
+#define settings_from(c)                                                                                    \
+        {                                                                                                   \
+                .max_connections = (c)->max_connections, .max_buffered = (c)->max_buffered,                 \
+                .idle_timeout_usec = (c)->idle_timeout_usec, .log_connections = (c)->log_connections,       \
+        }
+
+static void raise_nofile(void) {
+        struct rlimit rl;
+
+        /* Every connection is a descriptor: use all the hard limit allows. */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warning_errno(-errno, "cannot raise the open files limit");
+        }
+}
+
+static void update_status(struct tcpd *t, bool force) {
+        char status[256];
+        const struct loop_stats *s = &t->loop.stats;
+
+        snprintf(status, sizeof(status), "STATUS=%s%llu connections open, %llu served, %llu refused",
+                 t->stopping ? "Stopping: " : "", (unsigned long long) s->open, (unsigned long long) s->total,
+                 (unsigned long long) s->refused);
+        if (!force && streq(status, t->last_status))
+                return;
+        snprintf(t->last_status, sizeof(t->last_status), "%s", status);
+        sd_notify(0, status);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct tcpd *t = userdata;
+
+        update_status(t, false);
+        sd_event_source_set_time(s, usec + STATUS_INTERVAL_USEC);
+        return 0;
+}
+
+/* Binds what the settings list, each listener once. On failure nothing new
+ * stays bound. */
+static int bind_listeners(struct tcpd *t, const struct config *c, struct listener **ret) {
+        struct listener *new = NULL;
+
+        for (int svc = 0; svc < _SERVICE_MAX; svc++)
+                for (size_t i = 0; i < c->services[svc].n_listen; i++) {
+                        const struct listen_spec *spec = &c->services[svc].listen[i];
+                        struct listener *li = NULL, *have;
+                        int r;
+
+                        /* keep a listener that is already bound to this */
+                        for (have = t->loop.listeners; have; have = have->next)
+                                if (have->service == (enum service_kind) svc && have->spec &&
+                                    have->any == spec->any && addr_port(&have->addr) == addr_port(&spec->addr) &&
+                                    (spec->any || addr_equal(&have->addr, &spec->addr)))
+                                        break;
+                        if (have) {
+                                (void) listen(have->fd, (int) c->backlog); /* applies a new backlog */
+                                continue;
+                        }
+                        r = listener_bind(c->path, spec, svc, c->backlog, &li);
+                        if (r < 0) {
+                                while (new) {
+                                        li = new->next;
+                                        listener_free(new);
+                                        new = li;
+                                }
+                                return r;
+                        }
+                        li->next = new;
+                        new = li;
+                }
+        *ret = new;
+        return 0;
+}
+
+static bool listener_wanted(const struct listener *li, const struct config *c) {
+        const struct service_config *s = &c->services[li->service];
+
+        for (size_t i = 0; i < s->n_listen; i++)
+                if (s->listen[i].any == li->any && addr_port(&s->listen[i].addr) == addr_port(&li->addr) &&
+                    (li->any || addr_equal(&s->listen[i].addr, &li->addr)))
+                        return true;
+        return false;
+}
+
+static int apply_listeners(struct tcpd *t, const struct config *c) {
+        struct listener *new = NULL, *li, *next;
+        char a[ADDR_STRLEN];
+        int r;
+
+        if (t->activated)
+                return 0; /* systemd owns the listening sockets */
+        r = bind_listeners(t, c, &new);
+        if (r < 0)
+                return r;
+        for (li = t->loop.listeners; li; li = next) {
+                next = li->next;
+                if (!listener_wanted(li, c)) {
+                        log_info("no longer listening on %s (%s)", listener_format(li, a, sizeof(a)),
+                                 service_name(li->service));
+                        loop_retire_listener(&t->loop, li);
+                }
+        }
+        for (li = new; li; li = next) {
+                next = li->next;
+                r = loop_add_listener(&t->loop, li);
+                if (r < 0) {
+                        log_error_errno(r, "cannot watch listener %s", listener_format(li, a, sizeof(a)));
+                        listener_free(li);
+                        continue;
+                }
+                log_info("listening on %s (%s)", listener_format(li, a, sizeof(a)), service_name(li->service));
+        }
+        return 0;
+}
+
+int tcpd_reload(struct tcpd *t, char **error) {
+        struct config_errors errs = { 0 };
+        struct config *c = NULL;
+        char buf[64];
+        int r;
+
+        *error = NULL;
+        snprintf(buf, sizeof(buf), "MONOTONIC_USEC=%llu", (unsigned long long) now_usec(CLOCK_MONOTONIC));
+        sd_notifyf(0, "RELOADING=1\n%s", buf);
+
+        r = config_load(t->config_path, t->config_must_exist, &c, &errs);
+        if (r < 0) {
+                log_config_errors(&errs);
+                log_error("reload failed; the previous settings stay in force");
+                *error = join_errors(&errs);
+                config_errors_clear(&errs);
+                goto done;
+        }
+        r = apply_listeners(t, c);
+        if (r < 0) {
+                *error = strdup("cannot bind a listen address (see the log); the previous settings stay in force");
+                config_free(c);
+                goto done;
+        }
+        if (!streq(c->control_socket, t->config->control_socket))
+                log_notice("control_socket changed to %s; it takes effect at the next start", c->control_socket);
+        if (c->max_connections && c->max_connections < t->loop.stats.open)
+                log_notice("max_connections lowered to %u with %llu open: existing connections stay, new ones are "
+                           "refused until fewer are open",
+                           c->max_connections, (unsigned long long) t->loop.stats.open);
+        config_free(t->config);
+        t->config = c;
+        log_max_level = c->log_level;
+        resolve_admin_group(t);
+        r = loop_post_settings(&t->loop, &(struct loop_settings) settings_from(c));
+        log_info("reloaded settings from %s", t->config_path);
+done:
+        sd_notify(0, "READY=1");
+        update_status(t, true);
+        return r;
+}
+
+static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct tcpd *t = userdata;
+
+        log_notice("shutdown_timeout reached with %llu connections still draining; closing them",
+                   (unsigned long long) t->loop.stats.open);
+        loop_post_stop(&t->loop, true);
+        return 0;
+}
+
+void tcpd_stop(struct tcpd *t) {
+        struct listener *li;
+        uint64_t now;
+
+        if (t->stopping) {
+                log_notice("second stop request: closing every connection now");
+                loop_post_stop(&t->loop, true);
+                return;
+        }
+        t->stopping = true;
+        sd_notify(0, "STOPPING=1");
+        log_info("stopping: no new connections; flushing and closing %llu open",
+                 (unsigned long long) t->loop.stats.open);
+        while ((li = t->loop.listeners))
+                loop_retire_listener(&t->loop, li);
+        update_status(t, true);
+        loop_post_stop(&t->loop, false);
+        now = now_usec(CLOCK_MONOTONIC);
+        if (sd_event_add_time(t->event, &t->shutdown_timer, CLOCK_MONOTONIC,
+                              now + t->config->shutdown_timeout_usec, 0, on_shutdown_timeout, t) < 0)
+                loop_post_stop(&t->loop, true);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct tcpd *t = userdata;
+        _cleanup_free_ char *error = NULL;
+
+        if (si->ssi_signo == SIGHUP) {
+                log_info("SIGHUP: reloading settings");
+                (void) tcpd_reload(t, &error);
+        } else {
+                log_info("%s: stopping", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                tcpd_stop(t);
+        }
+        return 0;
+}
+
+static int on_inbox(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct tcpd *t = userdata;
+
+        mailbox_dispatch(&t->inbox);
+        return 0;
+}
+
+/* Takes every socket systemd passed: "control" (or "varlink") is the
+ * control socket; every other name picks a service. */
+static int take_activated(struct tcpd *t, int *control_fd) {
+        char **names = NULL;
+        int n, r = 0;
+
+        *control_fd = -1;
+        n = sd_listen_fds_with_names(1, &names);
+        if (n < 0)
+                return log_error_errno(n, "cannot read the sockets passed by systemd");
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i, svc;
+                const char *name = names && names[i] ? names[i] : "unknown";
+                struct listener *li;
+                char a[ADDR_STRLEN];
+
+                if (r < 0) {
+                        close(fd);
+                        continue;
+                }
+                if (streq(name, "control") || streq(name, "varlink")) {
+                        *control_fd = fd;
+                        continue;
+                }
+                svc = service_from_name(name);
+                if (svc < 0) {
+                        r = log_error_errno(-EINVAL,
+                                            "socket %d from systemd is named '%s', which is no service of tcpd "
+                                            "(known: echo; the control socket is 'control'); set "
+                                            "FileDescriptorName= in the socket unit",
+                                            fd, name);
+                        close(fd);
+                        continue;
+                }
+                if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+                        r = log_error_errno(-EINVAL, "socket %d from systemd ('%s') is not a listening stream socket",
+                                            fd, name);
+                        close(fd);
+                        continue;
+                }
+                r = listener_adopt(fd, svc, &li);
+                if (r < 0) {
+                        log_error_errno(r, "cannot use socket %d from systemd ('%s')", fd, name);
+                        close(fd);
+                        continue;
+                }
+                r = loop_add_listener(&t->loop, li);
+                if (r < 0) {
+                        log_error_errno(r, "cannot watch socket %d", fd);
+                        listener_free(li);
+                        continue;
+                }
+                t->activated = true;
+                log_info("listening on %s (%s, from systemd)", listener_format(li, a, sizeof(a)), name);
+        }
+        for (int i = 0; names && names[i]; i++)
+                free(names[i]);
+        free(names);
+        if (r < 0 && *control_fd >= 0) {
+                close(*control_fd);
+                *control_fd = -1;
+        }
+        return r;
+}
+
+static int run(struct tcpd *t) {
+        struct loop_settings ls = settings_from(t->config);
+        int control_fd = -1, r;
+        sigset_t mask;
+
+        t->start_monotonic = now_usec(CLOCK_MONOTONIC);
+        raise_nofile();
+        resolve_admin_group(t);
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_new(&t->event);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the event loop");
+        if (sd_event_add_signal(t->event, NULL, SIGTERM, on_signal, t) < 0 ||
+            sd_event_add_signal(t->event, NULL, SIGINT, on_signal, t) < 0 ||
+            sd_event_add_signal(t->event, NULL, SIGHUP, on_signal, t) < 0)
+                return log_error("cannot watch signals"), -EIO;
+        /* sd-event sends WATCHDOG=1 itself when WATCHDOG_USEC asks for it */
+        (void) sd_event_set_watchdog(t->event, true);
+
+        r = loop_init(&t->loop, t->event, &ls);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the connection loop");
+        r = mailbox_init(&t->inbox);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the control mailbox");
+        r = sd_event_add_io(t->event, &t->inbox_source, t->inbox.efd, EPOLLIN, on_inbox, t);
+        if (r < 0)
+                return log_error_errno(r, "cannot watch the control mailbox");
+
+        r = take_activated(t, &control_fd);
+        if (r < 0)
+                return r;
+        if (!t->activated) {
+                r = apply_listeners(t, t->config);
+                if (r < 0)
+                        return r;
+        }
+        if (!t->loop.listeners)
+                log_warning("no listen address is configured: serving the control socket only");
+        r = control_open(t, control_fd, &t->control);
+        if (r < 0)
+                return r;
+        log_info("control socket %s%s", control_fd >= 0 ? "from systemd" : t->config->control_socket,
+                 log_to_journal() ? "" : "");
+        r = sd_event_add_time_relative(t->event, &t->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC, 0,
+                                       on_status_timer, t);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the status timer");
+        (void) sd_event_source_set_enabled(t->status_timer, SD_EVENT_ON);
+
+        log_info("tcpd %s started", TCPD_VERSION);
+        sd_notify(0, "READY=1");
+        update_status(t, true);
+
+        r = loop_run(&t->loop);
+        log_info("tcpd stopped; %llu connections served", (unsigned long long) t->loop.stats.total);
+        return r;
+}
+
+static void teardown(struct tcpd *t) {
+        t->control = control_free(t->control);
+        /* Answers still in flight: let the loop run them, then free them. */
+        if (t->loop.epfd >= 0 && t->loop.inbox.efd >= 0)
+                mailbox_dispatch(&t->loop.inbox);
+        if (t->inbox.efd >= 0)
+                mailbox_dispatch(&t->inbox);
+        loop_done(&t->loop);
+        t->inbox_source = sd_event_source_disable_unref(t->inbox_source);
+        t->status_timer = sd_event_source_disable_unref(t->status_timer);
+        t->shutdown_timer = sd_event_source_disable_unref(t->shutdown_timer);
+        mailbox_done(&t->inbox);
+        t->event = sd_event_unref(t->event);
+        t->config = config_free(t->config);
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        struct tcpd t = { .config_path = TCPD_CONFIG_PATH };
+        struct config_errors errs = { 0 };
+        bool check = false;
+        int c, r;
+
+        t.loop.epfd = -1;
+        t.loop.inbox.efd = -1;
+        t.inbox.efd = -1;
+        while ((c = getopt_long(argc, argv, "c:thV", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        t.config_path = optarg;
+                        t.config_must_exist = true;
+                        break;
+                case 't':
+                        check = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case 'V':
+                        printf("tcpd %s\n", TCPD_VERSION);
+                        return 0;
+                default:
+                        fprintf(stderr, "Try 'tcpd --help'.\n");
+                        return 2;
+                }
+        if (optind < argc) {
+                fprintf(stderr, "tcpd: unexpected argument '%s'\nTry 'tcpd --help'.\n", argv[optind]);
+                return 2;
+        }
+
+        log_open();
+        r = config_load(t.config_path, t.config_must_exist, &t.config, &errs);
+        if (r < 0) {
+                log_config_errors(&errs);
+                config_errors_clear(&errs);
+                if (check)
+                        fprintf(stderr, "tcpd: settings are not valid\n");
+                return 1;
+        }
+        if (!t.config->path && !check)
+                log_info("no settings file at %s; using the defaults", t.config_path);
+        log_max_level = t.config->log_level;
+        if (check) {
+                config_print(t.config, stdout);
+                if (!getgrnam(t.config->admin_group))
+                        fprintf(stderr, "tcpd: warning: admin group '%s' does not exist\n", t.config->admin_group);
+                fprintf(stderr, "tcpd: settings are valid\n");
+                config_free(t.config);
+                return 0;
+        }
+
+        r = run(&t);
+        if (r < 0)
+                sd_notifyf(0, "STATUS=Failed: %s\nERRNO=%d", strerror(-r), -r);
+        teardown(&t);
+        return r < 0 ? 1 : 0;
+}

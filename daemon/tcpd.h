@@ -1,0 +1,40 @@
+/* The daemon's state, shared by start-up, reload, shutdown and the control
+ * socket. One per process. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "loop.h"
+#include "mailbox.h"
+
+struct control;
+
+struct tcpd {
+        struct config *config;
+        const char *config_path;
+        bool config_must_exist;
+
+        sd_event *event;
+        struct loop loop;
+        struct mailbox inbox; /* replies from loops to the control plane */
+        sd_event_source *inbox_source;
+        struct control *control;
+
+        gid_t admin_gid;
+        bool admin_gid_valid;
+        bool activated; /* service listeners came from systemd */
+        bool stopping;
+        uint64_t start_monotonic;
+        sd_event_source *shutdown_timer;
+        sd_event_source *status_timer;
+        char last_status[256];
+};
+
+/* Re-reads the settings and applies them. On failure the old settings stay
+ * and *error (malloc'd) says why, file and line included. */
+int tcpd_reload(struct tcpd *t, char **error);
+/* Begins a graceful stop (as SIGTERM does). */
+void tcpd_stop(struct tcpd *t);

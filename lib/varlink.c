@@ -1,0 +1,262 @@
+/* Varlink framing: NUL-terminated JSON messages in byte buffers. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "varlink.h"
+
+void vl_buf_free(struct vl_buf *b) {
+        free(b->data);
+        memset(b, 0, sizeof(*b));
+}
+
+char *vl_buf_reserve(struct vl_buf *b, size_t n) {
+        if (b->start > 0 && (b->start == b->len || b->cap - b->len < n)) {
+                /* Slide the unconsumed bytes down before growing. */
+                memmove(b->data, b->data + b->start, b->len - b->start);
+                b->len -= b->start;
+                b->start = 0;
+        }
+        if (b->cap - b->len < n) {
+                size_t cap = b->cap ? b->cap : 4096;
+                char *d;
+
+                while (cap - b->len < n) {
+                        if (cap > SIZE_MAX / 2)
+                                return NULL;
+                        cap *= 2;
+                }
+                d = realloc(b->data, cap);
+                if (!d)
+                        return NULL;
+                b->data = d;
+                b->cap = cap;
+        }
+        return b->data + b->len;
+}
+
+void vl_buf_commit(struct vl_buf *b, size_t n) {
+        b->len += n;
+}
+
+int vl_buf_append(struct vl_buf *b, const void *p, size_t n) {
+        char *dst = vl_buf_reserve(b, n);
+
+        if (!dst)
+                return -ENOMEM;
+        memcpy(dst, p, n);
+        vl_buf_commit(b, n);
+        return 0;
+}
+
+void vl_buf_consume(struct vl_buf *b, size_t n) {
+        b->start += n;
+        b->scanned = b->scanned > n ? b->scanned - n : 0;
+        if (b->start == b->len) {
+                b->start = b->len = 0;
+                b->scanned = 0;
+        }
+}
+
+int vl_frame_next(struct vl_buf *b, size_t max, char **frame, size_t *len) {
+        size_t avail = vl_buf_pending(b);
+        char *base = b->data + b->start;
+        char *nul;
+
+        /* Remember how far we looked so a frame that arrives a byte at a time
+         * is scanned once, not once per byte. */
+        nul = avail > b->scanned ? memchr(base + b->scanned, 0, avail - b->scanned) : NULL;
+        if (!nul) {
+                b->scanned = avail;
+                return avail >= max ? -EMSGSIZE : 0;
+        }
+        *len = (size_t) (nul - base);
+        if (*len + 1 > max)
+                return -EMSGSIZE;
+        *frame = base;
+        b->start += *len + 1;
+        b->scanned = 0;
+        /* the buffer is compacted on the next reserve */
+        return 1;
+}
+
+int vl_param(json_t *obj, const char *key, json_type type, json_t **out) {
+        json_t *v = json_object_get(obj, key);
+
+        *out = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)))
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+static json_t *parse_object(const char *frame, size_t len, const char **why) {
+        json_error_t err;
+        json_t *root = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &err);
+
+        if (!root) {
+                *why = "message is not valid JSON";
+                return NULL;
+        }
+        if (!json_is_object(root)) {
+                *why = "message is not a JSON object";
+                json_decref(root);
+                return NULL;
+        }
+        return root;
+}
+
+static int get_bool(json_t *root, const char *key, bool *b) {
+        json_t *v;
+
+        if (vl_param(root, key, JSON_TRUE, &v) < 0)
+                return -EPROTO;
+        *b = v && json_is_true(v);
+        return 0;
+}
+
+int vl_call_parse(const char *frame, size_t len, struct vl_call *call, const char **why) {
+        json_t *root, *method, *params;
+
+        memset(call, 0, sizeof(*call));
+        *why = NULL;
+        root = parse_object(frame, len, why);
+        if (!root)
+                return -EBADMSG;
+        call->root = root;
+
+        method = json_object_get(root, "method");
+        if (!json_is_string(method) || json_string_length(method) == 0) {
+                *why = "call has no \"method\" string";
+                goto proto;
+        }
+        call->method = json_string_value(method);
+        if (vl_param(root, "parameters", JSON_OBJECT, &params) < 0) {
+                *why = "\"parameters\" is not an object";
+                goto proto;
+        }
+        if (!params) {
+                params = json_object();
+                if (!params)
+                        goto proto;
+                json_object_set_new(root, "parameters", params);
+        }
+        call->params = params;
+        if (get_bool(root, "more", &call->more) < 0 || get_bool(root, "oneway", &call->oneway) < 0) {
+                *why = "\"more\" and \"oneway\" must be booleans";
+                goto proto;
+        }
+        return 0;
+proto:
+        vl_call_done(call);
+        return -EPROTO;
+}
+
+void vl_call_done(struct vl_call *call) {
+        json_decref(call->root);
+        memset(call, 0, sizeof(*call));
+}
+
+int vl_reply_parse(const char *frame, size_t len, struct vl_reply *reply) {
+        const char *why;
+        json_t *root, *error, *params;
+
+        memset(reply, 0, sizeof(*reply));
+        root = parse_object(frame, len, &why);
+        if (!root)
+                return -EBADMSG;
+        reply->root = root;
+        error = json_object_get(root, "error");
+        if (error && !json_is_string(error))
+                goto proto;
+        reply->error = error ? json_string_value(error) : NULL;
+        if (vl_param(root, "parameters", JSON_OBJECT, &params) < 0)
+                goto proto;
+        if (!params) {
+                params = json_object();
+                if (!params)
+                        goto proto;
+                json_object_set_new(root, "parameters", params);
+        }
+        reply->params = params;
+        if (get_bool(root, "continues", &reply->continues) < 0)
+                goto proto;
+        return 0;
+proto:
+        vl_reply_done(reply);
+        return -EPROTO;
+}
+
+void vl_reply_done(struct vl_reply *reply) {
+        json_decref(reply->root);
+        memset(reply, 0, sizeof(*reply));
+}
+
+/* Serializes msg onto b with its NUL. Steals msg. */
+static int put_message(struct vl_buf *b, json_t *msg) {
+        size_t need;
+        char *dst;
+        int r = 0;
+
+        if (!msg)
+                return -ENOMEM;
+        need = json_dumpb(msg, NULL, 0, JSON_COMPACT);
+        if (need == 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        dst = vl_buf_reserve(b, need + 1);
+        if (!dst) {
+                r = -ENOMEM;
+                goto out;
+        }
+        json_dumpb(msg, dst, need, JSON_COMPACT);
+        dst[need] = 0;
+        vl_buf_commit(b, need + 1);
+out:
+        json_decref(msg);
+        return r;
+}
+
+static json_t *params_or_empty(json_t *params) {
+        return params ? params : json_object();
+}
+
+int vl_put_reply(struct vl_buf *b, json_t *params, bool continues) {
+        json_t *msg = json_object();
+
+        if (msg) {
+                json_object_set_new(msg, "parameters", params_or_empty(params));
+                if (continues)
+                        json_object_set_new(msg, "continues", json_true());
+        } else
+                json_decref(params);
+        return put_message(b, msg);
+}
+
+int vl_put_error(struct vl_buf *b, const char *error, json_t *params) {
+        json_t *msg = json_object();
+
+        if (msg) {
+                json_object_set_new(msg, "error", json_string(error));
+                json_object_set_new(msg, "parameters", params_or_empty(params));
+        } else
+                json_decref(params);
+        return put_message(b, msg);
+}
+
+int vl_put_call(struct vl_buf *b, const char *method, json_t *params, bool more) {
+        json_t *msg = json_object();
+
+        if (msg) {
+                json_object_set_new(msg, "method", json_string(method));
+                json_object_set_new(msg, "parameters", params_or_empty(params));
+                if (more)
+                        json_object_set_new(msg, "more", json_true());
+        } else
+                json_decref(params);
+        return put_message(b, msg);
+}
