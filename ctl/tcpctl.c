@@ -1,0 +1,388 @@
+/* tcpctl: the admin's tool for tcpd. A table of commands, each a Varlink
+ * call on tcpd's control socket; tables for people, --json for scripts. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include "addr.h"
+#include "format.h"
+#include "tcpd-build.h"
+#include "tcpd/protocol.h"
+#include "units.h"
+#include "util.h"
+#include "varlink.h"
+
+#define EXIT_USAGE 2
+#define CALL_TIMEOUT_SEC 30
+/* Replies may be larger than calls: one connection each, but be generous. */
+#define REPLY_MAX (16 * 1024 * 1024)
+
+static const char *arg_socket;
+static bool arg_json;
+
+struct ctl {
+        int fd;
+        struct vl_buf in;
+};
+
+_printf_(1, 2) static int fail(const char *fmt, ...) {
+        va_list ap;
+
+        fputs("tcpctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return EXIT_FAILURE;
+}
+
+_printf_(1, 2) static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fputs("tcpctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\nTry 'tcpctl --help'.\n", stderr);
+        return EXIT_USAGE;
+}
+
+static int ctl_connect(struct ctl *c) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = CALL_TIMEOUT_SEC };
+
+        if (strlen(arg_socket) >= sizeof(sa.sun_path))
+                return fail("socket path too long: %s", arg_socket);
+        strcpy(sa.sun_path, arg_socket);
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return fail("cannot create a socket: %m");
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return fail("cannot connect to %s: %m; is tcpd running?", arg_socket);
+        return 0;
+}
+
+static void ctl_close(struct ctl *c) {
+        if (c->fd >= 0)
+                close(c->fd);
+        vl_buf_free(&c->in);
+}
+
+static int send_all(int fd, const char *p, size_t n) {
+        while (n) {
+                ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -errno;
+                p += w;
+                n -= (size_t) w;
+        }
+        return 0;
+}
+
+/* Reads one reply. Returns 0, or an exit code after saying what failed. */
+static int read_reply(struct ctl *c, struct vl_reply *reply) {
+        for (;;) {
+                char *frame, *dst;
+                size_t len;
+                ssize_t n;
+                int r = vl_frame_next(&c->in, REPLY_MAX, &frame, &len);
+
+                if (r < 0)
+                        return fail("reply from tcpd is too large");
+                if (r > 0) {
+                        if (vl_reply_parse(frame, len, reply) < 0)
+                                return fail("tcpd sent a reply that is not Varlink JSON");
+                        return 0;
+                }
+                dst = vl_buf_reserve(&c->in, 64 * 1024);
+                if (!dst)
+                        return fail("out of memory");
+                n = recv(c->fd, dst, 64 * 1024, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return fail("no answer from tcpd on %s within %d s", arg_socket, CALL_TIMEOUT_SEC);
+                if (n < 0)
+                        return fail("cannot read from %s: %m", arg_socket);
+                if (n == 0)
+                        return fail("tcpd closed the control connection without an answer");
+                vl_buf_commit(&c->in, (size_t) n);
+        }
+}
+
+static int report_error(const char *method, struct vl_reply *reply) {
+        _cleanup_free_ char *params = json_dumps(reply->params, JSON_COMPACT);
+        const char *msg = json_string_value(json_object_get(reply->params, "message"));
+
+        if (streq(reply->error, VARLINK_ERROR_PERMISSION_DENIED))
+                return fail("permission denied: this needs root or membership of tcpd's admin group");
+        if (streq(reply->error, TCPD_ERROR_RELOAD_FAILED))
+                return fail("reload failed: %s", msg ? msg : "see the daemon's log");
+        if (streq(reply->error, VARLINK_ERROR_METHOD_NOT_FOUND) ||
+            streq(reply->error, VARLINK_ERROR_INTERFACE_NOT_FOUND))
+                return fail("tcpd does not know %s: is it an older version?", method);
+        return fail("%s failed: %s %s", method, reply->error, params ? params : "");
+}
+
+typedef int (*reply_fn)(json_t *params, void *userdata);
+
+/* Sends one call and hands every reply's parameters to fn (several when
+ * more is set). Returns an exit code. */
+static int call(const char *method, json_t *params, bool more, reply_fn fn, void *userdata) {
+        struct ctl c = { .fd = -1 };
+        struct vl_buf out = { 0 };
+        int r;
+
+        r = ctl_connect(&c);
+        if (r) {
+                json_decref(params);
+                ctl_close(&c);
+                return r;
+        }
+        if (vl_put_call(&out, method, params, more) < 0) {
+                ctl_close(&c);
+                return fail("out of memory");
+        }
+        r = send_all(c.fd, out.data + out.start, vl_buf_pending(&out));
+        vl_buf_free(&out);
+        if (r < 0) {
+                ctl_close(&c);
+                return fail("cannot send to %s: %s", arg_socket, strerror(-r));
+        }
+        for (;;) {
+                struct vl_reply reply;
+                bool continues;
+
+                r = read_reply(&c, &reply);
+                if (r)
+                        break;
+                if (reply.error) {
+                        r = report_error(method, &reply);
+                        vl_reply_done(&reply);
+                        break;
+                }
+                continues = reply.continues;
+                r = fn(reply.params, userdata);
+                vl_reply_done(&reply);
+                if (r || !continues)
+                        break;
+        }
+        ctl_close(&c);
+        return r;
+}
+
+/* ---- commands ---- */
+
+static int print_status(json_t *params, void *userdata) {
+        if (arg_json)
+                format_json(stdout, params);
+        else
+                format_status(stdout, params);
+        return 0;
+}
+
+static int cmd_status(int argc, char **argv) {
+        if (argc > 1)
+                return usage_error("status takes no arguments");
+        return call(TCPD_METHOD_GET_STATUS, NULL, false, print_status, NULL);
+}
+
+static int collect_connection(json_t *params, void *userdata) {
+        json_t *conn = json_object_get(params, "connection");
+
+        if (conn)
+                json_array_append(userdata, conn);
+        return 0;
+}
+
+static int cmd_list(int argc, char **argv) {
+        static const struct option options[] = {
+                { "peer", required_argument, NULL, 'p' },
+                {},
+        };
+        json_t *params = json_object(), *conns;
+        struct cidr cidr;
+        int c, r;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "+p:", options, NULL)) >= 0)
+                switch (c) {
+                case 'p':
+                        if (cidr_parse(optarg, &cidr) < 0) {
+                                json_decref(params);
+                                return usage_error("--peer: '%s' is not an address or CIDR prefix", optarg);
+                        }
+                        json_object_set_new(params, "peer", json_string(optarg));
+                        break;
+                default:
+                        json_decref(params);
+                        return usage_error("list: unknown option");
+                }
+        if (optind < argc) {
+                json_decref(params);
+                return usage_error("list: unexpected argument '%s'", argv[optind]);
+        }
+        conns = json_array();
+        r = call(TCPD_METHOD_LIST_CONNECTIONS, params, true, collect_connection, conns);
+        if (r == 0) {
+                if (arg_json)
+                        format_json(stdout, conns);
+                else
+                        format_connections(stdout, conns);
+        }
+        json_decref(conns);
+        return r;
+}
+
+static int print_kick(json_t *params, void *userdata) {
+        if (arg_json)
+                format_json(stdout, params);
+        else
+                format_kick(stdout, params);
+        /* like pkill: nothing matched is a failure scripts can see */
+        return json_integer_value(json_object_get(params, "kicked")) > 0 ? 0 : EXIT_FAILURE;
+}
+
+static int cmd_kick(int argc, char **argv) {
+        static const struct option options[] = {
+                { "peer", required_argument, NULL, 'p' },
+                { "all", no_argument, NULL, 'a' },
+                {},
+        };
+        json_t *params = json_object(), *ids = json_array();
+        struct cidr cidr;
+        bool all = false, peer = false;
+        int c;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "+p:a", options, NULL)) >= 0)
+                switch (c) {
+                case 'p':
+                        if (cidr_parse(optarg, &cidr) < 0) {
+                                json_decref(params);
+                                json_decref(ids);
+                                return usage_error("--peer: '%s' is not an address or CIDR prefix", optarg);
+                        }
+                        json_object_set_new(params, "peer", json_string(optarg));
+                        peer = true;
+                        break;
+                case 'a':
+                        all = true;
+                        break;
+                default:
+                        json_decref(params);
+                        json_decref(ids);
+                        return usage_error("kick: unknown option");
+                }
+        for (int i = optind; i < argc; i++) {
+                uint64_t id;
+
+                if (parse_uint(argv[i], INT64_MAX, &id) < 0 || id == 0) {
+                        json_decref(params);
+                        json_decref(ids);
+                        return usage_error("kick: '%s' is not a connection id", argv[i]);
+                }
+                json_array_append_new(ids, json_integer((json_int_t) id));
+        }
+        if (all + peer + (json_array_size(ids) > 0) != 1) {
+                json_decref(params);
+                json_decref(ids);
+                return usage_error("kick needs exactly one of: connection ids, --peer CIDR, --all");
+        }
+        if (json_array_size(ids))
+                json_object_set_new(params, "ids", ids);
+        else
+                json_decref(ids);
+        if (all)
+                json_object_set_new(params, "all", json_true());
+        return call(TCPD_METHOD_KICK, params, false, print_kick, NULL);
+}
+
+static int print_reload(json_t *params, void *userdata) {
+        if (arg_json)
+                format_json(stdout, params);
+        else
+                printf("reloaded\n");
+        return 0;
+}
+
+static int cmd_reload(int argc, char **argv) {
+        if (argc > 1)
+                return usage_error("reload takes no arguments");
+        return call(TCPD_METHOD_RELOAD, NULL, false, print_reload, NULL);
+}
+
+static const struct command {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *args;
+        const char *help;
+} commands[] = {
+        { "status", cmd_status, "", "show the daemon's state, listeners and counters" },
+        { "list", cmd_list, "[--peer CIDR]", "list connections, one row each" },
+        { "kick", cmd_kick, "ID... | --peer CIDR | --all", "close connections (root or admin group)" },
+        { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
+};
+
+static void help(void) {
+        printf("Usage: tcpctl [OPTIONS] COMMAND [ARGS]\n\nControl tcpd through its control socket.\n\nCommands:\n");
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+                char left[64];
+                snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
+                printf("  %-34s %s\n", left, commands[i].help);
+        }
+        printf("\nOptions:\n"
+               "  -s, --socket=PATH   control socket (default $TCPD_CONTROL_SOCKET or %s)\n"
+               "  -j, --json          print JSON for scripts\n"
+               "  -h, --help          show this help and exit\n"
+               "  -V, --version       show the version and exit\n"
+               "\nExit status: 0 success, 1 the command failed, 2 usage error. See tcpctl(8).\n",
+               TCPD_CONTROL_PATH);
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        arg_socket = getenv("TCPD_CONTROL_SOCKET");
+        if (!arg_socket || !*arg_socket)
+                arg_socket = TCPD_CONTROL_PATH;
+        /* "+": options after the command belong to the command */
+        while ((c = getopt_long(argc, argv, "+s:jhV", options, NULL)) >= 0)
+                switch (c) {
+                case 's':
+                        arg_socket = optarg;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case 'V':
+                        printf("tcpctl %s\n", TCPD_VERSION);
+                        return 0;
+                default:
+                        fputs("Try 'tcpctl --help'.\n", stderr);
+                        return EXIT_USAGE;
+                }
+        if (optind >= argc)
+                return usage_error("no command given");
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+                if (streq(argv[optind], commands[i].name))
+                        return commands[i].run(argc - optind, argv + optind);
+        return usage_error("unknown command '%s'", argv[optind]);
+}
