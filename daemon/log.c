@@ -83,7 +83,9 @@ int log_full(int level, int err, const char *const *fields, const char *fmt, ...
                  * journal; the message carries what a person needs. */
                 char line[1200];
                 size_t off = (size_t) snprintf(line, sizeof(line), "tcpd[%d]: %s%s%s", (int) getpid(),
-                                               level <= LOG_WARNING ? log_level_to_string(level) : "",
+                                               level <= LOG_ERR       ? "error"
+                                               : level == LOG_WARNING ? "warning"
+                                                                      : "",
                                                level <= LOG_WARNING ? ": " : "", msg);
 
                 if (off >= sizeof(line))

@@ -103,6 +103,17 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* Whether li already serves spec: the same text (port 0 binds a new port
+ * each time, so only the text can tell), or the same address and port. */
+static bool listener_matches(const struct listener *li, const struct listen_spec *spec) {
+        if (!li->spec)
+                return false;
+        if (streq(li->spec, spec->text))
+                return true;
+        return li->any == spec->any && addr_port(&li->addr) == addr_port(&spec->addr) &&
+               (spec->any || addr_equal(&li->addr, &spec->addr));
+}
+
 /* Binds what the settings list, each listener once. On failure nothing new
  * stays bound. */
 static int bind_listeners(struct tcpd *t, const struct config *c, struct listener **ret) {
@@ -116,9 +127,7 @@ static int bind_listeners(struct tcpd *t, const struct config *c, struct listene
 
                         /* keep a listener that is already bound to this */
                         for (have = t->loop.listeners; have; have = have->next)
-                                if (have->service == (enum service_kind) svc && have->spec &&
-                                    have->any == spec->any && addr_port(&have->addr) == addr_port(&spec->addr) &&
-                                    (spec->any || addr_equal(&have->addr, &spec->addr)))
+                                if (have->service == (enum service_kind) svc && listener_matches(have, spec))
                                         break;
                         if (have) {
                                 (void) listen(have->fd, (int) c->backlog); /* applies a new backlog */
@@ -144,8 +153,7 @@ static bool listener_wanted(const struct listener *li, const struct config *c) {
         const struct service_config *s = &c->services[li->service];
 
         for (size_t i = 0; i < s->n_listen; i++)
-                if (s->listen[i].any == li->any && addr_port(&s->listen[i].addr) == addr_port(&li->addr) &&
-                    (li->any || addr_equal(&s->listen[i].addr, &li->addr)))
+                if (listener_matches(li, &s->listen[i]))
                         return true;
         return false;
 }

@@ -2,6 +2,7 @@
 the way an admin would, and cleans up after every test (by PID)."""
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -128,7 +129,7 @@ class Daemon:
 
     def write_config(self, ini, control=True):
         text = ini
-        if control and "control_socket" not in ini:
+        if control and not re.search(r"^control_socket\s*=", ini, re.M):
             text = f"[tcpd]\ncontrol_socket = {self.control}\n" + ini.replace("[tcpd]\n", "", 1) \
                 if "[tcpd]" in ini else f"[tcpd]\ncontrol_socket = {self.control}\n" + ini
         with open(self.config, "w") as f:

@@ -1,0 +1,75 @@
+#!/bin/sh
+# tcpd's two developer commands, for a fresh Debian 12 machine, as root:
+#   ./dev.sh run    install what is missing, build, run tcpd in the foreground
+#                   on 127.0.0.1:7788 (control socket /run/tcpd/control)
+#   ./dev.sh test   install what is missing, build, run the whole test suite
+# BUILD_DIR (default: build) and MESON_ARGS change where and how it builds.
+set -eu
+cd "$(dirname "$0")"
+
+BUILD_DIR=${BUILD_DIR:-build}
+PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev libinih-dev libjansson-dev
+libcmocka-dev python3 systemd util-linux mandoc"
+
+install_missing() {
+        missing=""
+        for p in $PACKAGES; do
+                dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+                        missing="$missing $p"
+        done
+        [ -z "$missing" ] && return 0
+        if [ "$(id -u)" != 0 ]; then
+                echo "dev.sh: missing packages:$missing (run as root, or install them)" >&2
+                exit 1
+        fi
+        echo "dev.sh: installing$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+build() {
+        if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+                # shellcheck disable=SC2086
+                meson setup "$BUILD_DIR" --werror ${MESON_ARGS:-}
+        fi
+        ninja -C "$BUILD_DIR"
+}
+
+summary() {
+        # one closing line for people and CI: "N passed, N failed"
+        python3 - "$BUILD_DIR/meson-logs/testlog.json" <<'PY'
+import json, sys
+ok = bad = skip = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif r == "SKIP":
+        skip += 1
+    else:
+        bad += 1
+print(f"{ok} passed, {bad} failed, {skip} skipped")
+PY
+}
+
+case "${1:-}" in
+run)
+        install_missing
+        build
+        exec "$BUILD_DIR/daemon/tcpd" -c etc/dev.ini
+        ;;
+test)
+        install_missing
+        build
+        status=0
+        meson test -C "$BUILD_DIR" --print-errorlogs || status=$?
+        summary
+        exit $status
+        ;;
+*)
+        echo "usage: $0 run|test" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs into a DESTDIR and runs systemd-analyze verify on the installed
+# units: it must print nothing to stderr.
+set -eu
+build=$1
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+meson install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null
+unitdir=$(dirname "$(find "$dest" -name tcpd.service -print -quit)")
+[ -f "$unitdir/tcpd.service" ] || { echo "tcpd.service was not installed"; exit 1; }
+exec_start=$(sed -n 's/^ExecStart=//p' "$unitdir/tcpd.service")
+[ -x "$dest$exec_start" ] || { echo "ExecStart=$exec_start is not what meson installed"; exit 1; }
+# verify checks that ExecStart exists on this host: point it into the DESTDIR
+units=$dest/verify
+mkdir "$units"
+cp "$unitdir"/tcpd.service "$unitdir"/tcpd.socket "$unitdir"/tcpd-control.socket "$units"/
+sed -i "s|^ExecStart=|ExecStart=$dest|" "$units/tcpd.service"
+err=$(cd "$units" && SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify --man=no \
+        tcpd.socket tcpd-control.socket tcpd.service 2>&1 >/dev/null) || { echo "$err"; exit 1; }
+if [ -n "$err" ]; then
+        echo "systemd-analyze verify complained:"
+        echo "$err"
+        exit 1
+fi
+for f in tcpd.service tcpd.socket tcpd-control.socket; do
+        if grep -n '@[a-z_]*@' "$unitdir/$f"; then echo "$f: unreplaced placeholder"; exit 1; fi
+done
+echo "units verified: $(ls "$units" | tr '\n' ' ')"

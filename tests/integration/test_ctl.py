@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""tcpctl against a running tcpd, as an admin uses it: status, list, kick,
+reload, permissions, usage errors and exit codes."""
+
+import os
+import shutil
+import subprocess
+
+from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, main, reads_eof, wait_for
+
+LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
+
+
+def test_status_human_and_json():
+    d = Daemon(LISTEN)
+    port = d.port()
+    p = d.ctl("status")
+    check("tcpd " in p.stdout and "running" in p.stdout, p.stdout)
+    check(f"127.0.0.1:{port}" in p.stdout and "echo" in p.stdout, p.stdout)
+    check("connections: 0 open" in p.stdout, p.stdout)
+    st = d.status()
+    check(st["pid"] == d.proc.pid, "status names the daemon's pid")
+    check(st["connections_open"] == 0 and st["state"] == "running", str(st))
+    d.stop()
+
+
+def test_list_shows_real_peers_and_counts():
+    d = Daemon(LISTEN)
+    port = d.port()
+    socks = [connect(port) for _ in range(5)]
+    for i, s in enumerate(socks):
+        echo_roundtrip(s, b"x" * (100 * (i + 1)))
+    conns = d.connections()
+    check(len(conns) == 5, f"5 connections expected, got {len(conns)}")
+    by_port = {c["peer_port"]: c for c in conns}
+    for i, s in enumerate(socks):
+        lport = s.getsockname()[1]
+        check(lport in by_port, f"client port {lport} not listed")
+        c = by_port[lport]
+        check(c["bytes_in"] == 100 * (i + 1) and c["bytes_out"] == 100 * (i + 1), str(c))
+        check(c["peer"] == f"127.0.0.1:{lport}" and c["local"] == f"127.0.0.1:{port}", str(c))
+    ids = [c["id"] for c in conns]
+    check(ids == sorted(ids) and len(set(ids)) == 5, f"ids {ids}")
+    table = d.ctl("list").stdout.splitlines()
+    check(table[0].split() == ["ID", "PEER", "LOCAL", "SERVICE", "AGE", "IDLE", "IN", "OUT", "STATE"], table[0])
+    check(len(table) == 6, "a header and one row per connection")
+    for s in socks:
+        check(any(f":{s.getsockname()[1]} " in row for row in table[1:]), "row for each client")
+        s.close()
+    wait_for(lambda: d.status()["connections_open"] == 0, what="clients gone")
+    check(d.ctl("list").stdout.strip() == "no connections", "empty list says so")
+    check(d.ctl("list", json_out=True) == [], "empty JSON list")
+    d.stop()
+
+
+def test_kick_by_id_and_by_cidr():
+    d = Daemon(LISTEN)
+    port = d.port()
+    a = connect(port, source="127.0.0.2")
+    b = connect(port, source="127.0.0.3")
+    c = connect(port, source="127.0.0.3")
+    keep = connect(port, source="127.0.0.4")
+    for s in (a, b, c, keep):
+        echo_roundtrip(s, b"ping")
+    conns = {x["peer_port"]: x["id"] for x in d.connections()}
+    out = d.ctl("kick", str(conns[a.getsockname()[1]])).stdout
+    check(out.startswith("kicked 1 connection:"), out)
+    check(reads_eof(a), "kicked client reads EOF")
+    r = d.ctl("kick", "--peer", "127.0.0.3/32", json_out=True)
+    check(r["kicked"] == 2 and sorted(r["ids"]) == sorted([conns[b.getsockname()[1]], conns[c.getsockname()[1]]]),
+          str(r))
+    check(reads_eof(b) and reads_eof(c), "clients of the CIDR read EOF")
+    echo_roundtrip(keep, b"still here")
+    p = d.ctl("kick", "99999", ok=(1,))
+    check("no connection matched" in p.stdout, p.stdout)
+    st = d.status()
+    check(st["connections_kicked"] == 3 and st["connections_open"] == 1, str(st))
+    check(d.ctl("kick", "--all", json_out=True)["kicked"] == 1, "kick --all")
+    check(reads_eof(keep), "kick --all closes the rest")
+    d.stop()
+
+
+def test_non_admin_can_list_but_not_kick():
+    d = Daemon("[tcpd]\ncontrol_socket_mode = 0666\n" + LISTEN)
+    # tcpctl itself must be reachable for nobody: the build tree may not be
+    ctl = os.path.join(d.dir, "tcpctl")
+    shutil.copy(TCPCTL, ctl)
+    os.chmod(ctl, 0o755)
+    s = connect(d.port())
+    echo_roundtrip(s, b"hi")
+
+    def as_nobody(*args):
+        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ctl, "-s",
+                               d.control, *args], capture_output=True, text=True, timeout=10)
+    p = as_nobody("--json", "list")
+    check(p.returncode == 0 and '"peer"' in p.stdout, f"nobody can list: {p.returncode} {p.stderr}")
+    p = as_nobody("kick", "--all")
+    check(p.returncode == 1 and "permission denied" in p.stderr, f"nobody cannot kick: {p.returncode} {p.stderr}")
+    p = as_nobody("reload")
+    check(p.returncode == 1 and "permission denied" in p.stderr, f"nobody cannot reload: {p.stderr}")
+    echo_roundtrip(s, b"not kicked")
+    check(d.status()["connections_kicked"] == 0, "nothing was kicked")
+    s.close()
+    d.stop()
+
+
+def test_usage_errors_and_exit_codes():
+    d = Daemon(LISTEN)
+    for args in (["frobnicate"], ["kick"], ["kick", "abc"], ["kick", "--all", "3"], ["list", "--peer", "nonsense"],
+                 ["status", "extra"], ["--bogus-option", "status"], []):
+        p = subprocess.run([TCPCTL, "-s", d.control, *args], capture_output=True, text=True, timeout=10)
+        check(p.returncode == 2, f"tcpctl {args} exited {p.returncode}, expected 2")
+        check(p.stderr.startswith("tcpctl: ") or "Try 'tcpctl --help'" in p.stderr, p.stderr)
+    p = subprocess.run([TCPCTL, "--help"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0 and "kick" in p.stdout and "--json" in p.stdout, "--help lists commands and options")
+    p = subprocess.run([TCPCTL, "--version"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0 and p.stdout.startswith("tcpctl "), "--version")
+    missing = os.path.join(d.dir, "nothing-here")
+    p = subprocess.run([TCPCTL, "-s", missing, "status"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and f"cannot connect to {missing}" in p.stderr and "is tcpd running" in p.stderr,
+          p.stderr)
+    p = subprocess.run([TCPCTL, "status"], capture_output=True, text=True, timeout=10,
+                       env=dict(os.environ, TCPD_CONTROL_SOCKET=d.control))
+    check(p.returncode == 0, "TCPD_CONTROL_SOCKET picks the socket")
+    d.stop()
+
+
+def test_reload_command():
+    d = Daemon(LISTEN)
+    check(d.ctl("reload").stdout.strip() == "reloaded", "reload says so")
+    with open(d.config, "a") as f:
+        f.write("[tcpd]\nbacklog = lots\n")
+    p = d.ctl("reload", ok=(1,))
+    check("reload failed" in p.stderr and f"{d.config}:" in p.stderr and "backlog" in p.stderr, p.stderr)
+    s = connect(d.port())
+    echo_roundtrip(s, b"still serving after a failed reload")
+    s.close()
+    d.stop()
+
+
+if __name__ == "__main__":
+    main([test_status_human_and_json, test_list_shows_real_peers_and_counts, test_kick_by_id_and_by_cidr,
+          test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command])

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""tcpd's life: settings errors, --check-config, sd_notify, SIGHUP reloads
+that keep connections, limits, the control socket file, and SIGTERM."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, run_config_check, \
+    wait_for
+
+LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
+
+
+def test_bad_settings_at_start_exit_1_with_file_and_line():
+    d = Daemon("[tcpd]\nbacklog = 128\nidle_timeout = soon\n" + LISTEN, wait_ready=False)
+    check(d.wait_exit() == 1, "bad settings exit 1")
+    err = d.stderr()
+    line = open(d.config).read().splitlines().index("idle_timeout = soon") + 1
+    check(f"{d.config}:{line}:" in err and "idle_timeout" in err and "'soon'" in err, err)
+    d.check_clean()
+
+
+def test_check_config():
+    p, path = run_config_check("[tcpd]\nmax_connections = 10\n[echo]\nlisten = 127.0.0.1:7\n")
+    check(p.returncode == 0, p.stderr)
+    check("max_connections = 10" in p.stdout and "listen = 127.0.0.1:7" in p.stdout, p.stdout)
+    p, path = run_config_check("[tcpd]\nwhat = ever\n[nonsense]\nx = 1\n")
+    check(p.returncode == 1, "invalid settings exit 1")
+    check(f"{path}:2: unknown key 'what'" in p.stderr and f"{path}:4: unknown section [nonsense]" in p.stderr,
+          p.stderr)
+    p = subprocess.run([TCPD, "--check-config", "-c", "/nonexistent/tcpd.ini"], capture_output=True, text=True,
+                       timeout=10)
+    check(p.returncode == 1 and "/nonexistent/tcpd.ini" in p.stderr, "a missing -c file is an error")
+
+
+def test_help_version_usage():
+    p = subprocess.run([TCPD, "--help"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0 and "--check-config" in p.stdout, "--help")
+    p = subprocess.run([TCPD, "--version"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0 and p.stdout.startswith("tcpd "), "--version")
+    p = subprocess.run([TCPD, "--frobnicate"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 2, "unknown option exits 2")
+
+
+def test_sd_notify_lifecycle():
+    d = Daemon(LISTEN)
+    msgs = "\n".join(d.poll_notify())
+    check("READY=1" in msgs and "STATUS=" in msgs, msgs)
+    n = len(d.notify_msgs)
+    d.signal(signal.SIGHUP)
+    d.wait_notify("RELOADING=1", after=n)
+    d.wait_notify("READY=1", after=n + 1)
+    check(any(line.startswith("MONOTONIC_USEC=") for m in d.notify_msgs[n:] for line in m.split("\n")),
+          "RELOADING carries MONOTONIC_USEC")
+    d.signal(signal.SIGTERM)
+    d.wait_exit()
+    d.poll_notify()
+    check(any("STOPPING=1" in m for m in d.notify_msgs), "STOPPING=1 sent")
+    check(d.returncode == 0, f"exit {d.returncode}")
+    d.check_clean()
+
+
+def test_sighup_applies_changes_and_keeps_connections():
+    d = Daemon(LISTEN)
+    port = d.port()
+    s = connect(port)
+    echo_roundtrip(s, b"before reload")
+    port2 = free_port()
+    with open(d.config, "a") as f:
+        f.write(f"listen = 127.0.0.1:{port2}\n[tcpd]\nmax_connections = 50\n")
+    # keep the first listener: the same spec stays bound
+    n = len(d.poll_notify())
+    d.signal(signal.SIGHUP)
+    d.wait_notify("READY=1", after=n + 1)
+    st = d.status()
+    check(st["max_connections"] == 50, f"max_connections applied: {st['max_connections']}")
+    ports = sorted(int(li["address"].rsplit(":", 1)[1]) for li in st["listeners"])
+    check(ports == sorted([port, port2]), f"listeners after reload: {ports}")
+    echo_roundtrip(s, b"after reload, same connection")
+    s2 = connect(port2)
+    echo_roundtrip(s2, b"new listener")
+    # remove the new listener again: its connection stays
+    with open(d.config, "w") as f:
+        f.write(f"[tcpd]\ncontrol_socket = {d.control}\n" + LISTEN)
+    n = len(d.poll_notify())
+    d.signal(signal.SIGHUP)
+    d.wait_notify("READY=1", after=n + 1)
+    check(len(d.status()["listeners"]) == 1, "listener removed")
+    echo_roundtrip(s2, b"connection outlives its listener")
+    try:
+        connect(port2, timeout=2).close()
+        check(False, "the removed listener still accepts")
+    except ConnectionRefusedError:
+        pass
+    s.close()
+    s2.close()
+    d.stop()
+
+
+def test_broken_file_on_sighup_keeps_serving():
+    d = Daemon(LISTEN)
+    s = connect(d.port())
+    with open(d.config, "a") as f:
+        f.write("[tcpd]\nlog_level = chatty\n")
+    n = len(d.poll_notify())
+    d.signal(signal.SIGHUP)
+    d.wait_notify("READY=1", after=n + 1)
+    err = d.stderr()
+    check(f"{d.config}:" in err and "log_level" in err and "'chatty'" in err, err)
+    check("previous settings stay" in err, err)
+    echo_roundtrip(s, b"still serving")
+    check(d.proc.poll() is None, "daemon alive")
+    s.close()
+    d.stop()
+
+
+def test_sigterm_drains_and_exits_0():
+    d = Daemon(LISTEN)
+    port = d.port()
+    clients = [connect(port) for _ in range(20)]
+    for c in clients:
+        echo_roundtrip(c, b"y" * 1000)
+    d.signal(signal.SIGTERM)
+    for c in clients:
+        check(reads_eof(c), "each client reads EOF at shutdown")
+    check(d.wait_exit() == 0, f"exit {d.returncode}")
+    check("stopping" in d.stderr(), "says it is stopping")
+    check(not os.path.exists(d.control), "control socket removed on exit")
+    d.check_clean()
+
+
+def test_control_socket_stale_and_live():
+    d = Daemon(LISTEN)
+    # a second tcpd on the same control socket must refuse to start
+    other = Daemon(f"[tcpd]\ncontrol_socket = {d.control}\n" + LISTEN, control=False, wait_ready=False)
+    check(other.wait_exit() == 1, "second tcpd exits 1")
+    check("another tcpd is running" in other.stderr(), other.stderr())
+    echo_roundtrip(connect(d.port()), b"first one unharmed")
+    d.proc.kill()  # dies without cleaning up: its socket file stays
+    d.proc.wait()
+    check(os.path.exists(d.control), "stale socket left behind")
+    third = Daemon(f"[tcpd]\ncontrol_socket = {d.control}\n" + LISTEN, control=False)
+    check(third.ctl("status", json_out=True, socket_path=d.control)["pid"] == third.proc.pid, "replaced stale")
+    third.stop()
+
+
+def test_idle_timeout_closes_silent_connections():
+    d = Daemon("[tcpd]\nidle_timeout = 1s\n" + LISTEN)
+    port = d.port()
+    idle = connect(port)
+    busy = connect(port)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.5:
+        echo_roundtrip(busy, b"tick")
+        time.sleep(0.2)
+    check(reads_eof(idle, timeout=1), "idle connection closed")
+    echo_roundtrip(busy, b"busy one kept")
+    check(d.status()["connections_open"] == 1, "only the busy one is left")
+    busy.close()
+    d.stop()
+
+
+def test_max_connections_refuses_beyond_limit():
+    d = Daemon("[tcpd]\nmax_connections = 3\n" + LISTEN)
+    port = d.port()
+    kept = [connect(port) for _ in range(3)]
+    for c in kept:
+        echo_roundtrip(c, b"in")
+    extra = connect(port)
+    check(reads_eof(extra, timeout=5), "the fourth connection is closed at once")
+    st = d.status()
+    check(st["connections_refused"] == 1 and st["connections_open"] == 3, str(st))
+    kept[0].close()
+    wait_for(lambda: d.status()["connections_open"] == 2, what="slot freed")
+    again = connect(port)
+    echo_roundtrip(again, b"room again")
+    for c in kept[1:] + [again]:
+        c.close()
+    d.stop()
+
+
+if __name__ == "__main__":
+    main([test_bad_settings_at_start_exit_1_with_file_and_line, test_check_config, test_help_version_usage,
+          test_sd_notify_lifecycle, test_sighup_applies_changes_and_keeps_connections,
+          test_broken_file_on_sighup_keeps_serving, test_sigterm_drains_and_exits_0,
+          test_control_socket_stale_and_live, test_idle_timeout_closes_silent_connections,
+          test_max_connections_refuses_beyond_limit])
