@@ -123,6 +123,8 @@ static int report_error(const char *method, struct vl_reply *reply) {
 
         if (streq(reply->error, VARLINK_ERROR_PERMISSION_DENIED))
                 return fail("permission denied: this needs root or membership of tcpd's admin group");
+        if (streq(reply->error, TCPD_ERROR_SHUTTING_DOWN))
+                return fail("tcpd is shutting down");
         if (streq(reply->error, TCPD_ERROR_RELOAD_FAILED))
                 return fail("reload failed: %s", msg ? msg : "see the daemon's log");
         if (streq(reply->error, VARLINK_ERROR_METHOD_NOT_FOUND) ||

@@ -151,6 +151,12 @@ static int parse_string(struct parse_ctx *p, const char *v, void *field, const c
                 *why = "must not be empty";
                 return -EINVAL;
         }
+        /* group names and paths here never hold blanks; a blank is most
+         * likely a comment after the value, which inih keeps */
+        if (strpbrk(v, " \t")) {
+                *why = "must not contain spaces";
+                return -EINVAL;
+        }
         s = strdup(v);
         if (!s)
                 return -ENOMEM;
@@ -274,8 +280,9 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         for (tok = strtok_r(copy, " \t,", &save); tok && r == 0; tok = strtok_r(NULL, " \t,", &save)) {
                 r = listen_add(s, tok, p->line, why);
                 if (r == -EINVAL)
-                        add_error(p->errs, "%s:%u: [%s] listen: bad address '%s': %s", p->path, p->line,
-                                  service_name(svc), tok, *why);
+                        add_error(p->errs, "%s:%u: [%s] listen: bad address '%s': %s%s", p->path, p->line,
+                                  service_name(svc), tok, *why,
+                                  strchr(value, '#') ? " ('#' starts a comment only at the start of a line)" : "");
         }
         free(copy);
         return r == -EINVAL ? -EALREADY : r;

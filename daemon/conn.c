@@ -284,8 +284,17 @@ static void conn_read(struct loop *l, struct conn *c) {
         size_t room = l->rbuf_size;
         ssize_t n, w = 0;
 
-        if (c->owed && l->settings.max_buffered - owed_bytes(c) < room)
-                room = l->settings.max_buffered - owed_bytes(c);
+        if (c->owed) {
+                size_t owed = owed_bytes(c);
+                /* max_buffered may have been lowered by a reload below what
+                 * is already owed: then read nothing until it drains */
+                if (owed >= l->settings.max_buffered) {
+                        conn_update(l, c);
+                        return;
+                }
+                if (l->settings.max_buffered - owed < room)
+                        room = l->settings.max_buffered - owed;
+        }
         n = recv(c->fd, l->rbuf, room, 0);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)

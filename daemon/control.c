@@ -318,13 +318,17 @@ static void method_kick(struct control_client *cl, struct vl_call *call) {
 
 static void method_reload(struct control_client *cl, struct vl_call *call) {
         _cleanup_free_ char *error = NULL;
+        int r;
 
         if (!check_params(cl, call->params, NULL))
                 return;
         if (!client_is_admin(cl))
                 return reply_error(cl, VARLINK_ERROR_PERMISSION_DENIED, NULL);
         log_info("reload requested by uid %u pid %d", (unsigned) cl->cred.uid, (int) cl->cred.pid);
-        if (tcpd_reload(cl->ctl->t, &error) < 0)
+        r = tcpd_reload(cl->ctl->t, &error);
+        if (r == -ESHUTDOWN)
+                reply_error(cl, TCPD_ERROR_SHUTTING_DOWN, NULL);
+        else if (r < 0)
                 reply_error(cl, TCPD_ERROR_RELOAD_FAILED, json_pack("{s:s}", "message", error ? error : "failed"));
         else
                 reply(cl, NULL, false);

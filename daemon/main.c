@@ -196,6 +196,11 @@ int tcpd_reload(struct tcpd *t, char **error) {
         int r;
 
         *error = NULL;
+        if (t->stopping) {
+                log_notice("reload ignored: tcpd is stopping");
+                *error = strdup("tcpd is stopping");
+                return -ESHUTDOWN;
+        }
         snprintf(buf, sizeof(buf), "MONOTONIC_USEC=%llu", (unsigned long long) now_usec(CLOCK_MONOTONIC));
         sd_notifyf(0, "RELOADING=1\n%s", buf);
 
@@ -305,6 +310,12 @@ static int take_activated(struct tcpd *t, int *control_fd) {
                         continue;
                 }
                 if (streq(name, "control") || streq(name, "varlink")) {
+                        if (*control_fd >= 0) {
+                                r = log_error_errno(-EINVAL, "systemd passed two control sockets (fds %d and %d); "
+                                                             "name only one 'control'", *control_fd, fd);
+                                close(fd);
+                                continue;
+                        }
                         *control_fd = fd;
                         continue;
                 }
@@ -398,8 +409,7 @@ static int run(struct tcpd *t) {
         r = control_open(t, control_fd, &t->control);
         if (r < 0)
                 return r;
-        log_info("control socket %s%s", control_fd >= 0 ? "from systemd" : t->config->control_socket,
-                 log_to_journal() ? "" : "");
+        log_info("control socket %s", control_fd >= 0 ? "from systemd" : t->config->control_socket);
         r = sd_event_add_time_relative(t->event, &t->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC, 0,
                                        on_status_timer, t);
         if (r < 0)
