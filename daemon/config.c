@@ -55,6 +55,24 @@ _printf_(2, 3) static void add_error(struct config_errors *e, const char *fmt, .
         va_end(ap);
 }
 
+static unsigned error_line(const char *msg, size_t path_len) {
+        return (unsigned) strtoul(msg + path_len + 1, NULL, 10);
+}
+
+/* inih names the first syntax error only at the end: move that message to
+ * its place among the others, so errors read in file order. */
+static void errors_sort_last(struct config_errors *e, size_t path_len) {
+        size_t i;
+        char *m;
+
+        if (e->n < 2 || e->total > e->n)
+                return;
+        m = e->msg[e->n - 1];
+        for (i = e->n - 1; i > 0 && error_line(e->msg[i - 1], path_len) > error_line(m, path_len); i--)
+                e->msg[i] = e->msg[i - 1];
+        e->msg[i] = m;
+}
+
 static void listen_clear(struct service_config *s) {
         for (size_t i = 0; i < s->n_listen; i++)
                 free(s->listen[i].text);
@@ -294,6 +312,11 @@ static int config_handler(void *user, const char *section, const char *name, con
         int r = -ENOENT, svc;
 
         p->line = (unsigned) lineno;
+        if (!*section) {
+                add_error(p->errs, "%s:%u: key '%s' is outside any section (put it under [%s] or a service's section)",
+                          p->path, p->line, name, GLOBAL_SECTION);
+                return 1;
+        }
         if (streq(section, GLOBAL_SECTION)) {
                 for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++)
                         if (streq(name, global_keys[i].name)) {
@@ -315,11 +338,13 @@ static int config_handler(void *user, const char *section, const char *name, con
                         add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s], [echo])", p->path,
                                   p->line, section, GLOBAL_SECTION);
                 }
-                return 0;
+                return 1;
         }
 
+        /* errors are recorded here; returning 1 keeps inih's own return
+         * value for real syntax errors */
         if (r == 0 || r == -EALREADY)
-                return r == 0;
+                return 1;
         if (r == -ENOENT)
                 add_error(p->errs, "%s:%u: unknown key '%s' in section [%s] (%s)", p->path, p->line, name,
                           section, why);
@@ -329,7 +354,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                 add_error(p->errs, "%s:%u: [%s] %s: bad value '%s': %s%s", p->path, p->line, section, name, value,
                           why ? why : "invalid",
                           strchr(value, '#') ? " ('#' starts a comment only at the start of a line)" : "");
-        return 0;
+        return 1;
 }
 
 /* inih silently splits over-long lines; find them ourselves first. */
@@ -366,8 +391,10 @@ int config_load_string(const char *path, const char *text, struct config **ret, 
         check_line_lengths(path, text, errs);
         if (errs->total == 0) {
                 r = ini_parse_string(text, config_handler, &p);
-                if (r > 0 && errs->total == 0)
+                if (r > 0) {
                         add_error(errs, "%s:%d: syntax error (expected [section] or key = value)", path, r);
+                        errors_sort_last(errs, strlen(path));
+                }
                 else if (r < 0 && errs->total == 0)
                         add_error(errs, "%s: could not be parsed", path);
         }
@@ -420,7 +447,10 @@ int config_load(const char *path, bool must_exist, struct config **ret, struct c
         }
         text[len] = 0;
         if (strlen(text) != len) {
-                add_error(errs, "%s: contains a NUL byte; not a text file", path);
+                unsigned line = 1;
+                for (const char *s = text; *s; s++)
+                        line += *s == '\n';
+                add_error(errs, "%s:%u: contains a NUL byte; not a text file", path, line);
                 return -EINVAL;
         }
         return config_load_string(path, text, ret, errs);

@@ -46,22 +46,6 @@ static int table_grow(struct table *t) {
         return 0;
 }
 
-int table_put(struct table *t, uint64_t key, void *value) {
-        if (key == 0)
-                return -EINVAL;
-        /* keep the load under 1/2 so probes stay short */
-        if (!t->slots || (t->count + 1) * 2 > t->mask + 1) {
-                int r = table_grow(t);
-                if (r < 0)
-                        return r;
-        }
-        if (table_get(t, key))
-                return -EEXIST;
-        table_insert_slot(t->slots, t->mask, key, value);
-        t->count++;
-        return 0;
-}
-
 static struct table_slot *table_find(const struct table *t, uint64_t key) {
         size_t i;
 
@@ -71,6 +55,22 @@ static struct table_slot *table_find(const struct table *t, uint64_t key) {
                 if (t->slots[i].key == key)
                         return &t->slots[i];
         return NULL;
+}
+
+int table_put(struct table *t, uint64_t key, void *value) {
+        if (key == 0)
+                return -EINVAL;
+        /* keep the load under 1/2 so probes stay short */
+        if (!t->slots || (t->count + 1) * 2 > t->mask + 1) {
+                int r = table_grow(t);
+                if (r < 0)
+                        return r;
+        }
+        if (table_find(t, key))
+                return -EEXIST;
+        table_insert_slot(t->slots, t->mask, key, value);
+        t->count++;
+        return 0;
 }
 
 void *table_get(const struct table *t, uint64_t key) {

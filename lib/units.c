@@ -190,7 +190,8 @@ const char *format_size(uint64_t bytes, char *buf, size_t n) {
                 return buf;
         }
         v /= 1024;
-        while (v >= 1024 && i < sizeof(units) - 2) {
+        /* 1023.96K would print as "1024.0K": move up a unit first */
+        while (v >= 1023.95 && i < sizeof(units) - 2) {
                 v /= 1024;
                 i++;
         }
