@@ -63,6 +63,14 @@ def test_sd_notify_lifecycle():
     d.check_clean()
 
 
+def test_watchdog_pings():
+    d = Daemon(LISTEN, env={"WATCHDOG_USEC": "200000"})
+    d.wait_notify("WATCHDOG=1", timeout=3)
+    n = len(d.notify_msgs)
+    d.wait_notify("WATCHDOG=1", timeout=3, after=n)  # and keeps pinging
+    d.stop()
+
+
 def test_sighup_applies_changes_and_keeps_connections():
     d = Daemon(LISTEN)
     port = d.port()
@@ -184,7 +192,7 @@ def test_max_connections_refuses_beyond_limit():
 
 if __name__ == "__main__":
     main([test_bad_settings_at_start_exit_1_with_file_and_line, test_check_config, test_help_version_usage,
-          test_sd_notify_lifecycle, test_sighup_applies_changes_and_keeps_connections,
+          test_sd_notify_lifecycle, test_watchdog_pings, test_sighup_applies_changes_and_keeps_connections,
           test_broken_file_on_sighup_keeps_serving, test_sigterm_drains_and_exits_0,
           test_control_socket_stale_and_live, test_idle_timeout_closes_silent_connections,
           test_max_connections_refuses_beyond_limit])
