@@ -40,6 +40,7 @@ struct control_client {
         bool stream_oneway;
         bool kick_oneway;
         bool closing; /* close once the output is written */
+        bool read_eof; /* the client shut down its side: answer what came, then close */
         struct control_client *prev, *next;
 };
 
@@ -75,9 +76,11 @@ static bool client_is_admin(const struct control_client *cl) {
 static int client_update_events(struct control_client *cl) {
         uint32_t ev = 0;
 
-        if (!cl->waiting && !cl->closing)
+        if (!cl->waiting && !cl->closing && !cl->read_eof)
                 ev |= EPOLLIN;
-        if (vl_buf_pending(&cl->out))
+        /* a list being streamed wants to hear when there is room again,
+         * even if what was queued so far all went out at once */
+        if (vl_buf_pending(&cl->out) || cl->streaming)
                 ev |= EPOLLOUT;
         return sd_event_source_set_io_events(cl->source, ev);
 }
@@ -97,7 +100,7 @@ static int client_flush(struct control_client *cl) {
                 }
                 vl_buf_consume(&cl->out, (size_t) n);
         }
-        if (cl->closing && !vl_buf_pending(&cl->out)) {
+        if ((cl->closing || (cl->read_eof && !cl->waiting && !cl->streaming)) && !vl_buf_pending(&cl->out)) {
                 client_free(cl);
                 return -EPIPE;
         }
@@ -499,11 +502,12 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 char *dst;
                 ssize_t n;
 
-                if (cl->waiting || cl->closing) {
-                        if (revents & (EPOLLHUP | EPOLLERR))
-                                client_free(cl);
+                if (revents & (EPOLLHUP | EPOLLERR) && (cl->waiting || cl->closing || cl->read_eof)) {
+                        client_free(cl); /* nobody left to answer */
                         return 0;
                 }
+                if (cl->waiting || cl->closing || cl->read_eof)
+                        return 0;
                 dst = vl_buf_reserve(&cl->in, CONTROL_READ_CHUNK);
                 if (!dst) {
                         client_free(cl);
@@ -512,8 +516,15 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 n = recv(cl->fd, dst, CONTROL_READ_CHUNK, MSG_DONTWAIT);
                 if (n < 0 && (errno == EAGAIN || errno == EINTR))
                         return 0;
-                if (n <= 0) {
+                if (n < 0) {
                         client_free(cl);
+                        return 0;
+                }
+                if (n == 0) {
+                        /* a half-close (as socat does at the end of its
+                         * input) still gets every answer it asked for */
+                        cl->read_eof = true;
+                        client_process(cl);
                         return 0;
                 }
                 vl_buf_commit(&cl->in, (size_t) n);
