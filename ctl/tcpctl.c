@@ -204,24 +204,32 @@ static int collect_connection(json_t *params, void *userdata) {
         return 0;
 }
 
+/* --peer CIDR, checked here so a typo is a usage error, not a round trip. */
+static int add_peer(json_t *params, const char *arg) {
+        struct cidr cidr;
+
+        if (cidr_parse(arg, &cidr) < 0)
+                return usage_error("--peer: '%s' is not an address or CIDR prefix", arg);
+        json_object_set_new(params, "peer", json_string(arg));
+        return 0;
+}
+
 static int cmd_list(int argc, char **argv) {
         static const struct option options[] = {
                 { "peer", required_argument, NULL, 'p' },
                 {},
         };
         json_t *params = json_object(), *conns;
-        struct cidr cidr;
         int c, r;
 
         optind = 1;
         while ((c = getopt_long(argc, argv, "+p:", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
-                        if (cidr_parse(optarg, &cidr) < 0) {
+                        if (add_peer(params, optarg)) {
                                 json_decref(params);
-                                return usage_error("--peer: '%s' is not an address or CIDR prefix", optarg);
+                                return EXIT_USAGE;
                         }
-                        json_object_set_new(params, "peer", json_string(optarg));
                         break;
                 default:
                         json_decref(params);
@@ -259,7 +267,6 @@ static int cmd_kick(int argc, char **argv) {
                 {},
         };
         json_t *params = json_object(), *ids = json_array();
-        struct cidr cidr;
         bool all = false, peer = false;
         int c;
 
@@ -267,12 +274,11 @@ static int cmd_kick(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "+p:a", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
-                        if (cidr_parse(optarg, &cidr) < 0) {
+                        if (add_peer(params, optarg)) {
                                 json_decref(params);
                                 json_decref(ids);
-                                return usage_error("--peer: '%s' is not an address or CIDR prefix", optarg);
+                                return EXIT_USAGE;
                         }
-                        json_object_set_new(params, "peer", json_string(optarg));
                         peer = true;
                         break;
                 case 'a':

@@ -146,8 +146,14 @@ fail:
         return r;
 }
 
+/* Resets and errors are logged even without log_connections, but a client
+ * that resets on purpose must not be able to flood the journal. */
+static struct ratelimit close_rl = RATELIMIT_INIT(10 * 1000 * 1000, 20);
+
 void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         char reason[64];
+        unsigned suppressed = 0;
+        bool notable = why == CLOSE_ERROR || why == CLOSE_RESET;
 
         switch (why) {
         case CLOSE_KICKED:
@@ -162,12 +168,14 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         default:
                 break;
         }
-        if ((l->settings.log_connections && why != CLOSE_KICKED) || why == CLOSE_ERROR) {
-                /* a kick has its own line, with who kicked */
+        /* a kick has its own line, with who kicked */
+        if ((l->settings.log_connections && why != CLOSE_KICKED) ||
+            (notable && ratelimit_pass(&close_rl, l->now, &suppressed))) {
                 snprintf(reason, sizeof(reason), "TCPD_REASON=%s", close_reason_name(why));
                 conn_log(l, c, why == CLOSE_ERROR ? LOG_WARNING : LOG_INFO, "disconnect", reason,
-                         "%s after %llu bytes in, %llu out", close_reason_name(why),
-                         (unsigned long long) c->bytes_in, (unsigned long long) c->bytes_out);
+                         "%s after %llu bytes in, %llu out%s", close_reason_name(why),
+                         (unsigned long long) c->bytes_in, (unsigned long long) c->bytes_out,
+                         suppressed ? " (earlier resets and errors not logged)" : "");
         }
 
         /* A FIN, not a reset: whoever closes from our side (kick, timeout,

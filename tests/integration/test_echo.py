@@ -139,6 +139,7 @@ def test_reset_is_counted_not_fatal():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.close()  # RST
     wait_for(lambda: d.status()["connections_reset"] >= 1, what="reset counted")
+    check("reset by peer" in d.stderr(), "a reset is logged even without log_connections")
     s2 = connect(port)
     echo_roundtrip(s2, b"still serving")
     s2.close()
