@@ -202,25 +202,29 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
 }
 
 /* Queues the unsent tail of a write. Never grows past max_buffered, because
- * reads are sized to the room left. */
+ * reads are sized to the room left; grows by doubling, so a client that
+ * never reads costs each byte a bounded number of copies. */
 static int owed_append(struct conn *c, const char *p, size_t n) {
         struct owed *o = c->owed;
-        size_t need = (o ? o->len - o->off : 0) + n;
 
+        if (o && o->cap - o->len < n && o->off > 0) {
+                /* slide the unsent bytes to the front before growing */
+                memmove(o->data, o->data + o->off, o->len - o->off);
+                o->len -= o->off;
+                o->off = 0;
+        }
         if (!o || o->cap - o->len < n) {
-                size_t cap = need < 4096 ? 4096 : need;
-                struct owed *g = malloc(sizeof(*g) + cap);
+                size_t used = o ? o->len : 0, cap = o ? (size_t) o->cap * 2 : 4096;
+                struct owed *g;
 
+                while (cap < used + n)
+                        cap *= 2;
+                g = realloc(o, sizeof(*g) + cap);
                 if (!g)
                         return -ENOMEM;
-                g->off = 0;
-                g->len = 0;
+                if (!o)
+                        g->off = g->len = 0;
                 g->cap = (uint32_t) cap;
-                if (o) {
-                        memcpy(g->data, o->data + o->off, o->len - o->off);
-                        g->len = o->len - o->off;
-                        free(o);
-                }
                 c->owed = o = g;
         }
         memcpy(o->data + o->len, p, n);
@@ -289,7 +293,7 @@ static void conn_update(struct loop *l, struct conn *c) {
 
 /* Echo (RFC 862): whatever arrives goes straight back. */
 static void conn_read(struct loop *l, struct conn *c) {
-        size_t room = l->rbuf_size;
+        size_t room = l->rbuf_size < l->settings.max_buffered ? l->rbuf_size : l->settings.max_buffered;
         ssize_t n, w = 0;
 
         if (c->owed) {

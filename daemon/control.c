@@ -25,6 +25,7 @@
 #define CONTROL_STREAM_LOW (64 * 1024)
 #define CONTROL_READ_CHUNK (16 * 1024)
 #define CONTROL_MAX_GROUPS 1024
+#define CONTROL_ACCEPT_RETRY_USEC (250 * 1000)
 
 struct control_client {
         struct control *ctl;
@@ -49,6 +50,7 @@ struct control {
         int fd;
         char *path; /* unlinked on exit; NULL when systemd owns the socket */
         sd_event_source *source;
+        sd_event_source *retry; /* re-enables source after running out of fds */
         struct control_client *clients;
         unsigned n_clients;
 };
@@ -76,7 +78,9 @@ static bool client_is_admin(const struct control_client *cl) {
 static int client_update_events(struct control_client *cl) {
         uint32_t ev = 0;
 
-        if (!cl->waiting && !cl->closing && !cl->read_eof)
+        /* input waits in the kernel while an answer is outstanding: what a
+         * client pipelines then cannot grow our memory */
+        if (!cl->waiting && !cl->streaming && !cl->closing && !cl->read_eof)
                 ev |= EPOLLIN;
         /* a list being streamed wants to hear when there is room again,
          * even if what was queued so far all went out at once */
@@ -103,14 +107,6 @@ static int client_flush(struct control_client *cl) {
         if ((cl->closing || (cl->read_eof && !cl->waiting && !cl->streaming)) && !vl_buf_pending(&cl->out)) {
                 client_free(cl);
                 return -EPIPE;
-        }
-        if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT) {
-                unsigned suppressed;
-                if (ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
-                        log_notice("control client pid %d uid %u does not read its replies; dropped",
-                                   (int) cl->cred.pid, (unsigned) cl->cred.uid);
-                client_free(cl);
-                return -ENOBUFS;
         }
         return client_update_events(cl);
 }
@@ -466,6 +462,16 @@ static void client_process(struct control_client *cl) {
                 client_stream(cl);
                 if (cl->waiting || cl->streaming || cl->closing)
                         break;
+                /* One large reply may exceed the bound; more calls on top of
+                 * unread replies may not: that client does not read. */
+                if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT) {
+                        unsigned suppressed;
+                        if (ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
+                                log_notice("control client pid %d uid %u does not read its replies; dropped",
+                                           (int) cl->cred.pid, (unsigned) cl->cred.uid);
+                        client_free(cl);
+                        return;
+                }
                 r = vl_frame_next(&cl->in, VARLINK_MAX_MESSAGE, &frame, &len);
                 if (r == 0)
                         break;
@@ -506,7 +512,7 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
                         client_free(cl); /* nobody left to answer */
                         return 0;
                 }
-                if (cl->waiting || cl->closing || cl->read_eof)
+                if (cl->waiting || cl->streaming || cl->closing || cl->read_eof)
                         return 0;
                 dst = vl_buf_reserve(&cl->in, CONTROL_READ_CHUNK);
                 if (!dst) {
@@ -578,6 +584,15 @@ static void client_read_groups(struct control_client *cl) {
         }
 }
 
+static int control_on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct control *ctl = userdata;
+
+        ctl->retry = sd_event_source_unref(ctl->retry);
+        if (ctl->source)
+                (void) sd_event_source_set_enabled(ctl->source, SD_EVENT_ON);
+        return 0;
+}
+
 static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct control *ctl = userdata;
         struct control_client *cl;
@@ -586,6 +601,18 @@ static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void 
         int cfd, r;
 
         cfd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+                /* The queue stays readable: without a pause this would spin.
+                 * Try again shortly, when connections may have gone. */
+                if (ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
+                        log_warning_errno(-errno, "cannot accept a control client; pausing the control socket");
+                (void) sd_event_source_set_enabled(ctl->source, SD_EVENT_OFF);
+                if (!ctl->retry &&
+                    sd_event_add_time_relative(ctl->t->event, &ctl->retry, CLOCK_MONOTONIC, CONTROL_ACCEPT_RETRY_USEC,
+                                               0, control_on_retry, ctl) < 0)
+                        (void) sd_event_source_set_enabled(ctl->source, SD_EVENT_ON);
+                return 0;
+        }
         if (cfd < 0) {
                 if (errno != EAGAIN && errno != EINTR && ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
                         log_warning_errno(-errno, "cannot accept a control client");
@@ -744,6 +771,7 @@ struct control *control_free(struct control *ctl) {
                 return NULL;
         while (ctl->clients)
                 client_free(ctl->clients);
+        sd_event_source_disable_unref(ctl->retry);
         sd_event_source_disable_unref(ctl->source);
         if (ctl->fd >= 0)
                 close(ctl->fd);

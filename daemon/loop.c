@@ -112,15 +112,28 @@ static void loop_reap(struct loop *l) {
 
 /* Out of fds, the listen queue stays readable: without pausing, epoll would
  * report it again at once and the loop would spin. */
+static struct ratelimit pause_rl = RATELIMIT_INIT(10 * 1000 * 1000, 2);
+
 static void accept_pause(struct loop *l, int err) {
+        unsigned suppressed;
+
         if (l->accept_paused)
                 return;
         l->accept_paused = true;
         l->accept_resume_at = l->now + ACCEPT_RETRY_USEC;
         for (struct listener *li = l->listeners; li; li = li->next)
                 (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
-        log_warning_errno(err, "cannot accept connections (%llu open); pausing accept until some close",
-                          (unsigned long long) l->stats.open);
+        /* at the limit with clients churning, pause and resume alternate:
+         * say so once in a while, not at every close */
+        if (!ratelimit_pass(&pause_rl, l->now, &suppressed))
+                return;
+        if (err)
+                log_warning_errno(err, "cannot accept connections (%llu open); pausing accept until some close",
+                                  (unsigned long long) l->stats.open);
+        else
+                log_warning("open files limit reached with %llu connections; pausing accept until some close "
+                            "(a reserve stays free for the control socket)",
+                            (unsigned long long) l->stats.open);
 }
 
 static void accept_resume(struct loop *l) {
@@ -129,7 +142,7 @@ static void accept_resume(struct loop *l) {
         l->accept_paused = false;
         for (struct listener *li = l->listeners; li; li = li->next)
                 (void) epoll_add(l, li->fd, EPOLLIN, li);
-        log_notice("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
+        log_debug("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
 }
 
 void loop_conn_closed(struct loop *l, struct conn *c) {
@@ -149,6 +162,11 @@ static void loop_accept(struct loop *l, struct listener *li) {
                 unsigned suppressed;
                 int fd, r;
 
+                if (l->settings.fd_budget && l->stats.open >= l->settings.fd_budget) {
+                        /* leave them in the listen queue until some close */
+                        accept_pause(l, 0);
+                        return;
+                }
                 fd = accept4(li->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) {
                         switch (errno) {
@@ -212,7 +230,9 @@ static int loop_timeout_ms(const struct loop *l) {
                 return -1;
         if (next <= l->now)
                 return 0;
-        /* round up: waking early would just loop again */
+        /* round up: waking early would just loop again; an hour at most */
+        if (next - l->now > 3600ULL * 1000 * 1000)
+                return 3600 * 1000;
         return (int) ((next - l->now + 999) / 1000);
 }
 

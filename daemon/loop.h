@@ -31,6 +31,9 @@ struct conn;
 /* The settings a loop applies; a reload sends it a new copy. */
 struct loop_settings {
         unsigned max_connections;
+        /* connections that fit under the open-files limit with a reserve
+         * kept for the control socket and logging */
+        unsigned fd_budget;
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;
         bool log_connections;

@@ -1,4 +1,5 @@
 /* tcpd: start-up, signals, reload, shutdown. */
+#include <dirent.h>
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
@@ -65,9 +66,12 @@ static void resolve_admin_group(struct tcpd *t) {
                             t->config->admin_group);
 }
 
+static unsigned fd_budget;
+
 #define settings_from(c)                                                                                    \
         {                                                                                                   \
                 .max_connections = (c)->max_connections, .max_buffered = (c)->max_buffered,                 \
+                .fd_budget = fd_budget,                                                                     \
                 .idle_timeout_usec = (c)->idle_timeout_usec, .log_connections = (c)->log_connections,       \
         }
 
@@ -80,6 +84,29 @@ static void raise_nofile(void) {
                 if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                         log_warning_errno(-errno, "cannot raise the open files limit");
         }
+}
+
+/* How many connections fit: the open-files limit, less what tcpd holds now,
+ * less a reserve so that tcpctl still gets in when connections use the rest. */
+static unsigned compute_fd_budget(void) {
+        struct rlimit rl;
+        unsigned used = 0, reserve, limit;
+        DIR *d = opendir("/proc/self/fd");
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return 0;
+        limit = rl.rlim_cur > UINT32_MAX ? UINT32_MAX : (unsigned) rl.rlim_cur;
+        while (d && readdir(d))
+                used++;
+        if (d)
+                closedir(d);
+        used = used > 3 ? used - 3 : used; /* ".", ".." and the DIR's own fd */
+        if (limit <= used + 8)
+                return 1;
+        reserve = (limit - used) / 4;
+        if (reserve > 32)
+                reserve = 32;
+        return limit - used - reserve;
 }
 
 static void update_status(struct tcpd *t, bool force) {
@@ -416,7 +443,11 @@ static int run(struct tcpd *t) {
                 return log_error_errno(r, "cannot set up the status timer");
         (void) sd_event_source_set_enabled(t->status_timer, SD_EVENT_ON);
 
-        log_info("tcpd %s started", TCPD_VERSION);
+        /* everything tcpd keeps open is open now: what is left is for clients */
+        fd_budget = compute_fd_budget();
+        ls = (struct loop_settings) settings_from(t->config);
+        loop_post_settings(&t->loop, &ls);
+        log_info("tcpd %s started (room for %u connections under the open files limit)", TCPD_VERSION, fd_budget);
         sd_notify(0, "READY=1");
         update_status(t, true);
 

@@ -93,7 +93,7 @@ class Daemon:
     """One tcpd process with its own directory, settings and control socket."""
 
     def __init__(self, ini="", control=True, activate=None, fdnames=None, extra_args=(), wait_ready=True,
-                 env=None):
+                 env=None, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="tcpd-test-")
         os.chmod(self.dir, 0o755)
         self.control = os.path.join(self.dir, "control")
@@ -108,7 +108,7 @@ class Daemon:
         self.notify.bind(self.notify_path)
         self.notify.setblocking(False)
         self.stderr_path = os.path.join(self.dir, "stderr")
-        cmd = [TCPD, "-c", self.config, *extra_args]
+        cmd = [*prefix, TCPD, "-c", self.config, *extra_args]
         if activate:
             sa = ["systemd-socket-activate"]
             for a in activate:
@@ -175,6 +175,11 @@ class Daemon:
             if (family == "ipv6") == addr.startswith("["):
                 return int(addr.rsplit(":", 1)[1])
         raise TestFailure(f"no {family} listener")
+
+    def cpu_seconds(self):
+        """User + system CPU time tcpd has used so far, from /proc."""
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def signal(self, sig):
         self.proc.send_signal(sig)

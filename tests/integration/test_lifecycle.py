@@ -3,6 +3,7 @@
 that keep connections, limits, the control socket file, and SIGTERM."""
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -190,9 +191,60 @@ def test_max_connections_refuses_beyond_limit():
     d.stop()
 
 
+def test_out_of_fds_no_spin_and_recovers():
+    """With a tiny open-files limit: accept pauses instead of spinning, the
+    control socket too, and both serve again once clients leave."""
+    d = Daemon(LISTEN, prefix=["prlimit", "--nofile=64:64", "--"])
+    port = d.port()
+    clients = []
+    for _ in range(80):  # more than fit; the rest wait in the listen queue
+        clients.append(connect(port))
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ctl.settimeout(5)
+    ctl.connect(d.control)  # queued: tcpd has no fd to accept it with
+    time.sleep(0.3)
+    before = d.cpu_seconds()
+    time.sleep(1.5)
+    used = d.cpu_seconds() - before
+    check(used < 0.3, f"tcpd used {used:.2f}s of CPU in 1.5s while out of file descriptors")
+    check("pausing accept" in d.stderr(), "says that it paused accepting")
+    st = d.status()  # a reserve of descriptors keeps the control socket usable
+    check(st["connections_open"] < 64, str(st))
+    for c in clients[:50]:  # every accepted one and some still queued
+        c.close()
+    ctl.close()
+    st = wait_for(lambda: d.ctl("status", json_out=True, ok=(0, 1)), what="control socket answers again")
+    check(isinstance(st, dict) and st["connections_open"] > 0, str(st))
+    echo_roundtrip(clients[-1], b"served at last")  # was waiting in the queue
+    for c in clients[50:]:
+        c.close()
+    d.stop()
+
+
+def test_max_buffered_bounds_what_tcpd_holds():
+    d = Daemon("[tcpd]\nmax_buffered = 1K\n" + LISTEN)
+    s = connect(d.port())
+    s.setblocking(False)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # never read: fill every buffer on the way
+        try:
+            s.send(b"z" * 65536)
+        except BlockingIOError:
+            if not select.select([], [s], [], 0.5)[1]:
+                break  # stuck for half a second: tcpd stopped reading
+    time.sleep(0.2)
+    c = d.connections()[0]
+    owed = c["bytes_in"] - c["bytes_out"]
+    check(c["state"] == "blocked", f"state {c['state']}")
+    check(0 < owed <= 1024, f"tcpd holds {owed} bytes for a client that does not read (max_buffered 1K)")
+    s.close()
+    d.stop()
+
+
 if __name__ == "__main__":
     main([test_bad_settings_at_start_exit_1_with_file_and_line, test_check_config, test_help_version_usage,
           test_sd_notify_lifecycle, test_watchdog_pings, test_sighup_applies_changes_and_keeps_connections,
           test_broken_file_on_sighup_keeps_serving, test_sigterm_drains_and_exits_0,
           test_control_socket_stale_and_live, test_idle_timeout_closes_silent_connections,
-          test_max_connections_refuses_beyond_limit])
+          test_max_connections_refuses_beyond_limit, test_out_of_fds_no_spin_and_recovers,
+          test_max_buffered_bounds_what_tcpd_holds])
