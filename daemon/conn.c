@@ -178,13 +178,6 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
                          suppressed ? " (earlier resets and errors not logged)" : "");
         }
 
-        /* A FIN, not a reset: whoever closes from our side (kick, timeout,
-         * shutdown) lets the client read EOF even with bytes in flight. */
-        if (why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN)
-                (void) shutdown(c->fd, SHUT_WR);
-        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-
         table_remove(&l->table, c->id);
         if (c->prev)
                 c->prev->next = c->next;
@@ -198,7 +191,63 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         l->stats.open--;
         free(c->owed);
         c->owed = NULL;
+
+        /* Closing from our side (kick, timeout, shutdown): a FIN, then keep
+         * reading until the client's FIN. close() with unread input would
+         * send a reset instead, and the kernel would throw away the echo
+         * still in our send queue. */
+        if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN) &&
+            shutdown(c->fd, SHUT_WR) == 0 &&
+            epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &(struct epoll_event) { .events = EPOLLIN, .data.ptr = c }) == 0) {
+                c->ev.kind = EV_LINGER;
+                c->last_active = l->now;
+                c->next = NULL;
+                c->prev = l->linger_tail;
+                if (l->linger_tail)
+                        l->linger_tail->next = c;
+                else
+                        l->linger_head = c;
+                l->linger_tail = c;
+                l->lingering++;
+                return;
+        }
+        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
         loop_conn_closed(l, c);
+}
+
+static void linger_finish(struct loop *l, struct conn *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                l->linger_head = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                l->linger_tail = c->prev;
+        l->lingering--;
+        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        loop_conn_closed(l, c);
+}
+
+void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events) {
+        /* a few reads per wake-up: a client that floods us while we close
+         * it gets no more of the loop than any other */
+        for (int i = 0; i < 4; i++) {
+                ssize_t n = recv(c->fd, l->rbuf, l->rbuf_size, 0);
+                if (n > 0)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return;
+                linger_finish(l, c); /* the client's FIN, or an error */
+                return;
+        }
+}
+
+void conn_linger_expire(struct loop *l, bool force) {
+        while (l->linger_head && (force || l->now - l->linger_head->last_active >= LINGER_USEC))
+                linger_finish(l, l->linger_head);
 }
 
 /* Queues the unsent tail of a write. Never grows past max_buffered, because

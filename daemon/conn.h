@@ -50,6 +50,13 @@ struct conn {
 /* A connection accepted on fd; registers it with the loop. Takes fd. */
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc);
 void conn_handle(struct loop *l, struct conn *c, uint32_t events);
+/* Events on a lingering connection: discard input until the client's FIN. */
+void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events);
+/* Closes lingering connections older than their bound (all with force). */
+void conn_linger_expire(struct loop *l, bool force);
+
+/* How long a connection we closed may linger for the client's FIN. */
+#define LINGER_USEC (2 * 1000 * 1000ULL)
 void conn_close(struct loop *l, struct conn *c, enum close_reason why);
 /* Stop reading; close at once when nothing is owed. Returns true if closed. */
 bool conn_drain(struct loop *l, struct conn *c);

@@ -61,6 +61,7 @@ int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s) {
 void loop_done(struct loop *l) {
         while (l->head)
                 conn_close(l, l->head, CLOSE_SHUTDOWN);
+        conn_linger_expire(l, true);
         while (l->listeners)
                 loop_retire_listener(l, l->listeners);
         loop_reap(l);
@@ -145,13 +146,17 @@ static void accept_resume(struct loop *l) {
         log_debug("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
 }
 
+bool loop_idle(const struct loop *l) {
+        return !l->head && !l->linger_head;
+}
+
 void loop_conn_closed(struct loop *l, struct conn *c) {
         c->ev.kind = 0;
         c->lru_next = l->dead_conns;
         l->dead_conns = c;
         if (l->accept_paused)
                 accept_resume(l);
-        if (l->stopping && !l->head)
+        if (l->stopping && loop_idle(l))
                 l->quit = true;
 }
 
@@ -162,7 +167,7 @@ static void loop_accept(struct loop *l, struct listener *li) {
                 unsigned suppressed;
                 int fd, r;
 
-                if (l->settings.fd_budget && l->stats.open >= l->settings.fd_budget) {
+                if (l->settings.fd_budget && l->stats.open + l->lingering >= l->settings.fd_budget) {
                         /* leave them in the listen queue until some close */
                         accept_pause(l, 0);
                         return;
@@ -226,6 +231,8 @@ static int loop_timeout_ms(const struct loop *l) {
                 next = l->lru_head->last_active + l->settings.idle_timeout_usec;
         if (l->accept_paused && l->accept_resume_at < next)
                 next = l->accept_resume_at;
+        if (l->linger_head && l->linger_head->last_active + LINGER_USEC < next)
+                next = l->linger_head->last_active + LINGER_USEC;
         if (next == UINT64_MAX)
                 return -1;
         if (next <= l->now)
@@ -282,6 +289,9 @@ int loop_run(struct loop *l) {
                         case EV_CONN:
                                 conn_handle(l, (struct conn *) e, evs[i].events);
                                 break;
+                        case EV_LINGER:
+                                conn_linger_handle(l, (struct conn *) e, evs[i].events);
+                                break;
                         case EV_LISTENER:
                                 loop_accept(l, (struct listener *) e);
                                 break;
@@ -298,6 +308,7 @@ int loop_run(struct loop *l) {
                         }
                 }
                 loop_expire_idle(l);
+                conn_linger_expire(l, false);
                 loop_reap(l);
                 if (l->accept_paused && l->now >= l->accept_resume_at)
                         accept_resume(l);
@@ -313,7 +324,7 @@ void loop_stop(struct loop *l) {
                 next = c->next;
                 conn_drain(l, c);
         }
-        if (!l->head)
+        if (loop_idle(l))
                 l->quit = true;
 }
 
@@ -321,5 +332,6 @@ void loop_stop_now(struct loop *l) {
         l->stopping = true;
         while (l->head)
                 conn_close(l, l->head, CLOSE_SHUTDOWN);
+        conn_linger_expire(l, true);
         l->quit = true;
 }

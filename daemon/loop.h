@@ -18,6 +18,7 @@ enum ev_kind {
         EV_LISTENER,
         EV_MAILBOX,
         EV_SD_EVENT,
+        EV_LINGER, /* a connection we closed, waiting for the client's FIN */
 };
 
 /* The first member of everything registered in the loop's epoll set. */
@@ -63,6 +64,8 @@ struct loop {
         struct table table;       /* id -> conn */
         struct conn *head, *tail; /* in id order */
         struct conn *lru_head, *lru_tail; /* least recently active first */
+        struct conn *linger_head, *linger_tail; /* oldest first */
+        uint64_t lingering;
         uint64_t next_id;
         uint64_t now; /* CLOCK_MONOTONIC at the last wake-up, usec */
 
@@ -103,3 +106,5 @@ void loop_stop_now(struct loop *l);
 /* Called by the connection code when c went away: frees it after the
  * batch, and lets a paused accept resume. */
 void loop_conn_closed(struct loop *l, struct conn *c);
+/* Whether the loop may quit: no connection open or lingering. */
+bool loop_idle(const struct loop *l);

@@ -89,6 +89,35 @@ def reads_eof(s, timeout=TIMEOUT):
         return False
 
 
+def fill_until_blocked(s, limit_s=20):
+    """Sends without reading until nothing moves for half a second: every
+    buffer between client and tcpd is full and tcpd has stopped reading."""
+    import select
+    s.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            sent += s.send(b"b" * 65536)
+        except BlockingIOError:
+            if not select.select([], [s], [], 0.5)[1]:
+                break
+    s.setblocking(True)
+    s.settimeout(TIMEOUT)
+    return sent
+
+
+def read_to_eof(s, timeout=TIMEOUT):
+    """Everything until EOF; raises on a reset (a FIN was expected)."""
+    s.settimeout(timeout)
+    got = 0
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            return got
+        got += len(d)
+
+
 class Daemon:
     """One tcpd process with its own directory, settings and control socket."""
 

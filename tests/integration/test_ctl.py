@@ -6,7 +6,8 @@ import os
 import shutil
 import subprocess
 
-from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, main, reads_eof, wait_for
+from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, fill_until_blocked, main, read_to_eof, reads_eof, \
+    wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 
@@ -80,6 +81,20 @@ def test_kick_by_id_and_by_cidr():
     d.stop()
 
 
+def test_kick_sends_fin_not_reset():
+    """A kicked client that was not reading gets what tcpd had sent, then EOF."""
+    d = Daemon(LISTEN)
+    s = connect(d.port())
+    fill_until_blocked(s)
+    c = d.connections()[0]
+    check(c["state"] == "blocked", f"state {c['state']}")
+    d.ctl("kick", str(c["id"]))
+    got = read_to_eof(s)  # raises ConnectionResetError on a reset
+    check(got == c["bytes_out"], f"read {got} bytes, tcpd had sent {c['bytes_out']}")
+    s.close()
+    d.stop()
+
+
 def test_non_admin_can_list_but_not_kick():
     d = Daemon("[tcpd]\ncontrol_socket_mode = 0666\n" + LISTEN)
     # tcpctl itself must be reachable for nobody: the build tree may not be
@@ -140,4 +155,4 @@ def test_reload_command():
 
 if __name__ == "__main__":
     main([test_status_human_and_json, test_list_shows_real_peers_and_counts, test_kick_by_id_and_by_cidr,
-          test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command])
+          test_kick_sends_fin_not_reset, test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command])

@@ -9,8 +9,8 @@ import socket
 import subprocess
 import time
 
-from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, run_config_check, \
-    wait_for
+from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, fill_until_blocked, free_port, main, read_to_eof, \
+    reads_eof, run_config_check, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 
@@ -141,6 +141,21 @@ def test_sigterm_drains_and_exits_0():
     d.check_clean()
 
 
+def test_sigterm_delivers_every_byte_already_read():
+    """At SIGTERM tcpd stops reading, but what it has read goes back in full,
+    then a FIN (not a reset)."""
+    d = Daemon(LISTEN)
+    s = connect(d.port())
+    fill_until_blocked(s)
+    c = d.connections()[0]
+    check(c["bytes_in"] > c["bytes_out"], f"something must be owed: {c}")
+    d.signal(signal.SIGTERM)
+    got = read_to_eof(s)
+    check(got == c["bytes_in"], f"read {got} bytes back of {c['bytes_in']} tcpd had read")
+    check(d.wait_exit() == 0, f"exit {d.returncode}")
+    d.check_clean()
+
+
 def test_control_socket_stale_and_live():
     d = Daemon(LISTEN)
     # a second tcpd on the same control socket must refuse to start
@@ -245,6 +260,7 @@ if __name__ == "__main__":
     main([test_bad_settings_at_start_exit_1_with_file_and_line, test_check_config, test_help_version_usage,
           test_sd_notify_lifecycle, test_watchdog_pings, test_sighup_applies_changes_and_keeps_connections,
           test_broken_file_on_sighup_keeps_serving, test_sigterm_drains_and_exits_0,
+          test_sigterm_delivers_every_byte_already_read,
           test_control_socket_stale_and_live, test_idle_timeout_closes_silent_connections,
           test_max_connections_refuses_beyond_limit, test_out_of_fds_no_spin_and_recovers,
           test_max_buffered_bounds_what_tcpd_holds])
