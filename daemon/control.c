@@ -761,6 +761,13 @@ int control_open(struct tcpd *t, int fd, struct control **ret) {
         return 0;
 }
 
+bool control_busy(const struct control *ctl) {
+        for (const struct control_client *cl = ctl ? ctl->clients : NULL; cl; cl = cl->next)
+                if (cl->waiting || cl->streaming || vl_buf_pending(&cl->out))
+                        return true;
+        return false;
+}
+
 void control_stop_accepting(struct control *ctl) {
         if (ctl)
                 ctl->source = sd_event_source_disable_unref(ctl->source);

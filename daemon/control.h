@@ -9,3 +9,5 @@ struct control *control_free(struct control *c);
 /* Stop accepting new control clients (shutdown); existing ones get answers
  * until the process exits. */
 void control_stop_accepting(struct control *c);
+/* Whether some client still waits for (part of) an answer. */
+bool control_busy(const struct control *c);

@@ -387,6 +387,22 @@ static int take_activated(struct tcpd *t, int *control_fd) {
         return r;
 }
 
+/* The connections are gone; answers a control client is still reading (a
+ * long list, a kick's reply) are written out before the process ends,
+ * within the shutdown timeout. */
+static void finish_control_replies(struct tcpd *t) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + t->config->shutdown_timeout_usec;
+
+        control_stop_accepting(t->control);
+        while (control_busy(t->control) && now_usec(CLOCK_MONOTONIC) < deadline) {
+                /* requests that reached the loop after it stopped: it has no
+                 * connections left, so they answer at once */
+                mailbox_dispatch(&t->loop.inbox);
+                if (sd_event_run(t->event, 50 * 1000) < 0)
+                        break;
+        }
+}
+
 static int run(struct tcpd *t) {
         struct loop_settings ls = settings_from(t->config);
         int control_fd = -1, r;
@@ -452,6 +468,8 @@ static int run(struct tcpd *t) {
         update_status(t, true);
 
         r = loop_run(&t->loop);
+        if (r >= 0)
+                finish_control_replies(t);
         log_info("tcpd stopped; %llu connections served", (unsigned long long) t->loop.stats.total);
         return r;
 }

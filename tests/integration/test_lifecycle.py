@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, fill_until_blocked, free_port, main, read_to_eof, \
+from tcpdtest import TCPD, TIMEOUT, Daemon, check, connect, echo_roundtrip, fill_until_blocked, free_port, main, read_to_eof, \
     reads_eof, run_config_check, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
@@ -156,6 +156,37 @@ def test_sigterm_delivers_every_byte_already_read():
     d.check_clean()
 
 
+def test_sigterm_finishes_a_streaming_list():
+    """A ListConnections stream in progress at SIGTERM is written out in full."""
+    import json
+    d = Daemon(LISTEN)
+    port = d.port()
+    clients = []
+    for _ in range(10):  # in batches: a burst over the backlog costs SYN retries
+        clients += [connect(port) for _ in range(100)]
+        wait_for(lambda: d.status()["connections_open"] == len(clients), what="connections accepted")
+    v = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    v.settimeout(TIMEOUT)
+    v.connect(d.control)
+    v.sendall(json.dumps({"method": "org.tcpd.Daemon.ListConnections", "more": True}).encode() + b"\0")
+    time.sleep(0.3)  # tcpd fills the socket and waits for us to read
+    d.signal(signal.SIGTERM)
+    for c in clients:  # the connections end at once: tcpd's loop is done
+        c.close()
+    buf = b""
+    replies = []
+    while not replies or replies[-1].get("continues"):
+        chunk = v.recv(65536)
+        check(chunk, f"control connection closed after {len(replies)} of {len(clients)} replies")
+        buf += chunk
+        *frames, buf = buf.split(b"\0")
+        replies += [json.loads(f) for f in frames]
+    check(len(replies) == len(clients), f"{len(replies)} replies for {len(clients)} connections")
+    check(d.wait_exit() == 0, f"exit {d.returncode}")
+    v.close()
+    d.check_clean()
+
+
 def test_control_socket_stale_and_live():
     d = Daemon(LISTEN)
     # a second tcpd on the same control socket must refuse to start
@@ -260,7 +291,7 @@ if __name__ == "__main__":
     main([test_bad_settings_at_start_exit_1_with_file_and_line, test_check_config, test_help_version_usage,
           test_sd_notify_lifecycle, test_watchdog_pings, test_sighup_applies_changes_and_keeps_connections,
           test_broken_file_on_sighup_keeps_serving, test_sigterm_drains_and_exits_0,
-          test_sigterm_delivers_every_byte_already_read,
+          test_sigterm_delivers_every_byte_already_read, test_sigterm_finishes_a_streaming_list,
           test_control_socket_stale_and_live, test_idle_timeout_closes_silent_connections,
           test_max_connections_refuses_beyond_limit, test_out_of_fds_no_spin_and_recovers,
           test_max_buffered_bounds_what_tcpd_holds])
