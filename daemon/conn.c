@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "fdstore.h"
 #include "listener.h"
 #include "log.h"
 
@@ -102,28 +103,19 @@ static inline void conn_touch(struct loop *l, struct conn *c) {
         }
 }
 
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc) {
-        struct conn *c = calloc(1, sizeof(*c));
-        struct epoll_event e = { .events = EPOLLIN };
+static int owed_append(struct conn *c, const char *p, size_t n);
+static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c);
+
+/* Puts a new or adopted connection into the table, the lists and epoll. */
+static int conn_attach(struct loop *l, struct conn *c) {
+        struct epoll_event e = { .events = conn_wanted_events(l, c), .data.ptr = c };
         int r;
 
-        if (!c) {
-                close(fd);
-                return -ENOMEM;
-        }
-        c->ev.kind = EV_CONN;
-        c->fd = fd;
-        c->id = l->next_id++;
-        c->service = (uint8_t) svc;
-        c->peer = *peer;
-        c->connected_usec = now_usec(CLOCK_REALTIME);
-        c->started = c->last_active = l->now;
-        c->events = EPOLLIN;
-        e.data.ptr = c;
+        c->events = e.events;
         r = table_put(&l->table, c->id, c);
         if (r < 0)
                 goto fail;
-        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &e) < 0) {
                 r = -errno;
                 table_remove(&l->table, c->id);
                 goto fail;
@@ -137,13 +129,74 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
         lru_append(l, c);
         l->stats.open++;
         l->stats.total++;
+        return 0;
+fail:
+        close(c->fd);
+        free(c->owed);
+        free(c);
+        return r;
+}
+
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc) {
+        struct conn *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->ev.kind = EV_CONN;
+        c->fd = fd;
+        c->id = l->next_id++;
+        c->service = (uint8_t) svc;
+        c->peer = *peer;
+        c->connected_usec = now_usec(CLOCK_REALTIME);
+        c->started = c->last_active = l->now;
+        r = conn_attach(l, c);
+        if (r < 0)
+                return r;
+        if (l->fdstore)
+                fdstore_add(l, fd);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
         return 0;
-fail:
-        close(fd);
-        free(c);
-        return r;
+}
+
+int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const struct conn_saved *saved) {
+        struct conn *c = calloc(1, sizeof(*c));
+        uint64_t age;
+
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->ev.kind = EV_CONN;
+        c->fd = fd;
+        c->peer = *peer;
+        c->started = c->last_active = l->now;
+        if (saved) {
+                c->id = saved->id;
+                c->service = saved->service;
+                c->connected_usec = saved->connected_usec;
+                c->bytes_in = saved->bytes_in;
+                c->bytes_out = saved->bytes_out;
+                /* the age carries on from the wall clock */
+                age = now_usec(CLOCK_REALTIME) - saved->connected_usec;
+                if (saved->connected_usec && age < c->started)
+                        c->started -= age;
+                if (saved->owed_len && owed_append(c, saved->owed, saved->owed_len) < 0) {
+                        close(fd);
+                        free(c);
+                        return -ENOMEM;
+                }
+        } else {
+                c->id = l->next_id++;
+                c->service = SERVICE_ECHO;
+                c->connected_usec = now_usec(CLOCK_REALTIME);
+        }
+        if (c->id >= l->next_id)
+                l->next_id = c->id + 1;
+        return conn_attach(l, c);
 }
 
 /* Resets and errors are logged even without log_connections, but a client
@@ -196,6 +249,8 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
          * reading until the client's FIN. close() with unread input would
          * send a reset instead, and the kernel would throw away the echo
          * still in our send queue. */
+        if (l->n_store_pending)
+                fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
         if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN) &&
             shutdown(c->fd, SHUT_WR) == 0 &&
             epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &(struct epoll_event) { .events = EPOLLIN, .data.ptr = c }) == 0) {
@@ -211,9 +266,20 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
                 l->lingering++;
                 return;
         }
-        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
+        conn_release_fd(l, c->fd);
         loop_conn_closed(l, c);
+}
+
+void conn_release_fd(struct loop *l, int fd) {
+        if (l->n_store_pending)
+                fdstore_forget(l, fd);
+        /* systemd's copy in the fd store keeps the socket open after our
+         * close(): shut it down, so the peer sees the end and systemd sees
+         * EPOLLHUP and drops its copy */
+        if (l->fdstore)
+                (void) shutdown(fd, SHUT_RDWR);
+        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
 }
 
 static void linger_finish(struct loop *l, struct conn *c) {
@@ -226,8 +292,7 @@ static void linger_finish(struct loop *l, struct conn *c) {
         else
                 l->linger_tail = c->prev;
         l->lingering--;
-        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
+        conn_release_fd(l, c->fd);
         loop_conn_closed(l, c);
 }
 

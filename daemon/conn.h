@@ -49,6 +49,23 @@ struct conn {
 
 /* A connection accepted on fd; registers it with the loop. Takes fd. */
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc);
+
+/* What a previous tcpd handed over about a connection (see fdstore.c). */
+struct conn_saved {
+        uint64_t id;
+        uint8_t service;
+        uint64_t connected_usec;
+        uint64_t bytes_in, bytes_out;
+        const char *owed;
+        uint32_t owed_len;
+};
+
+/* A connection from the fd store; saved is NULL when nothing was handed
+ * over for it (after a crash): it then gets a new id. Takes fd. */
+int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const struct conn_saved *saved);
+/* Closes a connection's descriptor (shutting it down first while systemd
+ * holds a copy). */
+void conn_release_fd(struct loop *l, int fd);
 void conn_handle(struct loop *l, struct conn *c, uint32_t events);
 /* Events on a lingering connection: discard input until the client's FIN. */
 void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events);

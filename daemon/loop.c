@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "fdstore.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -66,6 +67,8 @@ void loop_done(struct loop *l) {
                 loop_retire_listener(l, l->listeners);
         loop_reap(l);
         table_free(&l->table);
+        free(l->store_pending);
+        l->store_pending = NULL;
         mailbox_done(&l->inbox);
         if (l->epfd >= 0)
                 close(l->epfd);
@@ -309,6 +312,8 @@ int loop_run(struct loop *l) {
                 }
                 loop_expire_idle(l);
                 conn_linger_expire(l, false);
+                if (l->n_store_pending)
+                        fdstore_flush(l);
                 loop_reap(l);
                 if (l->accept_paused && l->now >= l->accept_resume_at)
                         accept_resume(l);

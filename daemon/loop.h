@@ -84,6 +84,12 @@ struct loop {
         bool stopping; /* flushing and closing every connection */
         bool quit;
 
+        /* systemd's fd store: accepted sockets are sent there in batches, so
+         * a restart can adopt them */
+        bool fdstore;
+        int *store_pending;
+        size_t n_store_pending, store_cap;
+
         char *rbuf; /* one read buffer for every connection */
         size_t rbuf_size;
 };

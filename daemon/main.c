@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "control.h"
+#include "fdstore.h"
 #include "listener.h"
 #include "log.h"
 #include "ops.h"
@@ -268,7 +269,7 @@ static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata
 
         log_notice("shutdown_timeout reached with %llu connections still draining; closing them",
                    (unsigned long long) t->loop.stats.open);
-        loop_post_stop(&t->loop, true);
+        loop_post_stop(&t->loop, STOP_NOW);
         return 0;
 }
 
@@ -278,21 +279,31 @@ void tcpd_stop(struct tcpd *t) {
 
         if (t->stopping) {
                 log_notice("second stop request: closing every connection now");
-                loop_post_stop(&t->loop, true);
+                loop_post_stop(&t->loop, STOP_NOW);
                 return;
         }
         t->stopping = true;
         sd_notify(0, "STOPPING=1");
-        log_info("stopping: no new connections; flushing and closing %llu open",
-                 (unsigned long long) t->loop.stats.open);
         while ((li = t->loop.listeners))
                 loop_retire_listener(&t->loop, li);
         update_status(t, true);
-        loop_post_stop(&t->loop, false);
+        if (t->loop.fdstore) {
+                /* systemd sends SIGTERM for a stop and for a restart alike:
+                 * with the store on, leave the connections in it. On a stop
+                 * systemd then closes them; on a restart the next tcpd
+                 * adopts them. */
+                log_info("stopping: handing %llu connections over to systemd's fd store",
+                         (unsigned long long) t->loop.stats.open);
+                loop_post_stop(&t->loop, STOP_HANDOVER);
+                return;
+        }
+        log_info("stopping: no new connections; flushing and closing %llu open",
+                 (unsigned long long) t->loop.stats.open);
+        loop_post_stop(&t->loop, STOP_DRAIN);
         now = now_usec(CLOCK_MONOTONIC);
         if (sd_event_add_time(t->event, &t->shutdown_timer, CLOCK_MONOTONIC,
                               now + t->config->shutdown_timeout_usec, 0, on_shutdown_timeout, t) < 0)
-                loop_post_stop(&t->loop, true);
+                loop_post_stop(&t->loop, STOP_NOW);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -316,13 +327,23 @@ static int on_inbox(sd_event_source *s, int fd, uint32_t revents, void *userdata
         return 0;
 }
 
+struct activated {
+        int control_fd;
+        int state_fd;   /* saved connection state from the fd store */
+        int *conn_fds;  /* connections from the fd store */
+        size_t n_conn;
+};
+
 /* Takes every socket systemd passed: "control" (or "varlink") is the
- * control socket; every other name picks a service. */
-static int take_activated(struct tcpd *t, int *control_fd) {
+ * control socket, "conn" and "tcpd-state" come from the fd store; every
+ * other name picks a service. */
+static int take_activated(struct tcpd *t, struct activated *a) {
+        int *control_fd = &a->control_fd;
         char **names = NULL;
         int n, r = 0;
 
         *control_fd = -1;
+        a->state_fd = -1;
         n = sd_listen_fds_with_names(1, &names);
         if (n < 0)
                 return log_error_errno(n, "cannot read the sockets passed by systemd");
@@ -330,10 +351,25 @@ static int take_activated(struct tcpd *t, int *control_fd) {
                 int fd = SD_LISTEN_FDS_START + i, svc;
                 const char *name = names && names[i] ? names[i] : "unknown";
                 struct listener *li;
-                char a[ADDR_STRLEN];
+                char addr[ADDR_STRLEN];
 
                 if (r < 0) {
                         close(fd);
+                        continue;
+                }
+                if (streq(name, FDSTORE_CONN_NAME)) {
+                        if (!a->conn_fds && !(a->conn_fds = calloc((size_t) n, sizeof(int)))) {
+                                r = log_error_errno(-ENOMEM, "cannot adopt stored connections");
+                                close(fd);
+                                continue;
+                        }
+                        a->conn_fds[a->n_conn++] = fd;
+                        continue;
+                }
+                if (streq(name, FDSTORE_STATE_NAME)) {
+                        if (a->state_fd >= 0)
+                                close(a->state_fd);
+                        a->state_fd = fd;
                         continue;
                 }
                 if (streq(name, "control") || streq(name, "varlink")) {
@@ -375,14 +411,21 @@ static int take_activated(struct tcpd *t, int *control_fd) {
                         continue;
                 }
                 t->activated = true;
-                log_info("listening on %s (%s, from systemd)", listener_format(li, a, sizeof(a)), name);
+                log_info("listening on %s (%s, from systemd)", listener_format(li, addr, sizeof(addr)), name);
         }
         for (int i = 0; names && names[i]; i++)
                 free(names[i]);
         free(names);
-        if (r < 0 && *control_fd >= 0) {
-                close(*control_fd);
+        if (r < 0) {
+                if (*control_fd >= 0)
+                        close(*control_fd);
                 *control_fd = -1;
+                if (a->state_fd >= 0)
+                        close(a->state_fd);
+                a->state_fd = -1;
+                for (size_t i = 0; i < a->n_conn; i++)
+                        close(a->conn_fds[i]);
+                a->n_conn = 0;
         }
         return r;
 }
@@ -405,7 +448,8 @@ static void finish_control_replies(struct tcpd *t) {
 
 static int run(struct tcpd *t) {
         struct loop_settings ls = settings_from(t->config);
-        int control_fd = -1, r;
+        struct activated act = { .control_fd = -1, .state_fd = -1 };
+        int control_fd, r;
         sigset_t mask;
 
         t->start_monotonic = now_usec(CLOCK_MONOTONIC);
@@ -439,9 +483,16 @@ static int run(struct tcpd *t) {
         if (r < 0)
                 return log_error_errno(r, "cannot watch the control mailbox");
 
-        r = take_activated(t, &control_fd);
-        if (r < 0)
+        t->loop.fdstore = fdstore_configured();
+        r = take_activated(t, &act);
+        control_fd = act.control_fd;
+        if (r < 0) {
+                free(act.conn_fds);
                 return r;
+        }
+        if (act.n_conn || act.state_fd >= 0)
+                fdstore_adopt(&t->loop, act.conn_fds, act.n_conn, act.state_fd);
+        free(act.conn_fds);
         if (!t->activated) {
                 r = apply_listeners(t, t->config);
                 if (r < 0)

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "fdstore.h"
 #include "log.h"
 #include "ops.h"
 
@@ -144,26 +145,32 @@ int loop_post_settings(struct loop *l, const struct loop_settings *s) {
 struct stop_op {
         struct msg msg;
         struct loop *loop;
-        bool now;
+        enum stop_mode mode;
 };
 
 static void stop_run(struct msg *m) {
         struct stop_op *op = (struct stop_op *) m;
 
-        if (op->now)
+        switch (op->mode) {
+        case STOP_NOW:
                 loop_stop_now(op->loop);
-        else
+                break;
+        case STOP_HANDOVER:
+                fdstore_handover(op->loop);
+                break;
+        default:
                 loop_stop(op->loop);
+        }
         free(op);
 }
 
-int loop_post_stop(struct loop *l, bool now) {
+int loop_post_stop(struct loop *l, enum stop_mode mode) {
         struct stop_op *op = calloc(1, sizeof(*op));
 
         if (!op)
                 return -ENOMEM;
         op->loop = l;
-        op->now = now;
+        op->mode = mode;
         mailbox_post(&l->inbox, &op->msg, stop_run);
         return 0;
 }

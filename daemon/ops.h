@@ -61,4 +61,9 @@ bool conn_filter_match(const struct conn_filter *f, const union sockaddr_in46 *p
 
 /* Fire and forget. */
 int loop_post_settings(struct loop *l, const struct loop_settings *s);
-int loop_post_stop(struct loop *l, bool now);
+enum stop_mode {
+        STOP_DRAIN,    /* flush and close every connection */
+        STOP_NOW,      /* close every connection at once */
+        STOP_HANDOVER, /* leave them open in systemd's fd store */
+};
+int loop_post_stop(struct loop *l, enum stop_mode mode);

@@ -1,0 +1,301 @@
+/* Hand-over of connections through systemd's file descriptor store. */
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "conn.h"
+#include "fdstore.h"
+#include "log.h"
+#include "table.h"
+#include "units.h"
+
+/* SCM_MAX_FD: the most descriptors one message can carry. */
+#define STORE_BATCH 253
+#define STATE_MAGIC "TCPDSTA1"
+
+struct state_header {
+        char magic[8];
+        uint64_t count;
+        uint64_t next_id;
+};
+
+struct state_record {
+        uint64_t id;
+        uint64_t connected_usec;
+        uint64_t bytes_in, bytes_out;
+        union sockaddr_in46 peer, local;
+        uint8_t service;
+        uint8_t pad[3];
+        uint32_t owed_len; /* this many owed bytes follow the record */
+};
+
+static struct ratelimit store_rl = RATELIMIT_INIT(10 * 1000 * 1000, 5);
+
+bool fdstore_configured(void) {
+        const char *s = getenv("FDSTORE");
+        uint64_t n;
+
+        return s && getenv("NOTIFY_SOCKET") && parse_uint(s, UINT32_MAX, &n) == 0 && n > 0;
+}
+
+void fdstore_add(struct loop *l, int fd) {
+        if (l->n_store_pending == l->store_cap) {
+                size_t cap = l->store_cap ? l->store_cap * 2 : 64;
+                int *p = realloc(l->store_pending, cap * sizeof(int));
+                if (!p) {
+                        unsigned suppressed;
+                        if (ratelimit_pass(&store_rl, l->now, &suppressed))
+                                log_warning("out of memory queueing a connection for the fd store; it will not "
+                                            "survive a restart");
+                        return;
+                }
+                l->store_pending = p;
+                l->store_cap = cap;
+        }
+        l->store_pending[l->n_store_pending++] = fd;
+        if (l->n_store_pending >= STORE_BATCH)
+                fdstore_flush(l);
+}
+
+void fdstore_forget(struct loop *l, int fd) {
+        for (size_t i = 0; i < l->n_store_pending; i++)
+                if (l->store_pending[i] == fd) {
+                        l->store_pending[i] = l->store_pending[--l->n_store_pending];
+                        return;
+                }
+}
+
+void fdstore_flush(struct loop *l) {
+        size_t off = 0;
+
+        /* One message per batch of up to 253 sockets, not one per accept. */
+        while (off < l->n_store_pending) {
+                size_t n = l->n_store_pending - off;
+                int r;
+
+                if (n > STORE_BATCH)
+                        n = STORE_BATCH;
+                r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_CONN_NAME, l->store_pending + off,
+                                           (unsigned) n);
+                if (r <= 0) {
+                        unsigned suppressed;
+                        if (ratelimit_pass(&store_rl, l->now, &suppressed))
+                                log_warning_errno(r ? r : -ENOTCONN,
+                                                  "cannot put %zu connections into the fd store; they will not "
+                                                  "survive a restart",
+                                                  n);
+                }
+                off += n;
+        }
+        l->n_store_pending = 0;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+        const char *s = p;
+
+        while (n) {
+                ssize_t w = write(fd, s, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -errno;
+                s += w;
+                n -= (size_t) w;
+        }
+        return 0;
+}
+
+static int save_state(struct loop *l) {
+        struct state_header h = { .count = l->stats.open, .next_id = l->next_id };
+        _cleanup_close_ int fd = memfd_create(FDSTORE_STATE_NAME, MFD_CLOEXEC);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        memcpy(h.magic, STATE_MAGIC, sizeof(h.magic));
+        r = write_all(fd, &h, sizeof(h));
+        for (struct conn *c = l->head; c && r == 0; c = c->next) {
+                struct state_record rec = {
+                        .id = c->id,
+                        .connected_usec = c->connected_usec,
+                        .bytes_in = c->bytes_in,
+                        .bytes_out = c->bytes_out,
+                        .peer = c->peer,
+                        .service = c->service,
+                };
+                socklen_t len = sizeof(rec.local);
+
+                if (getsockname(c->fd, &rec.local.sa, &len) == 0)
+                        addr_normalize(&rec.local);
+                if (c->owed)
+                        rec.owed_len = c->owed->len - c->owed->off;
+                r = write_all(fd, &rec, sizeof(rec));
+                if (r == 0 && rec.owed_len)
+                        r = write_all(fd, c->owed->data + c->owed->off, rec.owed_len);
+        }
+        if (r < 0)
+                return r;
+        r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_STATE_NAME, &fd, 1);
+        return r > 0 ? 0 : r < 0 ? r : -ENOTCONN;
+}
+
+void fdstore_handover(struct loop *l) {
+        struct conn *c, *next;
+        int r;
+
+        fdstore_flush(l);
+        /* what can go out without waiting does; the rest travels in the state */
+        for (c = l->head; c; c = c->next)
+                while (c->owed && c->owed->off < c->owed->len) {
+                        ssize_t n = send(c->fd, c->owed->data + c->owed->off, c->owed->len - c->owed->off,
+                                         MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (n <= 0)
+                                break;
+                        c->owed->off += (uint32_t) n;
+                        c->bytes_out += (uint64_t) n;
+                        l->stats.bytes_out += (uint64_t) n;
+                }
+        r = save_state(l);
+        if (r < 0)
+                log_error_errno(r, "cannot save connection state into the fd store; after the restart the "
+                                   "connections get new ids and lose bytes they were owed");
+        else
+                log_info("handed %llu connections over to the fd store", (unsigned long long) l->stats.open);
+        /* close our copies only: systemd's keep every connection open */
+        for (c = l->head; c; c = next) {
+                next = c->next;
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = -1;
+                table_remove(&l->table, c->id);
+                l->head = next;
+                if (next)
+                        next->prev = NULL;
+                else
+                        l->tail = NULL;
+                c->lru_prev = c->lru_next = NULL;
+                l->stats.open--;
+                free(c->owed);
+                c->owed = NULL;
+                loop_conn_closed(l, c);
+        }
+        l->lru_head = l->lru_tail = NULL;
+        conn_linger_expire(l, true);
+        l->quit = true;
+}
+
+static uint64_t pair_key(const union sockaddr_in46 *peer, const union sockaddr_in46 *local) {
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        const union sockaddr_in46 *a[2] = { peer, local };
+
+        for (int k = 0; k < 2; k++) {
+                const uint8_t *p = a[k]->sa.sa_family == AF_INET ? (const uint8_t *) &a[k]->in.sin_addr
+                                                                 : (const uint8_t *) &a[k]->in6.sin6_addr;
+                size_t n = a[k]->sa.sa_family == AF_INET ? 4 : 16;
+                uint16_t port = addr_port(a[k]);
+
+                for (size_t i = 0; i < n; i++)
+                        h = (h ^ p[i]) * 1099511628211ULL;
+                h = (h ^ (port & 0xff)) * 1099511628211ULL;
+                h = (h ^ (port >> 8)) * 1099511628211ULL;
+        }
+        return h | 1; /* table keys are never 0 */
+}
+
+/* Maps the state memfd and indexes its records by address pair. */
+static int load_state(int fd, void **map, size_t *size, struct table *index, uint64_t *next_id) {
+        struct stat st;
+        const char *p, *end;
+        const struct state_header *h;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if ((size_t) st.st_size < sizeof(*h))
+                return -EBADMSG;
+        *size = (size_t) st.st_size;
+        *map = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (*map == MAP_FAILED) {
+                *map = NULL;
+                return -errno;
+        }
+        h = *map;
+        if (memcmp(h->magic, STATE_MAGIC, sizeof(h->magic)) != 0)
+                return -EBADMSG;
+        *next_id = h->next_id;
+        p = (const char *) (h + 1);
+        end = (const char *) *map + *size;
+        for (uint64_t i = 0; i < h->count; i++) {
+                const struct state_record *rec = (const struct state_record *) p;
+                int r;
+
+                if ((size_t) (end - p) < sizeof(*rec) || (size_t) (end - p) - sizeof(*rec) < rec->owed_len)
+                        return -EBADMSG;
+                r = table_put(index, pair_key(&rec->peer, &rec->local), (void *) rec);
+                if (r < 0 && r != -EEXIST)
+                        return r;
+                p += sizeof(*rec) + rec->owed_len;
+        }
+        return 0;
+}
+
+int fdstore_adopt(struct loop *l, const int *fds, size_t n, int state_fd) {
+        struct table index = { 0 };
+        void *map = NULL;
+        size_t size = 0, with_state = 0, adopted = 0;
+        uint64_t next_id = 0;
+        int r = 0;
+
+        l->fdstore = true; /* the sockets came from the store: it holds copies */
+        if (state_fd >= 0) {
+                r = load_state(state_fd, &map, &size, &index, &next_id);
+                if (r < 0)
+                        log_warning_errno(r, "the saved connection state is unusable; adopting the connections "
+                                             "with new ids");
+                if (next_id > l->next_id)
+                        l->next_id = next_id;
+        }
+        for (size_t i = 0; i < n; i++) {
+                union sockaddr_in46 peer, local;
+                socklen_t plen = sizeof(peer), llen = sizeof(local);
+                const struct state_record *rec;
+                struct conn_saved saved;
+
+                if (getpeername(fds[i], &peer.sa, &plen) < 0 || getsockname(fds[i], &local.sa, &llen) < 0) {
+                        /* gone while nobody watched: let systemd drop it too */
+                        (void) shutdown(fds[i], SHUT_RDWR);
+                        close(fds[i]);
+                        continue;
+                }
+                addr_normalize(&peer);
+                addr_normalize(&local);
+                rec = table_get(&index, pair_key(&peer, &local));
+                if (rec && (!addr_equal(&rec->peer, &peer) || !addr_equal(&rec->local, &local)))
+                        rec = NULL;
+                if (rec) {
+                        saved = (struct conn_saved) {
+                                .id = rec->id,
+                                .service = rec->service < _SERVICE_MAX ? rec->service : SERVICE_ECHO,
+                                .connected_usec = rec->connected_usec,
+                                .bytes_in = rec->bytes_in,
+                                .bytes_out = rec->bytes_out,
+                                .owed = (const char *) (rec + 1),
+                                .owed_len = rec->owed_len,
+                        };
+                        with_state++;
+                }
+                if (conn_adopt(l, fds[i], &peer, rec ? &saved : NULL) == 0)
+                        adopted++;
+        }
+        table_free(&index);
+        if (map)
+                munmap(map, size);
+        if (state_fd >= 0) {
+                /* read once: a later restart must not see it again */
+                sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_STATE_NAME);
+                close(state_fd);
+        }
+        log_info("adopted %zu connections from the fd store (%zu with their saved state)", adopted, with_state);
+        return 0;
+}

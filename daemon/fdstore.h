@@ -1,0 +1,31 @@
+/* Connections that survive a restart: every accepted socket goes into
+ * systemd's file descriptor store; at a hand-over (SIGTERM with the store
+ * on) tcpd writes what the next process needs into a memfd and stores that
+ * too; at start it adopts what the store passes back. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loop.h"
+
+#define FDSTORE_CONN_NAME "conn"
+#define FDSTORE_STATE_NAME "tcpd-state"
+
+/* True when systemd keeps a store for us: $FDSTORE (set by systemd 254 and
+ * later, and by our unit for older ones) is above 0 and $NOTIFY_SOCKET set. */
+bool fdstore_configured(void);
+
+/* Queues fd for the store; sent in batches by fdstore_flush(). */
+void fdstore_add(struct loop *l, int fd);
+/* Drops fd from the queue (it is being closed before it was sent). */
+void fdstore_forget(struct loop *l, int fd);
+void fdstore_flush(struct loop *l);
+
+/* Runs on the loop: flushes what can go without blocking, saves every
+ * connection's state into the store, and closes our copies without ending
+ * the connections. The loop then quits. */
+void fdstore_handover(struct loop *l);
+
+/* Takes the stored connections and the saved state (state_fd, or -1). */
+int fdstore_adopt(struct loop *l, const int *fds, size_t n, int state_fd);

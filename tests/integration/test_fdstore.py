@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Restarts that lose no connection, with a stand-in for systemd's fd store:
+this test plays systemd's part (notify socket, FDSTORE=1, LISTEN_FDS) so the
+hand-over runs in every CI pass; tests/systemd does it under the real one."""
+
+import array
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from tcpdtest import SANITIZER_MARKS, TCPCTL, TCPD, TIMEOUT, TestFailure, check, connect, main, wait_for
+
+LAUNCH = r"""
+import fcntl, os, sys
+src = [int(x) for x in os.environ.pop("TCPDTEST_FDS").split(",")]
+high = [fcntl.fcntl(f, fcntl.F_DUPFD, 1000) for f in src]
+for f in src:
+    os.close(f)
+for i, h in enumerate(high):
+    os.dup2(h, 3 + i, inheritable=True)
+    os.close(h)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.environ["LISTEN_FDS"] = str(len(high))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def pattern(start, n):
+    """Bytes of a stream where byte i is i % 251: a lost, doubled or
+    reordered byte shows."""
+    return bytes((start + i) % 251 for i in range(n))
+
+
+class FakeSystemd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tcpd-fdstore-")
+        self.notify_path = os.path.join(self.dir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.setblocking(False)
+        self.echo = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.echo.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.echo.bind(("127.0.0.1", 0))
+        self.echo.listen(128)
+        self.port = self.echo.getsockname()[1]
+        self.control_path = os.path.join(self.dir, "control")
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(self.control_path)
+        self.control.listen(16)
+        self.config = os.path.join(self.dir, "tcpd.ini")
+        with open(self.config, "w") as f:
+            f.write("[tcpd]\nlog_connections = yes\n")
+        self.store = []  # (name, fd)
+        self.messages = []
+        self.proc = None
+        self.procs = []
+        # systemd reads its notify socket all the time; so must we, or
+        # tcpd's sd_notify() blocks once the datagram queue is full
+        self.lock = threading.Lock()
+        self.running = True
+        self.thread = threading.Thread(target=self._pump_forever, daemon=True)
+        self.thread.start()
+
+    def _pump_forever(self):
+        while self.running:
+            select.select([self.notify], [], [], 0.05)
+            self.pump()
+
+    def start(self):
+        with self.lock:
+            return self._start()
+
+    def _start(self):
+        names = ["echo", "control"] + [n for n, _ in self.store]
+        fds = [self.echo.fileno(), self.control.fileno()] + [fd for _, fd in self.store]
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, FDSTORE="4096", LISTEN_FDNAMES=":".join(names),
+                   TCPDTEST_FDS=",".join(map(str, fds)))
+        env.pop("JOURNAL_STREAM", None)
+        self.stderr_path = os.path.join(self.dir, f"stderr{len(self.procs)}")
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", LAUNCH, TCPD, "-c", self.config], pass_fds=fds,
+                                         env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        self.procs.append(self.proc)
+        n = len(self.messages)
+        self.lock.release()  # let the pump run while we wait
+        try:
+            wait_for(lambda: any("READY=1" in m for m in self.messages[n:]) or self.dead(), what="READY=1")
+        finally:
+            self.lock.acquire()
+        check(self.proc.poll() is None, f"tcpd exited: {self.stderr()}")
+
+    def dead(self):
+        if self.proc.poll() is not None:
+            raise TestFailure(f"tcpd exited {self.proc.returncode}: {self.stderr()}")
+        return False
+
+    def stderr(self):
+        with open(self.stderr_path, errors="replace") as f:
+            return f.read()
+
+    def pump(self):
+        """Receives notify messages; keeps stored fds as systemd does,
+        dropping one when it reports POLLHUP or POLLERR."""
+        with self.lock:
+            self._pump()
+        return False
+
+    def _pump(self):
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(self.notify, 65536, 253)
+            except BlockingIOError:
+                break
+            text = msg.decode()
+            self.messages.append(text)
+            fields = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
+            if fields.get("FDSTORE") == "1":
+                self.store += [(fields.get("FDNAME", "stored"), fd) for fd in fds]
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if fields.get("FDSTOREREMOVE") == "1":
+                for name, fd in [x for x in self.store if x[0] == fields.get("FDNAME")]:
+                    os.close(fd)
+                    self.store.remove((name, fd))
+        if self.store:
+            p = select.poll()
+            for _, fd in self.store:
+                p.register(fd, select.POLLHUP | select.POLLERR)
+            hung = {fd for fd, ev in p.poll(0)}
+            for name, fd in [x for x in self.store if x[1] in hung]:
+                os.close(fd)
+                self.store.remove((name, fd))
+
+    def stored(self, name):
+        self.pump()
+        return sum(1 for n, _ in self.store if n == name)
+
+    def ctl(self, *args):
+        p = subprocess.run([TCPCTL, "-s", self.control_path, "--json", *args], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        check(p.returncode == 0, f"tcpctl {args}: {p.stderr}")
+        import json
+        return json.loads(p.stdout)
+
+    def stop_tcpd(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(TIMEOUT)
+        self.pump()
+        err = self.stderr()
+        for mark in SANITIZER_MARKS:
+            check(mark not in err, f"sanitizer report in tcpd's stderr:\n{err}")
+        return rc
+
+    def cleanup(self):
+        self.running = False
+        self.thread.join(5)
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for _, fd in self.store:
+            os.close(fd)
+        self.store = []
+        for s in (self.notify, self.echo, self.control):
+            s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Client:
+    """An echo client sending a patterned stream and checking what returns."""
+
+    def __init__(self, port):
+        self.s = connect(port)
+        self.sent = 0
+        self.got = 0
+
+    def send(self, n):
+        self.s.sendall(pattern(self.sent, n))
+        self.sent += n
+
+    def receive_all(self, timeout=TIMEOUT):
+        self.s.settimeout(timeout)
+        while self.got < self.sent:
+            d = self.s.recv(min(1 << 20, self.sent - self.got))
+            check(d, f"EOF after {self.got} of {self.sent} bytes")
+            check(d == pattern(self.got, len(d)), f"echo differs at byte {self.got}")
+            self.got += len(d)
+
+    def no_eof(self):
+        """Nothing pending and not closed (a peek that must block)."""
+        self.s.setblocking(False)
+        try:
+            d = self.s.recv(1, socket.MSG_PEEK)
+            check(d != b"", "the connection was closed")
+        except BlockingIOError:
+            pass
+        finally:
+            self.s.setblocking(True)
+
+
+def test_restart_keeps_connections_ids_and_bytes():
+    sd = FakeSystemd()
+    try:
+        sd.start()
+        clients = [Client(sd.port) for _ in range(50)]
+        for i, c in enumerate(clients):
+            c.send(1000 + i)
+            c.receive_all()
+        wait_for(lambda: sd.stored("conn") == 50, what="50 connections in the store")
+        before = {x["peer_port"]: x for x in sd.ctl("list")}
+        # mid-conversation: these bytes are sent while the restart happens
+        for c in clients[:25]:
+            c.send(5000)
+        check(sd.stop_tcpd() == 0, f"hand-over exit status {sd.proc.returncode}")
+        check(sd.stored("tcpd-state") == 1, f"state memfd stored: {sd.messages[-3:]}")
+        for c in clients:
+            c.no_eof()
+        for c in clients[25:]:
+            c.send(700)  # while no tcpd runs at all
+        sd.start()
+        check(sd.stored("tcpd-state") == 0, "the state is removed from the store once read")
+        after = {x["peer_port"]: x for x in sd.ctl("list")}
+        check(len(after) == 50, f"{len(after)} connections adopted of 50")
+        for port, x in before.items():
+            check(after[port]["id"] == x["id"], f"id changed: {x['id']} -> {after[port]['id']}")
+            check(after[port]["bytes_in"] >= x["bytes_in"], "counters carried on")
+        for c in clients:
+            c.receive_all()
+            c.send(333)
+            c.receive_all()
+        fresh = Client(sd.port)
+        fresh.send(10)
+        fresh.receive_all()
+        new_id = max(x["id"] for x in sd.ctl("list"))
+        check(new_id > max(x["id"] for x in before.values()), "new ids do not collide with adopted ones")
+        # a kick ends the connection although the store holds a copy
+        victim = clients[0]
+        kid = after[victim.s.getsockname()[1]]["id"]
+        sd.ctl("kick", str(kid))
+        victim.s.settimeout(TIMEOUT)
+        check(victim.s.recv(10) == b"", "kicked client reads EOF")
+        wait_for(lambda: sd.stored("conn") == 50, what="the kicked socket dropped from the store")  # 49 + fresh
+        check("adopted 50 connections from the fd store (50 with their saved state)" in sd.stderr(), sd.stderr())
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
+def test_owed_bytes_survive_the_handover():
+    sd = FakeSystemd()
+    try:
+        sd.start()
+        c = Client(sd.port)
+        c.s.setblocking(False)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # fill until tcpd holds bytes it cannot send
+            try:
+                c.sent += c.s.send(pattern(c.sent, 65536))
+            except BlockingIOError:
+                if not select.select([], [c.s], [], 0.5)[1]:
+                    break
+        c.s.setblocking(True)
+        info = sd.ctl("list")[0]
+        check(info["bytes_in"] > info["bytes_out"], f"bytes owed before the restart: {info}")
+        wait_for(lambda: sd.stored("conn") == 1, what="stored")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        sd.start()
+        c.receive_all(timeout=20)  # every byte back exactly once, in order
+        check(c.got == c.sent, f"{c.got} of {c.sent}")
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
+def test_crash_keeps_connections():
+    sd = FakeSystemd()
+    try:
+        sd.start()
+        clients = [Client(sd.port) for _ in range(10)]
+        for c in clients:
+            c.send(4000)
+            c.receive_all()
+        wait_for(lambda: sd.stored("conn") == 10, what="stored")
+        sd.stop_tcpd(signal.SIGKILL)  # no hand-over at all
+        check(sd.stored("tcpd-state") == 0, "nothing saved by a crash")
+        for c in clients:
+            c.no_eof()
+            c.send(100)
+        sd.start()
+        check(len(sd.ctl("list")) == 10, "all adopted after the crash")
+        for c in clients:
+            c.receive_all()
+        check("adopted 10 connections from the fd store (0 with their saved state)" in sd.stderr(), sd.stderr())
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
+if __name__ == "__main__":
+    main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
+          test_crash_keeps_connections])
