@@ -3,13 +3,14 @@
 #   ./dev.sh run    install what is missing, build, run tcpd in the foreground
 #                   on 127.0.0.1:7788 (control socket /run/tcpd/control)
 #   ./dev.sh test   install what is missing, build, run the whole test suite
-# BUILD_DIR (default: build) and MESON_ARGS change where and how it builds.
+# BUILD_DIR (default: build) and MESON_ARGS change where and how it builds;
+# MESON_TEST_ARGS is passed to meson test (e.g. --no-suite systemd).
 set -eu
 cd "$(dirname "$0")"
 
 BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev libinih-dev libjansson-dev
-libcmocka-dev python3 systemd util-linux mandoc"
+libcmocka-dev python3 systemd util-linux mandoc systemd-container debootstrap"
 
 install_missing() {
         missing=""
@@ -64,7 +65,8 @@ test)
         install_missing
         build
         status=0
-        meson test -C "$BUILD_DIR" --print-errorlogs || status=$?
+        # shellcheck disable=SC2086
+        meson test -C "$BUILD_DIR" --print-errorlogs ${MESON_TEST_ARGS:-} || status=$?
         summary
         exit $status
         ;;

@@ -1,0 +1,80 @@
+"""One echo client, driven by JSON lines on stdin, answering on stdout.
+
+Run by nspawn.EchoClient in the box's network namespace. It connects at
+start and says {"local_port": N} (or {"error": ...}); then for each request:
+  {"op": "echo", "data": S, "timeout": T}  -> {"data": what came back} or {"error": ...}
+  {"op": "wait_closed", "timeout": T}      -> {"result": "eof" | "reset" | "timeout"}
+It exits, closing the connection, when stdin closes.
+"""
+
+import json
+import socket
+import sys
+import time
+
+
+def say(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def echo(sock, data, timeout):
+    want = data.encode()
+    got = b""
+    deadline = time.monotonic() + timeout
+    try:
+        sock.sendall(want)
+        while len(got) < len(want):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {"error": f"timeout after {timeout} s with {got!r} of {want!r}"}
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                return {"error": f"EOF after {got!r} of {want!r}"}
+            got += chunk
+    except socket.timeout:
+        return {"error": f"timeout after {timeout} s with {got!r} of {want!r}"}
+    except OSError as e:
+        return {"error": f"{e.__class__.__name__}: {e}"}
+    return {"data": got.decode(errors="replace")}
+
+
+def wait_closed(sock, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {"result": "timeout"}
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return {"result": "eof"}
+    except socket.timeout:
+        return {"result": "timeout"}
+    except ConnectionResetError:
+        return {"result": "reset"}
+
+
+def main():
+    host, port = sys.argv[1], int(sys.argv[2])
+    try:
+        sock = socket.create_connection((host, port), timeout=10)
+    except OSError as e:
+        say({"error": f"{e.__class__.__name__}: {e}"})
+        return 1
+    say({"local_port": sock.getsockname()[1]})
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req["op"] == "echo":
+            say(echo(sock, req["data"], req.get("timeout", 10)))
+        elif req["op"] == "wait_closed":
+            say(wait_closed(sock, req.get("timeout", 10)))
+        else:
+            say({"error": f"unknown op {req['op']!r}"})
+    sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
