@@ -16,6 +16,32 @@ static unsigned long long num(json_t *o, const char *key) {
         return v > 0 ? (unsigned long long) v : 0;
 }
 
+/* The rest of the limits line: only what is set, so the default is short. */
+static void format_limits(FILE *f, json_t *lim) {
+        char buf[64];
+        json_t *v;
+        size_t i;
+
+        if (!lim)
+                return;
+        if (num(lim, "max_lifetime_usec"))
+                fprintf(f, ", max_lifetime %s", format_duration(num(lim, "max_lifetime_usec"), buf, sizeof(buf)));
+        if (num(lim, "max_connections_per_source"))
+                fprintf(f, ", per source %llu", num(lim, "max_connections_per_source"));
+        if (num(lim, "max_connection_rate_per_min"))
+                fprintf(f, ", rate %llu/min", num(lim, "max_connection_rate_per_min"));
+        if (json_array_size(json_object_get(lim, "allow"))) {
+                fprintf(f, "\nallow:      ");
+                json_array_foreach(json_object_get(lim, "allow"), i, v)
+                        fprintf(f, " %s", json_string_value(v));
+        }
+        if (json_array_size(json_object_get(lim, "deny"))) {
+                fprintf(f, "\ndeny:       ");
+                json_array_foreach(json_object_get(lim, "deny"), i, v)
+                        fprintf(f, " %s", json_string_value(v));
+        }
+}
+
 void format_status(FILE *f, json_t *st) {
         char up[64], in[32], out[32], idle[64];
         json_t *listeners = json_object_get(st, "listeners"), *li;
@@ -34,6 +60,19 @@ void format_status(FILE *f, json_t *st) {
         fprintf(f, "connections: %llu open, %llu total, %llu kicked, %llu refused, %llu reset\n",
                 num(st, "connections_open"), num(st, "connections_total"), num(st, "connections_kicked"),
                 num(st, "connections_refused"), num(st, "connections_reset"));
+        if (num(st, "connections_refused")) {
+                json_t *by = json_object_get(st, "refused"), *v;
+                const char *rule;
+                bool first = true;
+
+                fprintf(f, "refused by:  ");
+                json_object_foreach(by, rule, v)
+                        if (json_integer_value(v) > 0) {
+                                fprintf(f, "%s%s %lld", first ? "" : ", ", rule, (long long) json_integer_value(v));
+                                first = false;
+                        }
+                fputc('\n', f);
+        }
         fprintf(f, "traffic:     %s in, %s out\n", format_size(num(st, "bytes_in"), in, sizeof(in)),
                 format_size(num(st, "bytes_out"), out, sizeof(out)));
         if (num(st, "max_connections"))
@@ -41,9 +80,11 @@ void format_status(FILE *f, json_t *st) {
         else
                 fprintf(f, "limits:      max_connections none");
         if (num(st, "idle_timeout_usec"))
-                fprintf(f, ", idle_timeout %s\n", format_duration(num(st, "idle_timeout_usec"), idle, sizeof(idle)));
+                fprintf(f, ", idle_timeout %s", format_duration(num(st, "idle_timeout_usec"), idle, sizeof(idle)));
         else
-                fprintf(f, ", idle_timeout none\n");
+                fprintf(f, ", idle_timeout none");
+        format_limits(f, json_object_get(st, "limits"));
+        fputc('\n', f);
 }
 
 enum { COL_ID, COL_PEER, COL_LOCAL, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT, COL_STATE, _COL_MAX };

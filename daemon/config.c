@@ -111,6 +111,12 @@ struct config *config_new(void) {
         c->backlog = 128;
         c->max_buffered = 64 * 1024;
         c->shutdown_timeout_usec = 5 * USEC_PER_SEC;
+        c->source_prefix_ipv6 = 64;
+        c->keepalive = true;
+        c->keepalive_idle_usec = 120 * USEC_PER_SEC;
+        c->keepalive_interval_usec = 20 * USEC_PER_SEC;
+        c->keepalive_count = 5;
+        c->user_timeout_usec = 180 * USEC_PER_SEC;
         if (!c->control_socket || !c->admin_group || listen_add(&c->services[SERVICE_ECHO], "7788", 0, &why) < 0)
                 return config_free(c);
         return c;
@@ -122,6 +128,8 @@ struct config *config_free(struct config *c) {
         free(c->path);
         free(c->control_socket);
         free(c->admin_group);
+        free(c->allow);
+        free(c->deny);
         for (int i = 0; i < _SERVICE_MAX; i++)
                 listen_clear(&c->services[i]);
         free(c);
@@ -261,6 +269,103 @@ static int parse_timeout(struct parse_ctx *p, const char *v, void *field, const 
         return 0;
 }
 
+static int parse_prefix6(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t n;
+
+        if (parse_uint_range(v, 1, 128, &n, why) < 0) {
+                *why = "expected a prefix length from 1 to 128, such as 64";
+                return -EINVAL;
+        }
+        *(unsigned *) field = (unsigned) n;
+        return 0;
+}
+
+static int parse_rate(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        /* the burst is the number as written: 5/s lets 5 through at once */
+        p->c->max_connection_burst = (unsigned) strtoul(v, NULL, 10);
+        uint64_t n;
+        const char *slash = strchr(v, '/');
+        char num[32];
+        unsigned mult = 1;
+
+        /* "N/min" (the default unit), "N/s" or "N/h" */
+        snprintf(num, sizeof(num), "%.*s", (int) (slash ? (size_t) (slash - v) : strlen(v)), v);
+        if (slash && (streq(slash, "/s") || streq(slash, "/sec")))
+                mult = 60;
+        else if (slash && streq(slash, "/h"))
+                mult = 0;
+        else if (slash && !streq(slash, "/min") && !streq(slash, "/m"))
+                goto bad;
+        if (parse_uint(num, 1000000, &n) < 0)
+                goto bad;
+        if (mult == 0) {
+                if (n && n < 60)
+                        goto bad; /* finer than one a minute is not kept */
+                n /= 60;
+        } else
+                n *= mult;
+        *(unsigned *) field = (unsigned) n;
+        return 0;
+bad:
+        *why = "expected connections per source such as 60/min, 5/s or 0 (none)";
+        return -EINVAL;
+}
+
+static int parse_count(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t n;
+
+        if (parse_uint_range(v, 1, 127, &n, why) < 0) {
+                *why = "expected a whole number from 1 to 127";
+                return -EINVAL;
+        }
+        *(unsigned *) field = (unsigned) n;
+        return 0;
+}
+
+static int parse_seconds(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t usec;
+
+        /* whole seconds from 1 s to a day: what the kernel's keepalive takes */
+        if (parse_duration(v, &usec) < 0 || usec < USEC_PER_SEC || usec > 86400 * USEC_PER_SEC ||
+            usec % USEC_PER_SEC) {
+                *why = "expected whole seconds from 1s to 1d, such as 20s or 2min";
+                return -EINVAL;
+        }
+        *(uint64_t *) field = usec;
+        return 0;
+}
+
+/* allow= and deny= take several prefixes, and add up over several lines. */
+static int parse_cidr_list(struct parse_ctx *p, const char *v, struct cidr **list, size_t *n, const char **why) {
+        _cleanup_free_ char *copy = strdup(v);
+        char *tok, *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+                struct cidr c, *g;
+
+                if (cidr_parse(tok, &c) < 0) {
+                        *why = "expected addresses or CIDR prefixes such as 192.0.2.0/24 2001:db8::/32";
+                        return -EINVAL;
+                }
+                g = realloc(*list, (*n + 1) * sizeof(**list));
+                if (!g)
+                        return -ENOMEM;
+                *list = g;
+                (*list)[(*n)++] = c;
+        }
+        return 0;
+}
+
+static int parse_allow(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        return parse_cidr_list(p, v, &p->c->allow, &p->c->n_allow, why);
+}
+
+static int parse_deny(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        return parse_cidr_list(p, v, &p->c->deny, &p->c->n_deny, why);
+}
+
 #define FIELD(name) offsetof(struct config, name)
 
 static const struct key {
@@ -278,6 +383,17 @@ static const struct key {
         { "max_buffered", parse_buffered, FIELD(max_buffered) },
         { "idle_timeout", parse_timeout, FIELD(idle_timeout_usec) },
         { "shutdown_timeout", parse_timeout, FIELD(shutdown_timeout_usec) },
+        { "max_lifetime", parse_timeout, FIELD(max_lifetime_usec) },
+        { "max_connections_per_source", parse_max_conn, FIELD(max_connections_per_source) },
+        { "source_prefix_ipv6", parse_prefix6, FIELD(source_prefix_ipv6) },
+        { "max_connection_rate", parse_rate, FIELD(max_connection_rate) },
+        { "allow", parse_allow, 0 },
+        { "deny", parse_deny, 0 },
+        { "keepalive", parse_bool_key, FIELD(keepalive) },
+        { "keepalive_idle", parse_seconds, FIELD(keepalive_idle_usec) },
+        { "keepalive_interval", parse_seconds, FIELD(keepalive_interval_usec) },
+        { "keepalive_count", parse_count, FIELD(keepalive_count) },
+        { "user_timeout", parse_timeout, FIELD(user_timeout_usec) },
 };
 
 static int service_key(struct parse_ctx *p, int svc, const char *name, const char *value, const char **why) {
@@ -326,7 +442,9 @@ static int config_handler(void *user, const char *section, const char *name, con
                 if (r == -ENOENT)
                         why = "known keys: log_level, log_connections, control_socket, control_socket_mode, "
                               "admin_group, backlog, max_connections, max_buffered, idle_timeout, "
-                              "shutdown_timeout";
+                              "shutdown_timeout, max_lifetime, max_connections_per_source, source_prefix_ipv6, "
+                              "max_connection_rate, allow, deny, keepalive, keepalive_idle, keepalive_interval, "
+                              "keepalive_count, user_timeout";
         } else if ((svc = service_from_name(section)) >= 0) {
                 r = service_key(p, svc, name, value, &why);
                 if (r == -ENOENT)
@@ -471,6 +589,21 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "max_buffered = %llu\n", (unsigned long long) c->max_buffered);
         fprintf(f, "idle_timeout = %s\n", format_duration(c->idle_timeout_usec, buf, sizeof(buf)));
         fprintf(f, "shutdown_timeout = %s\n", format_duration(c->shutdown_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "max_lifetime = %s\n", format_duration(c->max_lifetime_usec, buf, sizeof(buf)));
+        fprintf(f, "max_connections_per_source = %u\n", c->max_connections_per_source);
+        fprintf(f, "source_prefix_ipv6 = %u\n", c->source_prefix_ipv6);
+        fprintf(f, "max_connection_rate = %u/min\n", c->max_connection_rate);
+        fprintf(f, "allow =");
+        for (size_t i = 0; i < c->n_allow; i++)
+                fprintf(f, " %s", cidr_format(&c->allow[i], buf, sizeof(buf)));
+        fprintf(f, "\ndeny =");
+        for (size_t i = 0; i < c->n_deny; i++)
+                fprintf(f, " %s", cidr_format(&c->deny[i], buf, sizeof(buf)));
+        fprintf(f, "\nkeepalive = %s\n", c->keepalive ? "yes" : "no");
+        fprintf(f, "keepalive_idle = %s\n", format_duration(c->keepalive_idle_usec, buf, sizeof(buf)));
+        fprintf(f, "keepalive_interval = %s\n", format_duration(c->keepalive_interval_usec, buf, sizeof(buf)));
+        fprintf(f, "keepalive_count = %u\n", c->keepalive_count);
+        fprintf(f, "user_timeout = %s\n", format_duration(c->user_timeout_usec, buf, sizeof(buf)));
         for (int i = 0; i < _SERVICE_MAX; i++) {
                 const struct service_config *s = &c->services[i];
 

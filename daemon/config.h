@@ -42,6 +42,17 @@ struct config {
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;     /* 0: none */
         uint64_t shutdown_timeout_usec;
+        uint64_t max_lifetime_usec;     /* 0: none */
+        unsigned max_connections_per_source; /* 0: no limit */
+        unsigned source_prefix_ipv6;    /* IPv6 sources grouped by this prefix */
+        unsigned max_connection_rate;   /* new connections per source per minute; 0: none */
+        unsigned max_connection_burst;  /* as many at once: the number written, in its unit */
+        struct cidr *allow, *deny;
+        size_t n_allow, n_deny;
+        bool keepalive;
+        uint64_t keepalive_idle_usec, keepalive_interval_usec;
+        unsigned keepalive_count;
+        uint64_t user_timeout_usec;     /* 0: the kernel's default */
         struct service_config services[_SERVICE_MAX];
 };
 

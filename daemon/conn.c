@@ -13,6 +13,7 @@
 static const char *const reason_names[] = {
         [CLOSE_PEER] = "closed by peer", [CLOSE_RESET] = "reset by peer", [CLOSE_ERROR] = "error",
         [CLOSE_KICKED] = "kicked",       [CLOSE_IDLE] = "idle timeout",   [CLOSE_SHUTDOWN] = "shutdown",
+        [CLOSE_LIFETIME] = "max lifetime",
 };
 
 const char *close_reason_name(enum close_reason r) {
@@ -137,7 +138,7 @@ fail:
         return r;
 }
 
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc) {
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src) {
         struct conn *c = calloc(1, sizeof(*c));
         int r;
 
@@ -152,6 +153,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
         c->peer = *peer;
         c->connected_usec = now_usec(CLOCK_REALTIME);
         c->started = c->last_active = l->now;
+        c->src = src;
         r = conn_attach(l, c);
         if (r < 0)
                 return r;
@@ -216,6 +218,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
                 l->stats.resets++;
                 break;
         case CLOSE_IDLE:
+        case CLOSE_LIFETIME:
                 l->stats.idle_closed++;
                 break;
         default:
@@ -242,6 +245,8 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
                 l->tail = c->prev;
         lru_unlink(l, c);
         l->stats.open--;
+        limits_release(l, c->src);
+        c->src = NULL;
         free(c->owed);
         c->owed = NULL;
 
@@ -251,7 +256,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
          * still in our send queue. */
         if (l->n_store_pending)
                 fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
-        if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN) &&
+        if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN || why == CLOSE_LIFETIME) &&
             shutdown(c->fd, SHUT_WR) == 0 &&
             epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &(struct epoll_event) { .events = EPOLLIN, .data.ptr = c }) == 0) {
                 c->ev.kind = EV_LINGER;

@@ -7,6 +7,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "limits.h"
 #include "loop.h"
 #include "util.h"
 
@@ -22,6 +23,7 @@ enum close_reason {
         CLOSE_KICKED,
         CLOSE_IDLE,
         CLOSE_SHUTDOWN,
+        CLOSE_LIFETIME,
 };
 
 /* Bytes read but not yet written back: allocated only while some are owed. */
@@ -43,12 +45,13 @@ struct conn {
         uint64_t bytes_in, bytes_out;
         union sockaddr_in46 peer;
         struct owed *owed;
+        struct source *src; /* for per-source limits, or NULL */
         struct conn *prev, *next;         /* the loop's list, id order */
         struct conn *lru_prev, *lru_next; /* least recently active first */
 };
 
 /* A connection accepted on fd; registers it with the loop. Takes fd. */
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc);
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src);
 
 /* What a previous tcpd handed over about a connection (see fdstore.c). */
 struct conn_saved {

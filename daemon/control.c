@@ -11,16 +11,21 @@
 
 #include "conn.h"
 #include "control.h"
+#include "limits.h"
 #include "listener.h"
 #include "log.h"
 #include "ops.h"
 #include "tcpd-build.h"
 #include "tcpd/protocol.h"
+#include "units.h"
 #include "varlink.h"
 
 #define CONTROL_MAX_CLIENTS 256
-/* A client whose unread replies pass this is dropped. */
+/* Past this much unread output a client's further calls wait (and its
+ * input stays in the kernel); one that reads nothing for
+ * CONTROL_STALL_USEC while output waits is dropped. */
 #define CONTROL_MAX_OUTPUT (256 * 1024)
+#define CONTROL_STALL_USEC (5 * 1000 * 1000ULL)
 /* A streamed list is turned into replies only while less than this waits. */
 #define CONTROL_STREAM_LOW (64 * 1024)
 #define CONTROL_READ_CHUNK (16 * 1024)
@@ -42,6 +47,7 @@ struct control_client {
         bool kick_oneway;
         bool closing; /* close once the output is written */
         bool read_eof; /* the client shut down its side: answer what came, then close */
+        uint64_t last_progress; /* CLOCK_MONOTONIC: output last moved, or was empty */
         struct control_client *prev, *next;
 };
 
@@ -51,6 +57,7 @@ struct control {
         char *path; /* unlinked on exit; NULL when systemd owns the socket */
         sd_event_source *source;
         sd_event_source *retry; /* re-enables source after running out of fds */
+        sd_event_source *stall_timer; /* drops clients that stopped reading */
         struct control_client *clients;
         unsigned n_clients;
 };
@@ -80,7 +87,8 @@ static int client_update_events(struct control_client *cl) {
 
         /* input waits in the kernel while an answer is outstanding: what a
          * client pipelines then cannot grow our memory */
-        if (!cl->waiting && !cl->streaming && !cl->closing && !cl->read_eof)
+        if (!cl->waiting && !cl->streaming && !cl->closing && !cl->read_eof &&
+            vl_buf_pending(&cl->out) <= CONTROL_MAX_OUTPUT)
                 ev |= EPOLLIN;
         /* a list being streamed wants to hear when there is room again,
          * even if what was queued so far all went out at once */
@@ -91,6 +99,8 @@ static int client_update_events(struct control_client *cl) {
 
 /* Writes what it can. Returns <0 when the client is gone (freed). */
 static int client_flush(struct control_client *cl) {
+        size_t before = vl_buf_pending(&cl->out);
+
         while (vl_buf_pending(&cl->out)) {
                 ssize_t n = send(cl->fd, cl->out.data + cl->out.start, vl_buf_pending(&cl->out),
                                  MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -104,6 +114,8 @@ static int client_flush(struct control_client *cl) {
                 }
                 vl_buf_consume(&cl->out, (size_t) n);
         }
+        if (!vl_buf_pending(&cl->out) || vl_buf_pending(&cl->out) < before)
+                cl->last_progress = now_usec(CLOCK_MONOTONIC);
         if ((cl->closing || (cl->read_eof && !cl->waiting && !cl->streaming)) && !vl_buf_pending(&cl->out)) {
                 client_free(cl);
                 return -EPIPE;
@@ -185,6 +197,37 @@ static void method_get_interface_description(struct control_client *cl, struct v
                 reply_error(cl, VARLINK_ERROR_INTERFACE_NOT_FOUND, json_pack("{s:s}", "interface", name));
 }
 
+static json_t *refused_json(const struct loop_stats *s) {
+        json_t *o = json_object();
+
+        for (int r = REFUSE_DENY; o && r < _REFUSE_MAX; r++)
+                json_object_set_new(o, refusal_name(r), json_integer((json_int_t) s->refused_by[r]));
+        return o;
+}
+
+static json_t *cidrs_json(const struct cidr *list, size_t n) {
+        json_t *a = json_array();
+        char buf[64];
+
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, json_string(cidr_format(&list[i], buf, sizeof(buf))));
+        return a;
+}
+
+static json_t *limits_json(const struct config *c) {
+        return json_pack("{s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:o,s:o,s:b,s:I,s:I,s:i,s:I}", "max_connections",
+                         (json_int_t) c->max_connections, "max_connections_per_source",
+                         (json_int_t) c->max_connections_per_source, "source_prefix_ipv6",
+                         (int) c->source_prefix_ipv6, "max_connection_rate_per_min",
+                         (json_int_t) c->max_connection_rate, "idle_timeout_usec", (json_int_t) c->idle_timeout_usec,
+                         "max_lifetime_usec", (json_int_t) c->max_lifetime_usec, "max_buffered",
+                         (json_int_t) c->max_buffered, "allow", cidrs_json(c->allow, c->n_allow), "deny",
+                         cidrs_json(c->deny, c->n_deny), "keepalive", c->keepalive, "keepalive_idle_usec",
+                         (json_int_t) c->keepalive_idle_usec, "keepalive_interval_usec",
+                         (json_int_t) c->keepalive_interval_usec, "keepalive_count", (int) c->keepalive_count,
+                         "user_timeout_usec", (json_int_t) c->user_timeout_usec);
+}
+
 static void method_get_status(struct control_client *cl, struct vl_call *call) {
         struct tcpd *t = cl->ctl->t;
         const struct loop_stats *s = &t->loop.stats;
@@ -212,6 +255,8 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                            (json_int_t) t->config->idle_timeout_usec);
         if (!params)
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        json_object_set_new(params, "refused", refused_json(s));
+        json_object_set_new(params, "limits", limits_json(t->config));
         reply(cl, params, false);
 }
 
@@ -462,16 +507,10 @@ static void client_process(struct control_client *cl) {
                 client_stream(cl);
                 if (cl->waiting || cl->streaming || cl->closing)
                         break;
-                /* One large reply may exceed the bound; more calls on top of
-                 * unread replies may not: that client does not read. */
-                if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT) {
-                        unsigned suppressed;
-                        if (ratelimit_pass(&control_rl, now_usec(CLOCK_MONOTONIC), &suppressed))
-                                log_notice("control client pid %d uid %u does not read its replies; dropped",
-                                           (int) cl->cred.pid, (unsigned) cl->cred.uid);
-                        client_free(cl);
-                        return;
-                }
+                /* More calls wait while this much is unread: the memory a
+                 * client costs stays bounded, however much it pipelines. */
+                if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT)
+                        break;
                 r = vl_frame_next(&cl->in, VARLINK_MAX_MESSAGE, &frame, &len);
                 if (r == 0)
                         break;
@@ -499,7 +538,9 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
         if (revents & EPOLLOUT) {
                 if (client_flush(cl) < 0)
                         return 0;
-                if (cl->streaming) {
+                /* room again: go on with a list, or with calls that waited */
+                if (cl->streaming || (!cl->waiting && vl_buf_pending(&cl->out) <= CONTROL_MAX_OUTPUT &&
+                                      vl_buf_pending(&cl->in))) {
                         client_process(cl);
                         return 0;
                 }
@@ -584,6 +625,25 @@ static void client_read_groups(struct control_client *cl) {
         }
 }
 
+static int control_on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct control *ctl = userdata;
+        struct control_client *cl, *next;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        for (cl = ctl->clients; cl; cl = next) {
+                next = cl->next;
+                if (vl_buf_pending(&cl->out) && now - cl->last_progress > CONTROL_STALL_USEC) {
+                        unsigned suppressed;
+                        if (ratelimit_pass(&control_rl, now, &suppressed))
+                                log_notice("control client pid %d uid %u does not read its replies; dropped",
+                                           (int) cl->cred.pid, (unsigned) cl->cred.uid);
+                        client_free(cl);
+                }
+        }
+        (void) sd_event_source_set_time(s, usec + USEC_PER_SEC);
+        return 0;
+}
+
 static int control_on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         struct control *ctl = userdata;
 
@@ -631,6 +691,7 @@ static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void 
         }
         cl->ctl = ctl;
         cl->fd = cfd;
+        cl->last_progress = now_usec(CLOCK_MONOTONIC);
         len = sizeof(cl->cred);
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cl->cred, &len) < 0) {
                 /* no credentials: treat as nobody in particular */
@@ -757,6 +818,13 @@ int control_open(struct tcpd *t, int fd, struct control **ret) {
                 control_free(ctl);
                 return log_error_errno(r, "cannot watch the control socket");
         }
+        r = sd_event_add_time_relative(t->event, &ctl->stall_timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0,
+                                       control_on_stall_timer, ctl);
+        if (r < 0) {
+                control_free(ctl);
+                return log_error_errno(r, "cannot set up the control socket's timer");
+        }
+        (void) sd_event_source_set_enabled(ctl->stall_timer, SD_EVENT_ON);
         *ret = ctl;
         return 0;
 }
@@ -779,6 +847,7 @@ struct control *control_free(struct control *ctl) {
         while (ctl->clients)
                 client_free(ctl->clients);
         sd_event_source_disable_unref(ctl->retry);
+        sd_event_source_disable_unref(ctl->stall_timer);
         sd_event_source_disable_unref(ctl->source);
         if (ctl->fd >= 0)
                 close(ctl->fd);

@@ -105,6 +105,20 @@ struct listener *listener_free(struct listener *l) {
         return NULL;
 }
 
+void listener_set_options(struct listener *l, const struct config *c) {
+        int on = c->keepalive, idle = (int) (c->keepalive_idle_usec / 1000000),
+            intvl = (int) (c->keepalive_interval_usec / 1000000), cnt = (int) c->keepalive_count;
+        unsigned timeout = (unsigned) (c->user_timeout_usec / 1000);
+
+        (void) setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        if (on) {
+                (void) setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+                (void) setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+                (void) setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+        }
+        (void) setsockopt(l->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+}
+
 const char *listener_format(const struct listener *l, char *buf, size_t n) {
         return addr_format(&l->addr, buf, n);
 }

@@ -26,3 +26,6 @@ int listener_bind(const char *config_path, const struct listen_spec *spec, enum 
 int listener_adopt(int fd, enum service_kind svc, struct listener **ret);
 struct listener *listener_free(struct listener *l);
 const char *listener_format(const struct listener *l, char *buf, size_t n);
+/* Keepalive and TCP_USER_TIMEOUT on the listener: accepted sockets inherit
+ * them, so no connection pays a setsockopt() for them. */
+void listener_set_options(struct listener *l, const struct config *c);

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "limits.h"
 #include "fdstore.h"
 #include "listener.h"
 #include "log.h"
@@ -21,9 +22,55 @@ static void loop_reap(struct loop *l);
 static struct ratelimit accept_error_rl = RATELIMIT_INIT(10 * 1000 * 1000, 5);
 static struct ratelimit refuse_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
 
+/* Refused: reset at once (SO_LINGER 0), so a flood leaves no connection in
+ * FIN_WAIT or TIME_WAIT behind on our side. */
+static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum refusal why) {
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        unsigned suppressed;
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+        l->stats.refused++;
+        l->stats.refused_by[why]++;
+        if (ratelimit_pass(&refuse_rl, l->now, &suppressed)) {
+                char host[ADDR_STRLEN], peer_field[ADDR_STRLEN + 16], rule[64];
+                const char *fields[] = { "TCPD_EVENT=refuse", peer_field, rule, NULL };
+
+                addr_format(peer, host, sizeof(host));
+                snprintf(peer_field, sizeof(peer_field), "TCPD_PEER=%s", host);
+                snprintf(rule, sizeof(rule), "TCPD_RULE=%s", refusal_name(why));
+                log_at(LOG_NOTICE, 0, fields, "refused connection from %s: %s%s", host, refusal_name(why),
+                       suppressed ? " (some refusals before this were not logged)" : "");
+        }
+}
+
 static int epoll_add(struct loop *l, int fd, uint32_t events, void *ptr) {
         struct epoll_event e = { .events = events, .data.ptr = ptr };
         return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src) {
+        *dst = *src;
+        dst->allow = dst->deny = NULL;
+        if (src->n_allow && !(dst->allow = malloc(src->n_allow * sizeof(*dst->allow))))
+                return -ENOMEM;
+        if (src->n_deny && !(dst->deny = malloc(src->n_deny * sizeof(*dst->deny)))) {
+                free(dst->allow);
+                dst->allow = NULL;
+                return -ENOMEM;
+        }
+        if (src->n_allow)
+                memcpy(dst->allow, src->allow, src->n_allow * sizeof(*dst->allow));
+        if (src->n_deny)
+                memcpy(dst->deny, src->deny, src->n_deny * sizeof(*dst->deny));
+        return 0;
+}
+
+void loop_settings_done(struct loop_settings *s) {
+        free(s->allow);
+        free(s->deny);
+        s->allow = s->deny = NULL;
+        s->n_allow = s->n_deny = 0;
 }
 
 int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s) {
@@ -32,7 +79,9 @@ int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s) {
         memset(l, 0, sizeof(*l));
         l->epfd = -1;
         l->inbox.efd = -1;
-        l->settings = *s;
+        r = loop_settings_copy(&l->settings, s);
+        if (r < 0)
+                return r;
         l->next_id = 1;
         l->now = now_usec(CLOCK_MONOTONIC);
         l->rbuf_size = READ_BUFFER;
@@ -67,6 +116,8 @@ void loop_done(struct loop *l) {
                 loop_retire_listener(l, l->listeners);
         loop_reap(l);
         table_free(&l->table);
+        limits_done(l);
+        loop_settings_done(&l->settings);
         free(l->store_pending);
         l->store_pending = NULL;
         mailbox_done(&l->inbox);
@@ -167,6 +218,8 @@ static void loop_accept(struct loop *l, struct listener *li) {
         for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
                 union sockaddr_in46 peer;
                 socklen_t len = sizeof(peer);
+                struct source *src;
+                enum refusal why;
                 unsigned suppressed;
                 int fd, r;
 
@@ -198,33 +251,34 @@ static void loop_accept(struct loop *l, struct listener *li) {
                         }
                 }
                 addr_normalize(&peer);
-                if (l->settings.max_connections && l->stats.open >= l->settings.max_connections) {
-                        char host[ADDR_STRLEN];
-
-                        l->stats.refused++;
-                        close(fd);
-                        if (ratelimit_pass(&refuse_rl, l->now, &suppressed))
-                                log_notice("refused connection from %s: max_connections=%u reached%s",
-                                           addr_format(&peer, host, sizeof(host)), l->settings.max_connections,
-                                           suppressed ? " (more refusals not logged)" : "");
+                why = limits_admit(l, &peer, &src);
+                if (why != ADMIT) {
+                        refuse(l, fd, &peer, why);
                         continue;
                 }
-                r = conn_open(l, fd, &peer, li->service);
+                r = conn_open(l, fd, &peer, li->service, src);
                 if (r < 0) {
+                        limits_release(l, src);
                         l->stats.refused++;
+                        l->stats.refused_by[REFUSE_NO_MEMORY]++;
                         if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
                                 log_error_errno(r, "cannot set up a new connection; refused it");
                 }
         }
 }
 
-static void loop_expire_idle(struct loop *l) {
-        uint64_t timeout = l->settings.idle_timeout_usec;
+static void loop_expire(struct loop *l) {
+        uint64_t timeout = l->settings.idle_timeout_usec, lifetime = l->settings.max_lifetime_usec;
 
-        if (!timeout)
-                return;
-        while (l->lru_head && l->now - l->lru_head->last_active >= timeout)
+        while (timeout && l->lru_head && l->now - l->lru_head->last_active >= timeout)
                 conn_close(l, l->lru_head, CLOSE_IDLE);
+        /* the list is in accept order, oldest first */
+        while (lifetime && l->head && l->now - l->head->started >= lifetime)
+                conn_close(l, l->head, CLOSE_LIFETIME);
+        if (l->now >= l->next_sweep) {
+                limits_sweep(l);
+                l->next_sweep = l->now + 10 * 1000 * 1000;
+        }
 }
 
 static int loop_timeout_ms(const struct loop *l) {
@@ -232,6 +286,8 @@ static int loop_timeout_ms(const struct loop *l) {
 
         if (l->settings.idle_timeout_usec && l->lru_head)
                 next = l->lru_head->last_active + l->settings.idle_timeout_usec;
+        if (l->settings.max_lifetime_usec && l->head && l->head->started + l->settings.max_lifetime_usec < next)
+                next = l->head->started + l->settings.max_lifetime_usec;
         if (l->accept_paused && l->accept_resume_at < next)
                 next = l->accept_resume_at;
         if (l->linger_head && l->linger_head->last_active + LINGER_USEC < next)
@@ -310,7 +366,7 @@ int loop_run(struct loop *l) {
                                 break; /* closed earlier in this batch */
                         }
                 }
-                loop_expire_idle(l);
+                loop_expire(l);
                 conn_linger_expire(l, false);
                 if (l->n_store_pending)
                         fdstore_flush(l);

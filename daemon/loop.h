@@ -32,6 +32,13 @@ struct conn;
 /* The settings a loop applies; a reload sends it a new copy. */
 struct loop_settings {
         unsigned max_connections;
+        unsigned max_connections_per_source;
+        unsigned source_prefix_ipv6;
+        unsigned max_connection_rate; /* per source per minute */
+        unsigned max_connection_burst;
+        struct cidr *allow, *deny;    /* owned by the settings */
+        size_t n_allow, n_deny;
+        uint64_t max_lifetime_usec;
         /* connections that fit under the open-files limit with a reserve
          * kept for the control socket and logging */
         unsigned fd_budget;
@@ -47,6 +54,7 @@ struct loop_stats {
         uint64_t total;
         uint64_t kicked;
         uint64_t refused;
+        uint64_t refused_by[8]; /* by enum refusal */
         uint64_t resets;
         uint64_t idle_closed;
         uint64_t bytes_in;
@@ -79,6 +87,8 @@ struct loop {
         uint64_t accept_resume_at;
 
         struct loop_settings settings;
+        struct table sources; /* per-source limits: key -> struct source */
+        uint64_t next_sweep;
         struct loop_stats stats;
 
         bool stopping; /* flushing and closing every connection */
@@ -95,6 +105,9 @@ struct loop {
 };
 
 int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s);
+/* Deep copies (allow/deny lists included) and their release. */
+int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src);
+void loop_settings_done(struct loop_settings *s);
 void loop_done(struct loop *l);
 /* Runs until loop_quit(). */
 int loop_run(struct loop *l);

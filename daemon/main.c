@@ -74,6 +74,12 @@ static unsigned fd_budget;
                 .max_connections = (c)->max_connections, .max_buffered = (c)->max_buffered,                 \
                 .fd_budget = fd_budget,                                                                     \
                 .idle_timeout_usec = (c)->idle_timeout_usec, .log_connections = (c)->log_connections,       \
+                .max_connections_per_source = (c)->max_connections_per_source,                              \
+                .source_prefix_ipv6 = (c)->source_prefix_ipv6,                                              \
+                .max_connection_rate = (c)->max_connection_rate, .allow = (c)->allow,                       \
+                .max_connection_burst = (c)->max_connection_burst ? (c)->max_connection_burst : 1,          \
+                .n_allow = (c)->n_allow, .deny = (c)->deny, .n_deny = (c)->n_deny,                          \
+                .max_lifetime_usec = (c)->max_lifetime_usec,                                                \
         }
 
 static void raise_nofile(void) {
@@ -248,10 +254,20 @@ int tcpd_reload(struct tcpd *t, char **error) {
         }
         if (!streq(c->control_socket, t->config->control_socket))
                 log_notice("control_socket changed to %s; it takes effect at the next start", c->control_socket);
+        for (struct listener *li = t->loop.listeners; li; li = li->next)
+                listener_set_options(li, c);
         if (c->max_connections && c->max_connections < t->loop.stats.open)
                 log_notice("max_connections lowered to %u with %llu open: existing connections stay, new ones are "
                            "refused until fewer are open",
                            c->max_connections, (unsigned long long) t->loop.stats.open);
+        if (c->max_connections_per_source &&
+            (!t->config->max_connections_per_source || c->max_connections_per_source < t->config->max_connections_per_source))
+                log_notice("max_connections_per_source lowered to %u: sources above it keep their connections, and "
+                           "get no new ones until they are below it",
+                           c->max_connections_per_source);
+        if (c->n_allow != t->config->n_allow || c->n_deny != t->config->n_deny)
+                log_notice("allow/deny changed: they apply to new connections; open ones stay (kick them with "
+                           "tcpctl kick --peer)");
         config_free(t->config);
         t->config = c;
         log_max_level = c->log_level;
@@ -510,10 +526,11 @@ static int run(struct tcpd *t) {
                 return log_error_errno(r, "cannot set up the status timer");
         (void) sd_event_source_set_enabled(t->status_timer, SD_EVENT_ON);
 
+        for (struct listener *li = t->loop.listeners; li; li = li->next)
+                listener_set_options(li, t->config);
         /* everything tcpd keeps open is open now: what is left is for clients */
         fd_budget = compute_fd_budget();
-        ls = (struct loop_settings) settings_from(t->config);
-        loop_post_settings(&t->loop, &ls);
+        loop_post_settings(&t->loop, &(struct loop_settings) settings_from(t->config));
         log_info("tcpd %s started (room for %u connections under the open files limit)", TCPD_VERSION, fd_budget);
         sd_notify(0, "READY=1");
         update_status(t, true);

@@ -127,7 +127,15 @@ struct settings_op {
 static void settings_run(struct msg *m) {
         struct settings_op *op = (struct settings_op *) m;
 
-        op->loop->settings = op->s;
+        struct loop_settings *old = &op->loop->settings;
+        bool regroup = old->max_connections_per_source != op->s.max_connections_per_source ||
+                       old->max_connection_rate != op->s.max_connection_rate ||
+                       old->source_prefix_ipv6 != op->s.source_prefix_ipv6;
+
+        loop_settings_done(old);
+        op->loop->settings = op->s; /* takes the lists */
+        if (regroup)
+                limits_rebuild(op->loop);
         free(op);
 }
 
@@ -137,7 +145,10 @@ int loop_post_settings(struct loop *l, const struct loop_settings *s) {
         if (!op)
                 return -ENOMEM;
         op->loop = l;
-        op->s = *s;
+        if (loop_settings_copy(&op->s, s) < 0) {
+                free(op);
+                return -ENOMEM;
+        }
         mailbox_post(&l->inbox, &op->msg, settings_run);
         return 0;
 }

@@ -1,0 +1,169 @@
+/* Admission: allow/deny, max_connections, and per-source limits. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "limits.h"
+#include "loop.h"
+
+static const char *const refusal_names[_REFUSE_MAX] = {
+        [ADMIT] = "admitted",
+        [REFUSE_DENY] = "deny",
+        [REFUSE_NOT_ALLOWED] = "allow",
+        [REFUSE_MAX] = "max_connections",
+        [REFUSE_PER_SOURCE] = "max_connections_per_source",
+        [REFUSE_RATE] = "max_connection_rate",
+        [REFUSE_NO_MEMORY] = "no_memory",
+};
+
+const char *refusal_name(enum refusal r) {
+        return r < _REFUSE_MAX ? refusal_names[r] : "?";
+}
+
+static bool cidr_list_match(const struct cidr *list, size_t n, const union sockaddr_in46 *a) {
+        for (size_t i = 0; i < n; i++)
+                if (cidr_match(&list[i], a))
+                        return true;
+        return false;
+}
+
+static uint64_t source_key(const union sockaddr_in46 *a, unsigned prefix6) {
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a over family and prefix */
+        uint8_t b[17] = { 0 };
+        size_t n;
+
+        if (a->sa.sa_family == AF_INET) {
+                b[0] = 4;
+                memcpy(b + 1, &a->in.sin_addr, 4);
+                n = 5;
+        } else {
+                b[0] = 6;
+                memcpy(b + 1, &a->in6.sin6_addr, 16);
+                for (unsigned bit = prefix6; bit < 128; bit++)
+                        b[1 + bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+                n = 17;
+        }
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ b[i]) * 1099511628211ULL;
+        return h | 1;
+}
+
+/* Token bucket: max_connection_rate per minute, with that many as burst. */
+static void refill(const struct loop *l, struct source *s) {
+        uint64_t rate = l->settings.max_connection_rate, cap = (uint64_t) l->settings.max_connection_burst * 1000, add;
+
+        if (!rate)
+                return;
+        add = (l->now - s->refilled) * rate / 60000; /* usec * per-min -> milli */
+        if (add == 0)
+                return;
+        s->tokens_milli = s->tokens_milli + add >= cap ? (uint32_t) cap : (uint32_t) (s->tokens_milli + add);
+        s->refilled = l->now;
+}
+
+enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src) {
+        const struct loop_settings *st = &l->settings;
+        struct source *s;
+        uint64_t key;
+
+        *src = NULL;
+        /* deny wins over allow: a denied address is refused even if an
+         * allow= prefix also matches it */
+        if (st->n_deny && cidr_list_match(st->deny, st->n_deny, peer))
+                return REFUSE_DENY;
+        if (st->n_allow && !cidr_list_match(st->allow, st->n_allow, peer))
+                return REFUSE_NOT_ALLOWED;
+        if (st->max_connections && l->stats.open >= st->max_connections)
+                return REFUSE_MAX;
+        if (!st->max_connections_per_source && !st->max_connection_rate)
+                return ADMIT;
+
+        key = source_key(peer, st->source_prefix_ipv6);
+        s = table_get(&l->sources, key);
+        if (!s) {
+                s = calloc(1, sizeof(*s));
+                if (!s)
+                        return REFUSE_NO_MEMORY;
+                s->key = key;
+                s->tokens_milli = st->max_connection_burst * 1000;
+                s->refilled = l->now;
+                if (table_put(&l->sources, key, s) < 0) {
+                        free(s);
+                        return REFUSE_NO_MEMORY;
+                }
+        }
+        if (st->max_connections_per_source && s->open >= st->max_connections_per_source)
+                return REFUSE_PER_SOURCE;
+        if (st->max_connection_rate) {
+                refill(l, s);
+                if (s->tokens_milli < 1000)
+                        return REFUSE_RATE;
+                s->tokens_milli -= 1000;
+        }
+        s->open++;
+        *src = s;
+        return ADMIT;
+}
+
+void limits_release(struct loop *l, struct source *src) {
+        if (src && src->open)
+                src->open--;
+}
+
+void limits_sweep(struct loop *l) {
+        struct table *t = &l->sources;
+
+        /* O(sources), once every few seconds: entries with no connection and
+         * a full bucket carry no information */
+        for (size_t i = 0; t->slots && i <= t->mask; i++) {
+                struct source *s = t->slots[i].value;
+
+                if (!t->slots[i].key || s->open)
+                        continue;
+                refill(l, s);
+                if (!l->settings.max_connection_rate || s->tokens_milli >= l->settings.max_connection_burst * 1000) {
+                        table_remove(t, s->key);
+                        free(s);
+                        i--; /* backward shift may have moved another entry here */
+                }
+        }
+}
+
+void limits_rebuild(struct loop *l) {
+        const struct loop_settings *st = &l->settings;
+
+        limits_done(l);
+        /* per-source limits (or their grouping) changed: count what is open
+         * now, so a new limit applies to new connections at once */
+        for (struct conn *c = l->head; c; c = c->next) {
+                struct source *s = NULL;
+                uint64_t key;
+
+                c->src = NULL;
+                if (!st->max_connections_per_source && !st->max_connection_rate)
+                        continue;
+                key = source_key(&c->peer, st->source_prefix_ipv6);
+                s = table_get(&l->sources, key);
+                if (!s) {
+                        s = calloc(1, sizeof(*s));
+                        if (!s || table_put(&l->sources, key, s) < 0) {
+                                free(s);
+                                continue;
+                        }
+                        s->key = key;
+                        s->tokens_milli = st->max_connection_burst * 1000;
+                        s->refilled = l->now;
+                }
+                s->open++;
+                c->src = s;
+        }
+}
+
+void limits_done(struct loop *l) {
+        struct table *t = &l->sources;
+
+        for (size_t i = 0; t->slots && i <= t->mask; i++)
+                if (t->slots[i].key)
+                        free(t->slots[i].value);
+        table_free(t);
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Who may connect, and for how long: allow/deny, per-source limits, the
+connection rate, max_lifetime, keepalive. Refusals are resets, counted by
+rule in tcpctl status."""
+
+import socket
+import struct
+import time
+
+from tcpdtest import Daemon, check, connect, echo_roundtrip, main, reads_eof, wait_for
+
+LISTEN = "[echo]\nlisten = 127.0.0.1:0 [::1]:0\n"
+
+
+def refused(port, host="127.0.0.1", source=None):
+    """True if tcpd reset this connection at once."""
+    try:
+        s = connect(port, host=host, source=source, timeout=5)
+    except ConnectionResetError:
+        return True
+    try:
+        s.sendall(b"?")
+        data = s.recv(1)
+        return data == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    finally:
+        s.close()
+
+
+def test_allow_and_deny():
+    d = Daemon("[tcpd]\nallow = 127.0.0.0/29 ::1\ndeny = 127.0.0.3\n" + LISTEN)
+    port = d.port()
+    check(not refused(port, source="127.0.0.2"), "allowed address admitted")
+    check(refused(port, source="127.0.0.3"), "deny wins over allow")
+    check(refused(port, source="127.0.0.9"), "outside allow= refused")
+    check(not refused(d.port("ipv6"), host="::1"), "IPv6 allowed")
+    st = d.status()
+    check(st["refused"]["deny"] == 1 and st["refused"]["allow"] == 1, str(st["refused"]))
+    check(st["limits"]["allow"] == ["127.0.0.0/29", "::1/128"] and st["limits"]["deny"] == ["127.0.0.3/32"],
+          str(st["limits"]))
+    check("refused connection from 127.0.0.3" in d.stderr() and "deny" in d.stderr(), "refusals are logged")
+    human = d.ctl("status").stdout
+    check("refused" in human and "deny 1" in human, human)
+    d.stop()
+
+
+def test_dual_stack_peers_count_as_ipv4():
+    d = Daemon("[tcpd]\ndeny = 127.0.0.5\n[echo]\nlisten = 0\n")
+    port = int(d.status()["listeners"][0]["address"].rsplit(":", 1)[1])
+    check(refused(port, source="127.0.0.5"), "a mapped IPv4 peer matches an IPv4 deny")
+    check(not refused(port, source="127.0.0.6"), "others admitted")
+    d.stop()
+
+
+def test_max_connections_per_source():
+    d = Daemon("[tcpd]\nmax_connections_per_source = 2\n" + LISTEN)
+    port = d.port()
+    a = [connect(port, source="127.0.0.2") for _ in range(2)]
+    for s in a:
+        echo_roundtrip(s, b"ok")
+    check(refused(port, source="127.0.0.2"), "third from the same source refused")
+    b = connect(port, source="127.0.0.3")
+    echo_roundtrip(b, b"another source is fine")
+    a[0].close()
+    wait_for(lambda: d.status()["connections_open"] == 2, what="slot freed")
+    c = connect(port, source="127.0.0.2")
+    echo_roundtrip(c, b"room again")
+    check(d.status()["refused"]["max_connections_per_source"] == 1, "counted")
+    for s in (a[1], b, c):
+        s.close()
+    d.stop()
+
+
+def test_ipv6_sources_grouped_by_prefix():
+    d = Daemon("[tcpd]\nmax_connections_per_source = 1\nsource_prefix_ipv6 = 0\n" + LISTEN, wait_ready=False)
+    check(d.wait_exit() == 1, "prefix 0 is out of range")
+    d = Daemon("[tcpd]\nmax_connections_per_source = 1\nsource_prefix_ipv6 = 64\n" + LISTEN)
+    s = connect(d.port("ipv6"), host="::1")
+    echo_roundtrip(s, b"v6")
+    check(refused(d.port("ipv6"), host="::1"), "second from the same /64 refused")
+    s.close()
+    d.stop()
+
+
+def test_connection_rate_per_source():
+    d = Daemon("[tcpd]\nmax_connection_rate = 3/s\n" + LISTEN)
+    port = d.port()
+    results = [refused(port, source="127.0.0.2") for _ in range(6)]
+    check(results[:3] == [False] * 3, f"a burst of 3 admitted: {results}")
+    check(all(results[3:]), f"then refused: {results}")
+    check(not refused(port, source="127.0.0.3"), "another source has its own bucket")
+    time.sleep(1.1)  # refills at 3 a second
+    check(not refused(port, source="127.0.0.2"), "admitted again after the bucket refilled")
+    check(d.status()["refused"]["max_connection_rate"] == 3, str(d.status()["refused"]))
+    d.stop()
+
+
+def test_max_lifetime():
+    d = Daemon("[tcpd]\nmax_lifetime = 1s\n" + LISTEN)
+    s = connect(d.port())
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.5:
+        echo_roundtrip(s, b"busy")  # activity does not extend a lifetime
+    check(reads_eof(s, timeout=3), "closed at its lifetime")
+    check(0.9 < time.monotonic() - t0 < 3, "at about a second")
+    d.stop()
+
+
+def test_keepalive_inherited_from_listener():
+    d = Daemon("[tcpd]\nkeepalive_idle = 33s\nkeepalive_interval = 7s\nkeepalive_count = 4\nuser_timeout = 50s\n"
+               + LISTEN)
+    s = connect(d.port())
+    echo_roundtrip(s, b"k")
+    # tcpd's side of the connection, seen from /proc: the timer column shows
+    # keepalive (2) once the connection is idle
+    local = s.getsockname()
+    found = False
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        rem = f[2]
+        rport = int(rem.split(":")[1], 16)
+        if rport == local[1] and f[5].split(":")[0] == "02":  # timer 2: keepalive
+            found = True
+    check(found, "tcpd's socket has the keepalive timer running")
+    st = d.status()["limits"]
+    check(st["keepalive"] and st["keepalive_idle_usec"] == 33_000_000 and st["user_timeout_usec"] == 50_000_000,
+          str(st))
+    s.close()
+    d.stop()
+
+
+def test_reload_lowering_limits_keeps_connections():
+    d = Daemon(LISTEN)
+    port = d.port()
+    conns = [connect(port, source="127.0.0.2") for _ in range(3)]
+    for s in conns:
+        echo_roundtrip(s, b"x")
+    with open(d.config, "a") as f:
+        f.write("[tcpd]\nmax_connections_per_source = 1\ndeny = 127.0.0.4\n")
+    import signal
+    n = len(d.poll_notify())
+    d.signal(signal.SIGHUP)
+    d.wait_notify("READY=1", after=n + 1)
+    for s in conns:
+        echo_roundtrip(s, b"kept")
+    check(refused(port, source="127.0.0.2"), "new ones from that source refused")
+    check(refused(port, source="127.0.0.4"), "new deny applies")
+    err = d.stderr()
+    check("max_connections_per_source lowered to 1" in err and "keep their connections" in err, err)
+    for s in conns:
+        s.close()
+    d.stop()
+
+
+if __name__ == "__main__":
+    main([test_allow_and_deny, test_dual_stack_peers_count_as_ipv4, test_max_connections_per_source,
+          test_ipv6_sources_grouped_by_prefix, test_connection_rate_per_source, test_max_lifetime,
+          test_keepalive_inherited_from_listener, test_reload_lowering_limits_keeps_connections])
