@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Restarts that lose no connection, under a real systemd: 1000 clients in
+mid-conversation through `systemctl restart tcpd` and through a SIGSEGV with
+Restart=on-failure. Prints the longest echo wait across the restart as a
+benchmark line. Skips like test_e2e.py (a failure under CI=true)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nspawn  # noqa: E402
+from test_e2e import Checks, list_connections, skip, unit_props, wait_for  # noqa: E402
+
+N = 1000
+LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "restart_load.py")
+
+
+class Load:
+    def __init__(self, box, n):
+        self.p = subprocess.Popen(box.netns_argv([sys.executable, LOAD, str(n)]), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.lines = []
+        self.cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            with self.cv:
+                self.lines.append(json.loads(line))
+                self.cv.notify_all()
+
+    def wait(self, key, timeout=60, after=0):
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for m in self.lines[after:]:
+                    if key in m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.p.poll() is not None:
+                    raise AssertionError(f"no {key} from the load within {timeout} s: {self.lines[-3:]}")
+                self.cv.wait(left)
+
+    def ask(self, cmd, key, timeout=30):
+        with self.cv:
+            n = len(self.lines)
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+        return self.wait(key, timeout, after=n)
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def main_pid(box):
+    return int(unit_props(box, "tcpd.service", "MainPID")["MainPID"])
+
+
+def run(box, dest, t):
+    with t.check("install, sysusers, daemon-reload, systemctl start tcpd.socket"):
+        box.install(dest)
+        box.run(["systemd-sysusers"])
+        box.run(["systemctl", "daemon-reload"])
+        box.run(["systemctl", "start", "tcpd.socket"])
+    load = Load(box, N)
+    try:
+        with t.check(f"{N} clients connected and echoing"):
+            load.wait("ready", timeout=120)
+            before = {c["peer_port"]: c["id"] for c in list_connections(box)}
+            assert len(before) == N, f"tcpctl list shows {len(before)}"
+            pid = main_pid(box)
+
+        with t.check("systemctl restart tcpd: every connection kept, same ids, no refused new connection"):
+            done = threading.Event()
+            err = []
+
+            def restart():
+                try:
+                    box.run(["systemctl", "restart", "tcpd"])
+                except Exception as e:  # noqa: BLE001
+                    err.append(e)
+                done.set()
+            threading.Thread(target=restart, daemon=True).start()
+            probes = []
+            while not done.is_set() or len(probes) < 5:
+                probes.append(load.ask("probe", "probe")["probe"])
+            assert not err, str(err)
+            assert all(p == "ok" for p in probes), f"new connections during the restart: {probes}"
+            assert wait_for(lambda: main_pid(box) not in (0, pid)), "no new main process"
+            time.sleep(1)
+            after = {c["peer_port"]: c["id"] for c in list_connections(box)}
+            missing = [p for p in before if p not in after]
+            assert not missing, f"{len(missing)} connections lost, e.g. port {missing[:3]}"
+            changed = [p for p in before if after[p] != before[p]]
+            assert not changed, f"{len(changed)} ids changed"
+            r = load.ask("report", "echoes")
+            assert r["eof"] == 0 and r["reset"] == 0 and r["mismatch"] == 0, str(r)
+            print(f"BENCH restart connections={N} max_echo_wait_ms={r['max_wait_ms']:.1f} probes={len(probes)}",
+                  flush=True)
+
+        with t.check("the echo goes on after the restart, byte-exact"):
+            r1 = load.ask("report", "echoes")
+            time.sleep(1)
+            r2 = load.ask("report", "echoes")
+            assert r2["echoes"] > r1["echoes"] + N, f"echoes {r1['echoes']} -> {r2['echoes']}"
+            assert r2["mismatch"] == 0, str(r2)
+
+        with t.check("kill -SEGV with Restart=on-failure: every connection survives"):
+            load.ask("relaxed", "relaxed")
+            pid = main_pid(box)
+            box.run(["kill", "-SEGV", str(pid)])
+            assert wait_for(lambda: main_pid(box) not in (0, pid), timeout=20), "not restarted"
+            time.sleep(1.5)
+            r1 = load.ask("report", "echoes")
+            time.sleep(1)
+            r2 = load.ask("report", "echoes")
+            assert r2["eof"] == 0 and r2["reset"] == 0, f"connections lost in the crash: {r2}"
+            assert r2["echoes"] > r1["echoes"] + N // 2, f"echo stalled after the crash: {r1} -> {r2}"
+            n = len(list_connections(box))
+            assert n == N, f"tcpctl list shows {n} after the crash"
+            print(f"crash: {r2['mismatch']} echoes changed by the crash (bytes read but not yet written)",
+                  flush=True)
+    finally:
+        final = None
+        try:
+            final = load.ask("stop", "final")
+        except Exception:  # noqa: BLE001
+            pass
+        load.close()
+        if final:
+            print(f"load: {json.dumps(final)}")
+
+    with t.check("systemctl stop tcpd.socket tcpd-control.socket tcpd.service ends cleanly"):
+        box.run(["systemctl", "stop", "tcpd.socket", "tcpd-control.socket", "tcpd.service"])
+        for u in ("tcpd.socket", "tcpd-control.socket", "tcpd.service"):
+            p = unit_props(box, u, "ActiveState")
+            assert p["ActiveState"] in ("inactive",), f"{u}: {p}"
+
+
+def main():
+    if os.geteuid() != 0:
+        skip("needs root (it boots a container with systemd-nspawn)")
+    for tool in ("systemd-nspawn", "debootstrap", "nsenter", "meson"):
+        if not shutil.which(tool):
+            skip(f"needs {tool} (apt-get install systemd-container debootstrap)")
+    build = os.environ.get("TCPD_BUILD_ROOT")
+    if not build:
+        print("TCPD_BUILD_ROOT is not set: run this through meson test")
+        return 1
+    binaries = [os.environ.get("TCPD", os.path.join(build, "daemon/tcpd")),
+                os.environ.get("TCPCTL", os.path.join(build, "ctl/tcpctl"))]
+
+    def on_term(signum, frame):
+        raise SystemExit(f"signal {signum}: tearing the box down")
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    t = Checks()
+    dest = None
+    try:
+        tree = nspawn.ensure_tree(nspawn.runtime_packages(binaries))
+        dest = nspawn.meson_install(build)
+        with nspawn.own_cgroup():
+            box = nspawn.Box(tree, {dest: nspawn.INSTALL_DIR})
+            try:
+                with t.check("the box boots"):
+                    box.start()
+                if not t.failed:
+                    run(box, dest, t)
+                if t.failed:
+                    r = box.run(["journalctl", "-u", "tcpd", "--no-pager", "-n", "40"], check=False)
+                    print(r.stdout)
+            finally:
+                box.stop()
+    finally:
+        if dest:
+            shutil.rmtree(dest, ignore_errors=True)
+    print(f"{t.passed} passed, {t.failed} failed")
+    return 1 if t.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
