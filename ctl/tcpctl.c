@@ -62,8 +62,13 @@ static int ctl_connect(struct ctl *c) {
                 return fail("cannot create a socket: %m");
         (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+        if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                if (errno == EACCES || errno == EPERM)
+                        return fail("cannot connect to %s: %m; it is open to root and tcpd's admin group "
+                                    "(see control_socket_mode in tcpd.ini(5))",
+                                    arg_socket);
                 return fail("cannot connect to %s: %m; is tcpd running?", arg_socket);
+        }
         return 0;
 }
 

@@ -120,9 +120,9 @@ static void update_status(struct tcpd *t, bool force) {
         char status[256];
         const struct loop_stats *s = &t->loop.stats;
 
-        snprintf(status, sizeof(status), "STATUS=%s%llu connections open, %llu served, %llu refused",
-                 t->stopping ? "Stopping: " : "", (unsigned long long) s->open, (unsigned long long) s->total,
-                 (unsigned long long) s->refused);
+        snprintf(status, sizeof(status), "STATUS=%s%llu connection%s open, %llu served, %llu refused",
+                 t->stopping ? "Stopping: " : "", (unsigned long long) s->open, s->open == 1 ? "" : "s",
+                 (unsigned long long) s->total, (unsigned long long) s->refused);
         if (!force && streq(status, t->last_status))
                 return;
         snprintf(t->last_status, sizeof(t->last_status), "%s", status);

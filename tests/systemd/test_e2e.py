@@ -188,11 +188,11 @@ def run_e2e(box, dest, t, clients):
     with t.check("systemctl status tcpd shows the STATUS= line, kept current"):
         # tcpd refreshes its status every second
         fresh = wait_for(lambda: unit_props(box, "tcpd.service", "StatusText")["StatusText"]
-                         .startswith("1 connections open"), timeout=5)
+                         .startswith("1 connection open"), timeout=5)
         r = box.run(["systemctl", "status", "tcpd", "--no-pager", "-n", "0"], check=False)
         m = re.search(r'Status: "([^"]*)"', r.stdout)
         assert m, f"no Status: line in:\n{r.stdout}"
-        assert fresh and "1 connections open" in m.group(1), m.group(0)
+        assert fresh and "1 connection open" in m.group(1), m.group(0)
         print(f"#    {m.group(0)}")
 
     with t.check("log_connections = yes in the settings file the installed tcpd reads; --check-config accepts it"):
