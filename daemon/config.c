@@ -283,6 +283,7 @@ static int parse_prefix6(struct parse_ctx *p, const char *v, void *field, const 
 static int parse_rate(struct parse_ctx *p, const char *v, void *field, const char **why) {
         /* the burst is the number as written: 5/s lets 5 through at once */
         p->c->max_connection_burst = (unsigned) strtoul(v, NULL, 10);
+        snprintf(p->c->max_connection_rate_text, sizeof(p->c->max_connection_rate_text), "%s", v);
         uint64_t n;
         const char *slash = strchr(v, '/');
         char num[32];
@@ -325,10 +326,22 @@ static int parse_count(struct parse_ctx *p, const char *v, void *field, const ch
 static int parse_seconds(struct parse_ctx *p, const char *v, void *field, const char **why) {
         uint64_t usec;
 
-        /* whole seconds from 1 s to a day: what the kernel's keepalive takes */
-        if (parse_duration(v, &usec) < 0 || usec < USEC_PER_SEC || usec > 86400 * USEC_PER_SEC ||
+        /* whole seconds, 1 to 32767: what Linux takes for keepalive times */
+        if (parse_duration(v, &usec) < 0 || usec < USEC_PER_SEC || usec > 32767 * USEC_PER_SEC ||
             usec % USEC_PER_SEC) {
-                *why = "expected whole seconds from 1s to 1d, such as 20s or 2min";
+                *why = "expected whole seconds from 1s to 32767s (9h 6min 7s), such as 20s or 2min";
+                return -EINVAL;
+        }
+        *(uint64_t *) field = usec;
+        return 0;
+}
+
+static int parse_user_timeout(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t usec;
+
+        /* TCP_USER_TIMEOUT is an int of milliseconds */
+        if (parse_duration(v, &usec) < 0 || usec / 1000 > INT32_MAX) {
+                *why = "expected a duration up to 24d, such as 3min, or 0 (the kernel's default)";
                 return -EINVAL;
         }
         *(uint64_t *) field = usec;
@@ -393,7 +406,7 @@ static const struct key {
         { "keepalive_idle", parse_seconds, FIELD(keepalive_idle_usec) },
         { "keepalive_interval", parse_seconds, FIELD(keepalive_interval_usec) },
         { "keepalive_count", parse_count, FIELD(keepalive_count) },
-        { "user_timeout", parse_timeout, FIELD(user_timeout_usec) },
+        { "user_timeout", parse_user_timeout, FIELD(user_timeout_usec) },
 };
 
 static int service_key(struct parse_ctx *p, int svc, const char *name, const char *value, const char **why) {
@@ -592,7 +605,10 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "max_lifetime = %s\n", format_duration(c->max_lifetime_usec, buf, sizeof(buf)));
         fprintf(f, "max_connections_per_source = %u\n", c->max_connections_per_source);
         fprintf(f, "source_prefix_ipv6 = %u\n", c->source_prefix_ipv6);
-        fprintf(f, "max_connection_rate = %u/min\n", c->max_connection_rate);
+        if (c->max_connection_rate)
+                fprintf(f, "max_connection_rate = %s\n", c->max_connection_rate_text);
+        else
+                fprintf(f, "max_connection_rate = 0\n");
         fprintf(f, "allow =");
         for (size_t i = 0; i < c->n_allow; i++)
                 fprintf(f, " %s", cidr_format(&c->allow[i], buf, sizeof(buf)));

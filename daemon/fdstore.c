@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "fdstore.h"
+#include "limits.h"
 #include "log.h"
 #include "table.h"
 #include "units.h"
@@ -296,6 +297,8 @@ int fdstore_adopt(struct loop *l, const int *fds, size_t n, int state_fd) {
                 sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_STATE_NAME);
                 close(state_fd);
         }
+        if (l->settings.max_connections_per_source || l->settings.max_connection_rate)
+                limits_rebuild(l); /* adopted connections count for their sources */
         log_info("adopted %zu connections from the fd store (%zu with their saved state)", adopted, with_state);
         return 0;
 }

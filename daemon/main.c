@@ -95,7 +95,7 @@ static void raise_nofile(void) {
 
 /* How many connections fit: the open-files limit, less what tcpd holds now,
  * less a reserve so that tcpctl still gets in when connections use the rest. */
-static unsigned compute_fd_budget(void) {
+static unsigned compute_fd_budget(unsigned adopted) {
         struct rlimit rl;
         unsigned used = 0, reserve, limit;
         DIR *d = opendir("/proc/self/fd");
@@ -108,6 +108,8 @@ static unsigned compute_fd_budget(void) {
         if (d)
                 closedir(d);
         used = used > 3 ? used - 3 : used; /* ".", ".." and the DIR's own fd */
+        /* connections adopted from the fd store are clients, not tcpd's own */
+        used = used > adopted ? used - adopted : 0;
         if (limit <= used + 8)
                 return 1;
         reserve = (limit - used) / 4;
@@ -265,7 +267,9 @@ int tcpd_reload(struct tcpd *t, char **error) {
                 log_notice("max_connections_per_source lowered to %u: sources above it keep their connections, and "
                            "get no new ones until they are below it",
                            c->max_connections_per_source);
-        if (c->n_allow != t->config->n_allow || c->n_deny != t->config->n_deny)
+        if (c->n_allow != t->config->n_allow || c->n_deny != t->config->n_deny ||
+            (c->n_allow && memcmp(c->allow, t->config->allow, c->n_allow * sizeof(*c->allow))) ||
+            (c->n_deny && memcmp(c->deny, t->config->deny, c->n_deny * sizeof(*c->deny))))
                 log_notice("allow/deny changed: they apply to new connections; open ones stay (kick them with "
                            "tcpctl kick --peer)");
         config_free(t->config);
@@ -529,7 +533,7 @@ static int run(struct tcpd *t) {
         for (struct listener *li = t->loop.listeners; li; li = li->next)
                 listener_set_options(li, t->config);
         /* everything tcpd keeps open is open now: what is left is for clients */
-        fd_budget = compute_fd_budget();
+        fd_budget = compute_fd_budget((unsigned) (t->loop.stats.open + t->loop.lingering));
         loop_post_settings(&t->loop, &(struct loop_settings) settings_from(t->config));
         log_info("tcpd %s started (room for %u connections under the open files limit)", TCPD_VERSION, fd_budget);
         sd_notify(0, "READY=1");

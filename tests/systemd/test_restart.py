@@ -99,6 +99,7 @@ def run(box, dest, t):
             probes = []
             while not done.is_set() or len(probes) < 5:
                 probes.append(load.ask("probe", "probe")["probe"])
+                time.sleep(0.05)  # a new client every 50 ms, as during a real restart
             assert not err, str(err)
             assert all(p == "ok" for p in probes), f"new connections during the restart: {probes}"
             assert wait_for(lambda: main_pid(box) not in (0, pid)), "no new main process"
