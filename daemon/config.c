@@ -191,6 +191,14 @@ static int parse_string(struct parse_ctx *p, const char *v, void *field, const c
         return 0;
 }
 
+static int parse_group(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        if (strlen(v) > 64) {
+                *why = "is longer than a group name may be (64 characters here)";
+                return -EINVAL;
+        }
+        return parse_string(p, v, field, why);
+}
+
 static int parse_socket_path(struct parse_ctx *p, const char *v, void *field, const char **why) {
         if (v[0] != '/') {
                 *why = "must be an absolute path";
@@ -290,6 +298,8 @@ static int parse_rate(struct parse_ctx *p, const char *v, void *field, const cha
         unsigned mult = 1;
 
         /* "N/min" (the default unit), "N/s" or "N/h" */
+        if ((slash ? (size_t) (slash - v) : strlen(v)) >= sizeof(num))
+                goto bad;
         snprintf(num, sizeof(num), "%.*s", (int) (slash ? (size_t) (slash - v) : strlen(v)), v);
         if (slash && (streq(slash, "/s") || streq(slash, "/sec")))
                 mult = 60;
@@ -390,7 +400,7 @@ static const struct key {
         { "log_connections", parse_bool_key, FIELD(log_connections) },
         { "control_socket", parse_socket_path, FIELD(control_socket) },
         { "control_socket_mode", parse_mode, FIELD(control_socket_mode) },
-        { "admin_group", parse_string, FIELD(admin_group) },
+        { "admin_group", parse_group, FIELD(admin_group) },
         { "backlog", parse_backlog, FIELD(backlog) },
         { "max_connections", parse_max_conn, FIELD(max_connections) },
         { "max_buffered", parse_buffered, FIELD(max_buffered) },
@@ -600,32 +610,36 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "backlog = %u\n", c->backlog);
         fprintf(f, "max_connections = %u\n", c->max_connections);
         fprintf(f, "max_buffered = %llu\n", (unsigned long long) c->max_buffered);
-        fprintf(f, "idle_timeout = %s\n", format_duration(c->idle_timeout_usec, buf, sizeof(buf)));
-        fprintf(f, "shutdown_timeout = %s\n", format_duration(c->shutdown_timeout_usec, buf, sizeof(buf)));
-        fprintf(f, "max_lifetime = %s\n", format_duration(c->max_lifetime_usec, buf, sizeof(buf)));
+        fprintf(f, "idle_timeout = %s\n", format_duration_exact(c->idle_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "shutdown_timeout = %s\n", format_duration_exact(c->shutdown_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "max_lifetime = %s\n", format_duration_exact(c->max_lifetime_usec, buf, sizeof(buf)));
         fprintf(f, "max_connections_per_source = %u\n", c->max_connections_per_source);
         fprintf(f, "source_prefix_ipv6 = %u\n", c->source_prefix_ipv6);
         if (c->max_connection_rate)
                 fprintf(f, "max_connection_rate = %s\n", c->max_connection_rate_text);
         else
                 fprintf(f, "max_connection_rate = 0\n");
-        fprintf(f, "allow =");
+        /* one entry a line: lines add up, and none grows past inih's limit */
+        if (!c->n_allow)
+                fprintf(f, "allow =\n");
         for (size_t i = 0; i < c->n_allow; i++)
-                fprintf(f, " %s", cidr_format(&c->allow[i], buf, sizeof(buf)));
-        fprintf(f, "\ndeny =");
+                fprintf(f, "allow = %s\n", cidr_format(&c->allow[i], buf, sizeof(buf)));
+        if (!c->n_deny)
+                fprintf(f, "deny =\n");
         for (size_t i = 0; i < c->n_deny; i++)
-                fprintf(f, " %s", cidr_format(&c->deny[i], buf, sizeof(buf)));
-        fprintf(f, "\nkeepalive = %s\n", c->keepalive ? "yes" : "no");
-        fprintf(f, "keepalive_idle = %s\n", format_duration(c->keepalive_idle_usec, buf, sizeof(buf)));
-        fprintf(f, "keepalive_interval = %s\n", format_duration(c->keepalive_interval_usec, buf, sizeof(buf)));
+                fprintf(f, "deny = %s\n", cidr_format(&c->deny[i], buf, sizeof(buf)));
+        fprintf(f, "keepalive = %s\n", c->keepalive ? "yes" : "no");
+        fprintf(f, "keepalive_idle = %s\n", format_duration_exact(c->keepalive_idle_usec, buf, sizeof(buf)));
+        fprintf(f, "keepalive_interval = %s\n", format_duration_exact(c->keepalive_interval_usec, buf, sizeof(buf)));
         fprintf(f, "keepalive_count = %u\n", c->keepalive_count);
-        fprintf(f, "user_timeout = %s\n", format_duration(c->user_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "user_timeout = %s\n", format_duration_exact(c->user_timeout_usec, buf, sizeof(buf)));
         for (int i = 0; i < _SERVICE_MAX; i++) {
                 const struct service_config *s = &c->services[i];
 
-                fprintf(f, "\n[%s]\nlisten =", service_name(i));
+                fprintf(f, "\n[%s]\n", service_name(i));
+                if (!s->n_listen)
+                        fprintf(f, "listen =\n");
                 for (size_t j = 0; j < s->n_listen; j++)
-                        fprintf(f, " %s", s->listen[j].text);
-                fputc('\n', f);
+                        fprintf(f, "listen = %s\n", s->listen[j].text);
         }
 }

@@ -655,10 +655,8 @@ static int control_on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct control *ctl = userdata;
-        struct control_client *cl;
-        socklen_t len;
         unsigned suppressed;
-        int cfd, r;
+        int cfd;
 
         cfd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
@@ -684,10 +682,19 @@ static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void 
                 close(cfd);
                 return 0;
         }
+        (void) control_add_client(ctl, cfd);
+        return 0;
+}
+
+int control_add_client(struct control *ctl, int cfd) {
+        struct control_client *cl;
+        socklen_t len;
+        int r;
+
         cl = calloc(1, sizeof(*cl));
         if (!cl) {
                 close(cfd);
-                return 0;
+                return -ENOMEM;
         }
         cl->ctl = ctl;
         cl->fd = cfd;
@@ -704,7 +711,7 @@ static int control_on_accept(sd_event_source *s, int fd, uint32_t revents, void 
                 free(cl->groups);
                 close(cfd);
                 free(cl);
-                return 0;
+                return r;
         }
         cl->next = ctl->clients;
         if (ctl->clients)

@@ -9,5 +9,8 @@ struct control *control_free(struct control *c);
 /* Stop accepting new control clients (shutdown); existing ones get answers
  * until the process exits. */
 void control_stop_accepting(struct control *c);
+/* Serves a connected socket as a control client (what accept does; also
+ * how the fuzzer feeds bytes in). Takes fd. */
+int control_add_client(struct control *c, int fd);
 /* Whether some client still waits for (part of) an answer. */
 bool control_busy(const struct control *c);

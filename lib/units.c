@@ -180,6 +180,32 @@ const char *format_duration(uint64_t usec, char *buf, size_t n) {
         return buf;
 }
 
+const char *format_duration_exact(uint64_t usec, char *buf, size_t n) {
+        static const struct {
+                const char *name;
+                uint64_t usec;
+        } units[] = {
+                { "d", 86400 * USEC_PER_SEC }, { "h", 3600 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
+                { "s", USEC_PER_SEC },         { "ms", USEC_PER_MSEC },       { "us", 1 },
+        };
+        size_t off = 0;
+
+        snprintf(buf, n, "0");
+        for (size_t i = 0; i < ARRAY_SIZE(units) && usec; i++) {
+                uint64_t v = usec / units[i].usec;
+                int w;
+
+                if (!v)
+                        continue;
+                w = snprintf(buf + off, n - off, "%s%llu%s", off ? " " : "", (unsigned long long) v, units[i].name);
+                if (w < 0 || (size_t) w >= n - off)
+                        break;
+                off += (size_t) w;
+                usec -= v * units[i].usec;
+        }
+        return buf;
+}
+
 const char *format_size(uint64_t bytes, char *buf, size_t n) {
         static const char units[] = "KMGTPE";
         double v = (double) bytes;

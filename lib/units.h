@@ -17,5 +17,8 @@ int parse_bool(const char *s, int *b);
 
 /* "2h 3min", "45s", "120ms", "0". Exact to the two largest units. */
 const char *format_duration(uint64_t usec, char *buf, size_t n);
+/* Every unit that is not zero ("1h 30s", "9h 6min 7s"): what settings print,
+ * so that the text reads back as the same value. */
+const char *format_duration_exact(uint64_t usec, char *buf, size_t n);
 /* "512B", "1.5K", "20.0M": like systemctl and ss. */
 const char *format_size(uint64_t bytes, char *buf, size_t n);

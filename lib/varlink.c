@@ -41,8 +41,11 @@ void vl_buf_commit(struct vl_buf *b, size_t n) {
 }
 
 int vl_buf_append(struct vl_buf *b, const void *p, size_t n) {
-        char *dst = vl_buf_reserve(b, n);
+        char *dst;
 
+        if (n == 0)
+                return 0;
+        dst = vl_buf_reserve(b, n);
         if (!dst)
                 return -ENOMEM;
         memcpy(dst, p, n);
@@ -61,9 +64,11 @@ void vl_buf_consume(struct vl_buf *b, size_t n) {
 
 int vl_frame_next(struct vl_buf *b, size_t max, char **frame, size_t *len) {
         size_t avail = vl_buf_pending(b);
-        char *base = b->data + b->start;
-        char *nul;
+        char *base, *nul;
 
+        if (!b->data)
+                return 0; /* nothing ever arrived */
+        base = b->data + b->start;
         /* Remember how far we looked so a frame that arrives a byte at a time
          * is scanned once, not once per byte. */
         nul = avail > b->scanned ? memchr(base + b->scanned, 0, avail - b->scanned) : NULL;

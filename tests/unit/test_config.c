@@ -379,21 +379,22 @@ static void test_long_line(void **state) {
         struct config *c;
         size_t n;
 
-        /* a 197-character line is still fine */
-        n = (size_t) snprintf(text, sizeof(text), "[tcpd]\nadmin_group = ");
-        memset(text + n, 'g', 197 - strlen("admin_group = "));
-        n += 197 - strlen("admin_group = ");
-        memcpy(text + n, "\nbacklog = 7\n", sizeof("\nbacklog = 7\n"));
+        /* a 197-character line is still fine: an allow= list with blanks
+         * between its two prefixes */
+        n = (size_t) snprintf(text, sizeof(text), "[tcpd]\nallow = 10.0.0.1");
+        memset(text + n, ' ', 197 - strlen("allow = 10.0.0.1") - strlen("10.0.0.2"));
+        n += 197 - strlen("allow = 10.0.0.1") - strlen("10.0.0.2");
+        memcpy(text + n, "10.0.0.2\nbacklog = 7\n", sizeof("10.0.0.2\nbacklog = 7\n"));
         c = load_ok(text);
-        assert_int_equal(strlen(c->admin_group), 197 - strlen("admin_group = "));
+        assert_int_equal(c->n_allow, 2);
         assert_int_equal(c->backlog, 7);
         config_free(c);
 
         /* one more is refused, not split in two */
-        n = (size_t) snprintf(text, sizeof(text), "[tcpd]\n# fine\nadmin_group = ");
-        memset(text + n, 'g', 198 - strlen("admin_group = "));
-        n += 198 - strlen("admin_group = ");
-        memcpy(text + n, "\nbacklog = 7\n", sizeof("\nbacklog = 7\n"));
+        n = (size_t) snprintf(text, sizeof(text), "[tcpd]\n# fine\nallow = 10.0.0.1");
+        memset(text + n, ' ', 198 - strlen("allow = 10.0.0.1") - strlen("10.0.0.2"));
+        n += 198 - strlen("allow = 10.0.0.1") - strlen("10.0.0.2");
+        memcpy(text + n, "10.0.0.2\nbacklog = 7\n", sizeof("10.0.0.2\nbacklog = 7\n"));
         load_bad(text, PATH ":3:", "198", NULL);
 
         /* a long line that inih would split into a valid key of its own */
@@ -590,8 +591,17 @@ static void test_print(void **state) {
         assert_non_null(strstr(out, "log_connections = yes\n"));
         assert_non_null(strstr(out, "backlog = 9\n"));
         assert_non_null(strstr(out, "idle_timeout = 2h 3min\n"));
+        /* exact, so it reads back as the same value */
+        {
+                struct config *d = load_ok("[tcpd]\nidle_timeout = 1h 0min 30s\nkeepalive_idle = 32767s\n");
+                char *o = print_to_string(d);
+                assert_non_null(strstr(o, "idle_timeout = 1h 30s\n"));
+                assert_non_null(strstr(o, "keepalive_idle = 9h 6min 7s\n"));
+                free(o);
+                config_free(d);
+        }
         assert_non_null(strstr(out, "max_buffered = 2048\n"));
-        assert_non_null(strstr(out, "listen = 127.0.0.1:1 [::1]:2\n"));
+        assert_non_null(strstr(out, "listen = 127.0.0.1:1\nlisten = [::1]:2\n"));
         config_free(c);
 
         /* what config_print writes loads back to the same settings */
