@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 
 SECONDS_EACH=${1:-60}
 OUT=${FUZZ_OUT:-/tmp/tcpd-fuzz}
-TARGETS="varlink config"
+TARGETS="varlink config control"
 
 tests/fuzz/build.sh "$OUT"
 
