@@ -138,21 +138,30 @@ fail:
         return r;
 }
 
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src) {
+/* A connection on fd, not yet attached; closes fd when out of memory. */
+static struct conn *conn_new(struct loop *l, int fd, const union sockaddr_in46 *peer) {
         struct conn *c = calloc(1, sizeof(*c));
-        int r;
 
         if (!c) {
                 close(fd);
-                return -ENOMEM;
+                return NULL;
         }
         c->ev.kind = EV_CONN;
         c->fd = fd;
+        c->peer = *peer;
+        c->started = c->last_active = l->now;
+        return c;
+}
+
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src) {
+        struct conn *c = conn_new(l, fd, peer);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
         c->id = l->next_id++;
         c->service = (uint8_t) svc;
-        c->peer = *peer;
         c->connected_usec = now_usec(CLOCK_REALTIME);
-        c->started = c->last_active = l->now;
         c->src = src;
         r = conn_attach(l, c);
         if (r < 0)
@@ -165,17 +174,11 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
 }
 
 int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const struct conn_saved *saved) {
-        struct conn *c = calloc(1, sizeof(*c));
+        struct conn *c = conn_new(l, fd, peer);
         uint64_t age;
 
-        if (!c) {
-                close(fd);
+        if (!c)
                 return -ENOMEM;
-        }
-        c->ev.kind = EV_CONN;
-        c->fd = fd;
-        c->peer = *peer;
-        c->started = c->last_active = l->now;
         if (saved) {
                 c->id = saved->id;
                 c->service = saved->service;
