@@ -196,6 +196,12 @@ static int parse_group(struct parse_ctx *p, const char *v, void *field, const ch
                 *why = "is longer than a group name may be (64 characters here)";
                 return -EINVAL;
         }
+        /* the characters group names are made of (as useradd allows) */
+        if (strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-$") != strlen(v) ||
+            v[0] == '-' || v[0] == '.') {
+                *why = "is not a group name (letters, digits, '_', '.', '-')";
+                return -EINVAL;
+        }
         return parse_string(p, v, field, why);
 }
 
@@ -289,9 +295,7 @@ static int parse_prefix6(struct parse_ctx *p, const char *v, void *field, const 
 }
 
 static int parse_rate(struct parse_ctx *p, const char *v, void *field, const char **why) {
-        /* the burst is the number as written: 5/s lets 5 through at once */
-        p->c->max_connection_burst = (unsigned) strtoul(v, NULL, 10);
-        snprintf(p->c->max_connection_rate_text, sizeof(p->c->max_connection_rate_text), "%s", v);
+        const char *unit = "/min";
         uint64_t n;
         const char *slash = strchr(v, '/');
         char num[32];
@@ -301,14 +305,19 @@ static int parse_rate(struct parse_ctx *p, const char *v, void *field, const cha
         if ((slash ? (size_t) (slash - v) : strlen(v)) >= sizeof(num))
                 goto bad;
         snprintf(num, sizeof(num), "%.*s", (int) (slash ? (size_t) (slash - v) : strlen(v)), v);
-        if (slash && (streq(slash, "/s") || streq(slash, "/sec")))
+        if (slash && (streq(slash, "/s") || streq(slash, "/sec"))) {
                 mult = 60;
-        else if (slash && streq(slash, "/h"))
+                unit = "/s";
+        } else if (slash && streq(slash, "/h")) {
                 mult = 0;
-        else if (slash && !streq(slash, "/min") && !streq(slash, "/m"))
+                unit = "/h";
+        } else if (slash && !streq(slash, "/min") && !streq(slash, "/m"))
                 goto bad;
         if (parse_uint(num, 1000000, &n) < 0)
                 goto bad;
+        /* the burst is the number as written: 5/s lets 5 through at once */
+        p->c->max_connection_burst = (unsigned) n;
+        p->c->max_connection_rate_unit = unit;
         if (mult == 0) {
                 if (n && n < 60)
                         goto bad; /* finer than one a minute is not kept */
@@ -616,7 +625,7 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "max_connections_per_source = %u\n", c->max_connections_per_source);
         fprintf(f, "source_prefix_ipv6 = %u\n", c->source_prefix_ipv6);
         if (c->max_connection_rate)
-                fprintf(f, "max_connection_rate = %s\n", c->max_connection_rate_text);
+                fprintf(f, "max_connection_rate = %u%s\n", c->max_connection_burst, c->max_connection_rate_unit);
         else
                 fprintf(f, "max_connection_rate = 0\n");
         /* one entry a line: lines add up, and none grows past inih's limit */

@@ -47,7 +47,7 @@ struct config {
         unsigned source_prefix_ipv6;    /* IPv6 sources grouped by this prefix */
         unsigned max_connection_rate;   /* new connections per source per minute; 0: none */
         unsigned max_connection_burst;  /* as many at once: the number written, in its unit */
-        char max_connection_rate_text[32]; /* as written, for --check-config */
+        const char *max_connection_rate_unit; /* "/s", "/min" or "/h", as written */
         struct cidr *allow, *deny;
         size_t n_allow, n_deny;
         bool keepalive;
