@@ -279,9 +279,8 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
 }
 
 void conn_release_fd(struct loop *l, int fd) {
-        if (l->n_store_pending)
-                fdstore_forget(l, fd);
-        /* systemd's copy in the fd store keeps the socket open after our
+        /* (conn_close already took fd out of the fd store's queue.)
+         * systemd's copy in the fd store keeps the socket open after our
          * close(): shut it down, so the peer sees the end and systemd sees
          * EPOLLHUP and drops its copy */
         if (l->fdstore)

@@ -291,7 +291,9 @@ def run_e2e(box, dest, t, clients):
         assert not r.stdout.strip(), r.stdout
 
 
-def main():
+def preconditions():
+    """Skips (or, under CI=true, fails) where a box cannot boot; returns the
+    build directory and the binaries to install, or None outside meson."""
     if os.geteuid() != 0:
         skip("needs root (it boots a container with systemd-nspawn)")
     for tool in ("systemd-nspawn", "debootstrap", "nsenter", "meson"):
@@ -300,9 +302,16 @@ def main():
     build = os.environ.get("TCPD_BUILD_ROOT")
     if not build:
         print("TCPD_BUILD_ROOT is not set: run this through meson test")
+        return None
+    return build, [os.environ.get("TCPD", os.path.join(build, "daemon/tcpd")),
+                   os.environ.get("TCPCTL", os.path.join(build, "ctl/tcpctl"))]
+
+
+def main():
+    env = preconditions()
+    if not env:
         return 1
-    binaries = [os.environ.get("TCPD", os.path.join(build, "daemon/tcpd")),
-                os.environ.get("TCPCTL", os.path.join(build, "ctl/tcpctl"))]
+    build, binaries = env
 
     # meson test ends a test that runs too long with SIGTERM, and SIGKILL
     # half a second later: tear down fast.

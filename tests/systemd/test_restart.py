@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nspawn  # noqa: E402
-from test_e2e import Checks, list_connections, skip, unit_props, wait_for  # noqa: E402
+from test_e2e import Checks, list_connections, preconditions, unit_props, wait_for  # noqa: E402
 
 N = 1000
 LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "restart_load.py")
@@ -154,17 +154,10 @@ def run(box, dest, t):
 
 
 def main():
-    if os.geteuid() != 0:
-        skip("needs root (it boots a container with systemd-nspawn)")
-    for tool in ("systemd-nspawn", "debootstrap", "nsenter", "meson"):
-        if not shutil.which(tool):
-            skip(f"needs {tool} (apt-get install systemd-container debootstrap)")
-    build = os.environ.get("TCPD_BUILD_ROOT")
-    if not build:
-        print("TCPD_BUILD_ROOT is not set: run this through meson test")
+    env = preconditions()
+    if not env:
         return 1
-    binaries = [os.environ.get("TCPD", os.path.join(build, "daemon/tcpd")),
-                os.environ.get("TCPCTL", os.path.join(build, "ctl/tcpctl"))]
+    build, binaries = env
 
     def on_term(signum, frame):
         raise SystemExit(f"signal {signum}: tearing the box down")
