@@ -250,6 +250,21 @@ static int parse_backlog(struct parse_ctx *p, const char *v, void *field, const 
         return 0;
 }
 
+static int parse_workers(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        uint64_t n;
+
+        if (streq(v, "auto")) {
+                *(unsigned *) field = 0;
+                return 0;
+        }
+        if (parse_uint_range(v, 1, CONFIG_MAX_WORKERS, &n, why) < 0) {
+                *why = "expected 'auto' (one per CPU) or a whole number from 1 to " STRINGIFY(CONFIG_MAX_WORKERS);
+                return -EINVAL;
+        }
+        *(unsigned *) field = (unsigned) n;
+        return 0;
+}
+
 static int parse_max_conn(struct parse_ctx *p, const char *v, void *field, const char **why) {
         uint64_t n;
 
@@ -411,6 +426,7 @@ static const struct key {
         { "control_socket_mode", parse_mode, FIELD(control_socket_mode) },
         { "admin_group", parse_group, FIELD(admin_group) },
         { "backlog", parse_backlog, FIELD(backlog) },
+        { "workers", parse_workers, FIELD(workers) },
         { "max_connections", parse_max_conn, FIELD(max_connections) },
         { "max_buffered", parse_buffered, FIELD(max_buffered) },
         { "idle_timeout", parse_timeout, FIELD(idle_timeout_usec) },
@@ -473,7 +489,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                         }
                 if (r == -ENOENT)
                         why = "known keys: log_level, log_connections, control_socket, control_socket_mode, "
-                              "admin_group, backlog, max_connections, max_buffered, idle_timeout, "
+                              "admin_group, backlog, workers, max_connections, max_buffered, idle_timeout, "
                               "shutdown_timeout, max_lifetime, max_connections_per_source, source_prefix_ipv6, "
                               "max_connection_rate, allow, deny, keepalive, keepalive_idle, keepalive_interval, "
                               "keepalive_count, user_timeout";
@@ -617,6 +633,10 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "control_socket_mode = %04o\n", (unsigned) c->control_socket_mode);
         fprintf(f, "admin_group = %s\n", c->admin_group);
         fprintf(f, "backlog = %u\n", c->backlog);
+        if (c->workers)
+                fprintf(f, "workers = %u\n", c->workers);
+        else
+                fprintf(f, "workers = auto\n");
         fprintf(f, "max_connections = %u\n", c->max_connections);
         fprintf(f, "max_buffered = %llu\n", (unsigned long long) c->max_buffered);
         fprintf(f, "idle_timeout = %s\n", format_duration_exact(c->idle_timeout_usec, buf, sizeof(buf)));

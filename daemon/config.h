@@ -38,6 +38,7 @@ struct config {
         mode_t control_socket_mode;
         char *admin_group;
         unsigned backlog;
+        unsigned workers; /* 0: one per CPU tcpd may run on */
         unsigned max_connections; /* 0: limited only by open files */
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;     /* 0: none */
@@ -58,6 +59,7 @@ struct config {
 };
 
 #define CONFIG_MAX_ERRORS 16
+#define CONFIG_MAX_WORKERS 256
 
 struct config_errors {
         char *msg[CONFIG_MAX_ERRORS];

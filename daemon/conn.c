@@ -36,7 +36,7 @@ void conn_log(struct loop *l, const struct conn *c, int level, const char *event
         size_t n = 0;
         va_list ap;
 
-        if (level > log_max_level)
+        if (level > log_level_get())
                 return;
         snprintf(id, sizeof(id), "TCPD_CONNECTION_ID=%llu", (unsigned long long) c->id);
         snprintf(peer, sizeof(peer), "TCPD_PEER=%s", addr_format(&c->peer, host, sizeof(host)));
@@ -128,8 +128,9 @@ static int conn_attach(struct loop *l, struct conn *c) {
                 l->head = c;
         l->tail = c;
         lru_append(l, c);
-        l->stats.open++;
-        l->stats.total++;
+        STAT_INC(l, open);
+        STAT_INC(l, total);
+        __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
         return 0;
 fail:
         close(c->fd);
@@ -159,7 +160,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
 
         if (!c)
                 return -ENOMEM;
-        c->id = l->next_id++;
+        c->id = loop_new_id(l);
         c->service = (uint8_t) svc;
         c->connected_usec = now_usec(CLOCK_REALTIME);
         c->src = src;
@@ -176,6 +177,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
 int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const struct conn_saved *saved) {
         struct conn *c = conn_new(l, fd, peer);
         uint64_t age;
+        int r;
 
         if (!c)
                 return -ENOMEM;
@@ -195,13 +197,15 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
                         return -ENOMEM;
                 }
         } else {
-                c->id = l->next_id++;
+                c->id = loop_new_id(l);
                 c->service = SERVICE_ECHO;
                 c->connected_usec = now_usec(CLOCK_REALTIME);
         }
-        if (c->id >= l->next_id)
-                l->next_id = c->id + 1;
-        return conn_attach(l, c);
+        loop_id_seen(l, c->id);
+        r = conn_attach(l, c);
+        if (r == 0)
+                limits_open_add(l);
+        return r;
 }
 
 /* Resets and errors are logged even without log_connections, but a client
@@ -215,14 +219,14 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
 
         switch (why) {
         case CLOSE_KICKED:
-                l->stats.kicked++;
+                STAT_INC(l, kicked);
                 break;
         case CLOSE_RESET:
-                l->stats.resets++;
+                STAT_INC(l, resets);
                 break;
         case CLOSE_IDLE:
         case CLOSE_LIFETIME:
-                l->stats.idle_closed++;
+                STAT_INC(l, idle_closed);
                 break;
         default:
                 break;
@@ -247,7 +251,8 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         else
                 l->tail = c->prev;
         lru_unlink(l, c);
-        l->stats.open--;
+        STAT_DEC(l, open);
+        limits_open_sub(l);
         limits_release(l, c->src);
         c->src = NULL;
         free(c->owed);
@@ -287,6 +292,7 @@ void conn_release_fd(struct loop *l, int fd) {
                 (void) shutdown(fd, SHUT_RDWR);
         (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
         close(fd);
+        __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
 }
 
 static void linger_finish(struct loop *l, struct conn *c) {
@@ -373,7 +379,7 @@ static int conn_flush(struct loop *l, struct conn *c) {
                 }
                 o->off += (uint32_t) n;
                 c->bytes_out += (uint64_t) n;
-                l->stats.bytes_out += (uint64_t) n;
+                STAT_ADD(l, bytes_out, (uint64_t) n);
         }
         free(o);
         c->owed = NULL;
@@ -442,7 +448,7 @@ static void conn_read(struct loop *l, struct conn *c) {
                 return;
         }
         c->bytes_in += (uint64_t) n;
-        l->stats.bytes_in += (uint64_t) n;
+        STAT_ADD(l, bytes_in, (uint64_t) n);
         conn_touch(l, c);
 
         if (!c->owed) {
@@ -455,7 +461,7 @@ static void conn_read(struct loop *l, struct conn *c) {
                         w = 0;
                 }
                 c->bytes_out += (uint64_t) w;
-                l->stats.bytes_out += (uint64_t) w;
+                STAT_ADD(l, bytes_out, (uint64_t) w);
                 if (w == n)
                         return; /* the common case: no state changes */
         }

@@ -230,20 +230,25 @@ static json_t *limits_json(const struct config *c) {
 
 static void method_get_status(struct control_client *cl, struct vl_call *call) {
         struct tcpd *t = cl->ctl->t;
-        const struct loop_stats *s = &t->loop.stats;
-        json_t *listeners = json_array(), *params;
+        struct loop_stats sum, *s = &sum;
+        json_t *listeners = json_array(), *workers = json_array(), *params;
         char addr[ADDR_STRLEN];
 
         if (!check_params(cl, call->params, NULL)) {
                 json_decref(listeners);
+                json_decref(workers);
                 return;
         }
-        for (struct listener *li = t->loop.listeners; li && listeners; li = li->next)
+        tcpd_stats(t, s);
+        /* how the connections are spread over the workers */
+        for (unsigned i = 0; i < t->n_workers && workers; i++)
+                json_array_append_new(workers, json_integer((json_int_t) stat_get(t->loops[i].stats.open)));
+        for (struct listener *li = t->listeners; li && listeners; li = li->next)
                 json_array_append_new(listeners,
                                       json_pack("{s:s,s:s,s:b}", "service", service_name(li->service), "address",
                                                 listener_format(li, addr, sizeof(addr)), "activated",
                                                 li->activated));
-        params = json_pack("{s:s,s:i,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version", TCPD_VERSION,
+        params = json_pack("{s:s,s:i,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version", TCPD_VERSION,
                            "pid", (int) getpid(), "uptime_usec",
                            (json_int_t) (now_usec(CLOCK_MONOTONIC) - t->start_monotonic), "state",
                            t->stopping ? "stopping" : "running", "listeners", listeners, "connections_open",
@@ -252,9 +257,12 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                            "connections_reset", (json_int_t) s->resets, "bytes_in", (json_int_t) s->bytes_in,
                            "bytes_out", (json_int_t) s->bytes_out, "max_connections",
                            (json_int_t) t->config->max_connections, "idle_timeout_usec",
-                           (json_int_t) t->config->idle_timeout_usec);
-        if (!params)
+                           (json_int_t) t->config->idle_timeout_usec, "workers", (json_int_t) t->n_workers);
+        if (!params) {
+                json_decref(workers);
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        }
+        json_object_set_new(params, "worker_connections", workers);
         json_object_set_new(params, "refused", refused_json(s));
         json_object_set_new(params, "limits", limits_json(t->config));
         reply(cl, params, false);
@@ -281,7 +289,8 @@ static void list_done(struct msg *m);
 static void kick_done(struct msg *m);
 
 static void op_send(struct control_client *cl, struct op *op, msg_fn done) {
-        op->loop = &cl->ctl->t->loop;
+        op->loops = cl->ctl->t->loop_ptrs;
+        op->n_loops = cl->ctl->t->n_workers;
         op->reply_to = &cl->ctl->t->inbox;
         op->done = done;
         op->userdata = cl;
@@ -447,6 +456,16 @@ static void client_stream(struct control_client *cl) {
         }
 }
 
+static int info_cmp(const void *a, const void *b) {
+        const struct conn_info *x = a, *y = b;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int id_cmp(const void *a, const void *b) {
+        const uint64_t *x = a, *y = b;
+        return *x < *y ? -1 : *x > *y;
+}
+
 static void list_done(struct msg *m) {
         struct list_op *op = (struct list_op *) m;
         struct control_client *cl = op->op.userdata;
@@ -455,6 +474,9 @@ static void list_done(struct msg *m) {
                 list_op_free(op);
                 return;
         }
+        /* each worker's part is in its accept order: one list in id order */
+        if (op->n > 1)
+                qsort(op->items, op->n, sizeof(*op->items), info_cmp);
         cl->waiting = NULL;
         cl->streaming = op;
         cl->streamed = 0;
@@ -471,6 +493,8 @@ static void kick_done(struct msg *m) {
         snprintf(uid, sizeof(uid), "TCPD_KICKED_BY_UID=%u", (unsigned) op->uid);
         snprintf(pid, sizeof(pid), "TCPD_KICKED_BY_PID=%d", (int) op->pid);
         snprintf(count, sizeof(count), "TCPD_KICKED=%zu", op->n_kicked);
+        if (op->n_kicked > 1)
+                qsort(op->kicked, op->n_kicked, sizeof(*op->kicked), id_cmp);
         if (!op->op.error)
                 log_at(LOG_NOTICE, 0, fields, "kicked %zu connection%s at the request of uid %u pid %d",
                        op->n_kicked, op->n_kicked == 1 ? "" : "s", (unsigned) op->uid, (int) op->pid);

@@ -109,7 +109,8 @@ static int write_all(int fd, const void *p, size_t n) {
 }
 
 static int save_state(struct loop *l) {
-        struct state_header h = { .count = l->stats.open, .next_id = l->next_id };
+        struct state_header h = { .count = l->stats.open,
+                                  .next_id = __atomic_load_n(&l->shared->next_id, __ATOMIC_RELAXED) };
         _cleanup_close_ int fd = memfd_create(FDSTORE_STATE_NAME, MFD_CLOEXEC);
         int r;
 
@@ -156,7 +157,7 @@ void fdstore_handover(struct loop *l) {
                                 break;
                         c->owed->off += (uint32_t) n;
                         c->bytes_out += (uint64_t) n;
-                        l->stats.bytes_out += (uint64_t) n;
+                        STAT_ADD(l, bytes_out, (uint64_t) n);
                 }
         r = save_state(l);
         if (r < 0)
@@ -169,6 +170,7 @@ void fdstore_handover(struct loop *l) {
                 next = c->next;
                 (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
                 close(c->fd);
+                __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
                 c->fd = -1;
                 table_remove(&l->table, c->id);
                 l->head = next;
@@ -177,7 +179,10 @@ void fdstore_handover(struct loop *l) {
                 else
                         l->tail = NULL;
                 c->lru_prev = c->lru_next = NULL;
-                l->stats.open--;
+                STAT_DEC(l, open);
+                limits_open_sub(l);
+                limits_release(l, c->src);
+                c->src = NULL;
                 free(c->owed);
                 c->owed = NULL;
                 loop_conn_closed(l, c);
@@ -241,21 +246,27 @@ static int load_state(int fd, void **map, size_t *size, struct table *index, uin
         return 0;
 }
 
-int fdstore_adopt(struct loop *l, const int *fds, size_t n, int state_fd) {
+int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
+                  size_t n_state) {
         struct table index = { 0 };
-        void *map = NULL;
-        size_t size = 0, with_state = 0, adopted = 0;
-        uint64_t next_id = 0;
-        int r = 0;
+        struct { void *map; size_t size; } *maps = calloc(n_state ? n_state : 1, sizeof(*maps));
+        size_t with_state = 0, adopted = 0;
+        int r;
 
-        l->fdstore = true; /* the sockets came from the store: it holds copies */
-        if (state_fd >= 0) {
-                r = load_state(state_fd, &map, &size, &index, &next_id);
+        if (!maps)
+                return log_error_errno(-ENOMEM, "cannot adopt the stored connections");
+        for (size_t k = 0; k < n_loops; k++)
+                loops[k]->fdstore = true; /* the sockets came from the store: it holds copies */
+        /* one state per worker of the previous tcpd */
+        for (size_t k = 0; k < n_state; k++) {
+                uint64_t next_id = 0;
+
+                r = load_state(state_fds[k], &maps[k].map, &maps[k].size, &index, &next_id);
                 if (r < 0)
-                        log_warning_errno(r, "the saved connection state is unusable; adopting the connections "
+                        log_warning_errno(r, "a saved connection state is unusable; adopting its connections "
                                              "with new ids");
-                if (next_id > l->next_id)
-                        l->next_id = next_id;
+                if (next_id > 0)
+                        loop_id_seen(loops[0], next_id - 1);
         }
         for (size_t i = 0; i < n; i++) {
                 union sockaddr_in46 peer, local;
@@ -286,19 +297,23 @@ int fdstore_adopt(struct loop *l, const int *fds, size_t n, int state_fd) {
                         };
                         with_state++;
                 }
-                if (conn_adopt(l, fds[i], &peer, rec ? &saved : NULL) == 0)
+                /* spread over the workers as accept would */
+                if (conn_adopt(loops[i % n_loops], fds[i], &peer, rec ? &saved : NULL) == 0)
                         adopted++;
         }
         table_free(&index);
-        if (map)
-                munmap(map, size);
-        if (state_fd >= 0) {
+        for (size_t k = 0; k < n_state; k++) {
+                if (maps[k].map)
+                        munmap(maps[k].map, maps[k].size);
+                close(state_fds[k]);
+        }
+        free(maps);
+        if (n_state)
                 /* read once: a later restart must not see it again */
                 sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_STATE_NAME);
-                close(state_fd);
-        }
-        if (l->settings.max_connections_per_source || l->settings.max_connection_rate)
-                limits_rebuild(l); /* adopted connections count for their sources */
+        for (size_t k = 0; k < n_loops; k++)
+                if (loops[k]->settings.max_connections_per_source || loops[k]->settings.max_connection_rate)
+                        limits_rebuild(loops[k]); /* adopted connections count for their sources */
         log_info("adopted %zu connections from the fd store (%zu with their saved state)", adopted, with_state);
         return 0;
 }

@@ -23,9 +23,12 @@ void fdstore_forget(struct loop *l, int fd);
 void fdstore_flush(struct loop *l);
 
 /* Runs on the loop: flushes what can go without blocking, saves every
- * connection's state into the store, and closes our copies without ending
- * the connections. The loop then quits. */
+ * connection's state into the store (one memfd per worker, all named
+ * tcpd-state), and closes our copies without ending the connections. The
+ * loop then quits. */
 void fdstore_handover(struct loop *l);
 
-/* Takes the stored connections and the saved state (state_fd, or -1). */
-int fdstore_adopt(struct loop *l, const int *fds, size_t n, int state_fd);
+/* Takes the stored connections, spread over the loops, and the states
+ * saved by the previous tcpd's workers (one memfd each). Takes every fd. */
+int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
+                  size_t n_state);

@@ -1,4 +1,5 @@
 /* Admission: allow/deny, max_connections, and per-source limits. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,37 +62,52 @@ static void refill(const struct loop *l, struct source *s) {
         s->refilled = l->now;
 }
 
-enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src) {
-        const struct loop_settings *st = &l->settings;
-        struct source *s;
-        uint64_t key;
+/* max_connections across every worker: reserve a place before admitting,
+ * so two workers accepting at once cannot both take the last one. */
+static bool open_reserve(struct loop *l, unsigned max) {
+        uint64_t n = __atomic_load_n(&l->shared->open, __ATOMIC_RELAXED);
 
-        *src = NULL;
-        /* deny wins over allow: a denied address is refused even if an
-         * allow= prefix also matches it */
-        if (st->n_deny && cidr_list_match(st->deny, st->n_deny, peer))
-                return REFUSE_DENY;
-        if (st->n_allow && !cidr_list_match(st->allow, st->n_allow, peer))
-                return REFUSE_NOT_ALLOWED;
-        if (st->max_connections && l->stats.open >= st->max_connections)
-                return REFUSE_MAX;
-        if (!st->max_connections_per_source && !st->max_connection_rate)
-                return ADMIT;
+        do {
+                if (max && n >= max)
+                        return false;
+        } while (!__atomic_compare_exchange_n(&l->shared->open, &n, n + 1, false, __ATOMIC_RELAXED,
+                                              __ATOMIC_RELAXED));
+        return true;
+}
 
-        key = source_key(peer, st->source_prefix_ipv6);
-        s = table_get(&l->sources, key);
-        if (!s) {
-                s = calloc(1, sizeof(*s));
-                if (!s)
-                        return REFUSE_NO_MEMORY;
-                s->key = key;
-                s->tokens_milli = st->max_connection_burst * 1000;
-                s->refilled = l->now;
-                if (table_put(&l->sources, key, s) < 0) {
-                        free(s);
-                        return REFUSE_NO_MEMORY;
-                }
+void limits_open_add(struct loop *l) {
+        __atomic_add_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
+}
+
+void limits_open_sub(struct loop *l) {
+        __atomic_sub_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
+}
+
+static struct source *source_get(struct loop *l, uint64_t key) {
+        struct table *t = &l->shared->sources;
+        struct source *s = table_get(t, key);
+
+        if (s)
+                return s;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        s->key = key;
+        s->tokens_milli = l->settings.max_connection_burst * 1000;
+        s->refilled = l->now;
+        if (table_put(t, key, s) < 0) {
+                free(s);
+                return NULL;
         }
+        return s;
+}
+
+static enum refusal source_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src) {
+        const struct loop_settings *st = &l->settings;
+        struct source *s = source_get(l, source_key(peer, st->source_prefix_ipv6));
+
+        if (!s)
+                return REFUSE_NO_MEMORY;
         if (st->max_connections_per_source && s->open >= st->max_connections_per_source)
                 return REFUSE_PER_SOURCE;
         if (st->max_connection_rate) {
@@ -105,16 +121,48 @@ enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struc
         return ADMIT;
 }
 
+enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src) {
+        const struct loop_settings *st = &l->settings;
+        enum refusal why;
+
+        *src = NULL;
+        /* deny wins over allow: a denied address is refused even if an
+         * allow= prefix also matches it */
+        if (st->n_deny && cidr_list_match(st->deny, st->n_deny, peer))
+                return REFUSE_DENY;
+        if (st->n_allow && !cidr_list_match(st->allow, st->n_allow, peer))
+                return REFUSE_NOT_ALLOWED;
+        if (!open_reserve(l, st->max_connections))
+                return REFUSE_MAX;
+        if (!st->max_connections_per_source && !st->max_connection_rate)
+                return ADMIT;
+
+        /* Sources are shared by the workers (one client's connections land
+         * on any of them); the lock is taken only while a per-source limit
+         * is set, and only at accept and close. */
+        pthread_mutex_lock(&l->shared->sources_lock);
+        why = source_admit(l, peer, src);
+        pthread_mutex_unlock(&l->shared->sources_lock);
+        if (why != ADMIT)
+                limits_open_sub(l);
+        return why;
+}
+
 void limits_release(struct loop *l, struct source *src) {
-        if (src && src->open)
+        if (!src)
+                return;
+        pthread_mutex_lock(&l->shared->sources_lock);
+        if (src->open)
                 src->open--;
+        pthread_mutex_unlock(&l->shared->sources_lock);
 }
 
 void limits_sweep(struct loop *l) {
-        struct table *t = &l->sources;
+        struct table *t = &l->shared->sources;
 
         /* O(sources), once every few seconds: entries with no connection and
          * a full bucket carry no information */
+        pthread_mutex_lock(&l->shared->sources_lock);
         for (size_t i = 0; t->slots && i <= t->mask; i++) {
                 struct source *s = t->slots[i].value;
 
@@ -127,40 +175,30 @@ void limits_sweep(struct loop *l) {
                         i--; /* backward shift may have moved another entry here */
                 }
         }
+        pthread_mutex_unlock(&l->shared->sources_lock);
 }
 
 void limits_rebuild(struct loop *l) {
         const struct loop_settings *st = &l->settings;
+        bool track = st->max_connections_per_source || st->max_connection_rate;
 
-        limits_done(l);
-        /* per-source limits (or their grouping) changed: count what is open
-         * now, so a new limit applies to new connections at once */
+        /* Per-source limits (or their grouping) changed: move each of this
+         * loop's connections from the source it counted for to the one it
+         * counts for now. Each loop does this for its own connections, in
+         * any order; entries left with none are swept later. */
+        pthread_mutex_lock(&l->shared->sources_lock);
         for (struct conn *c = l->head; c; c = c->next) {
-                struct source *s = NULL;
-                uint64_t key;
-
-                c->src = NULL;
-                if (!st->max_connections_per_source && !st->max_connection_rate)
-                        continue;
-                key = source_key(&c->peer, st->source_prefix_ipv6);
-                s = table_get(&l->sources, key);
-                if (!s) {
-                        s = calloc(1, sizeof(*s));
-                        if (!s || table_put(&l->sources, key, s) < 0) {
-                                free(s);
-                                continue;
-                        }
-                        s->key = key;
-                        s->tokens_milli = st->max_connection_burst * 1000;
-                        s->refilled = l->now;
-                }
-                s->open++;
-                c->src = s;
+                if (c->src && c->src->open)
+                        c->src->open--;
+                c->src = track ? source_get(l, source_key(&c->peer, st->source_prefix_ipv6)) : NULL;
+                if (c->src)
+                        c->src->open++;
         }
+        pthread_mutex_unlock(&l->shared->sources_lock);
 }
 
-void limits_done(struct loop *l) {
-        struct table *t = &l->sources;
+void limits_shared_done(struct loop_shared *sh) {
+        struct table *t = &sh->sources;
 
         for (size_t i = 0; t->slots && i <= t->mask; i++)
                 if (t->slots[i].key)

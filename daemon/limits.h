@@ -8,6 +8,7 @@
 #include "addr.h"
 
 struct loop;
+struct loop_shared;
 
 enum refusal {
         ADMIT,
@@ -36,8 +37,12 @@ struct source {
  * no per-source limit is set). */
 enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src);
 void limits_release(struct loop *l, struct source *src);
+/* The count behind max_connections: limits_admit() adds to it; adopted
+ * connections add with limits_open_add(); every close subtracts. */
+void limits_open_add(struct loop *l);
+void limits_open_sub(struct loop *l);
 /* Forgets sources with no connection and a full bucket; call now and then. */
 void limits_sweep(struct loop *l);
-void limits_done(struct loop *l);
+void limits_shared_done(struct loop_shared *sh);
 /* Recounts every open connection's source after the limits changed. */
 void limits_rebuild(struct loop *l);

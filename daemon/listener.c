@@ -22,6 +22,7 @@ static int listener_new(int fd, enum service_kind svc, struct listener **ret) {
         if (!l)
                 return -ENOMEM;
         l->ev.kind = EV_LISTENER;
+        l->refs = 1;
         l->fd = fd;
         l->service = svc;
         if (getsockname(fd, &l->addr.sa, &len) < 0) {
@@ -117,6 +118,18 @@ void listener_set_options(struct listener *l, const struct config *c) {
                 (void) setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         }
         (void) setsockopt(l->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+}
+
+struct listener *listener_ref(struct listener *l) {
+        __atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
+        return l;
+}
+
+struct listener *listener_unref(struct listener *l) {
+        /* acq_rel: whatever a loop did with it happens before the free */
+        if (l && __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0)
+                listener_free(l);
+        return NULL;
 }
 
 const char *listener_format(const struct listener *l, char *buf, size_t n) {

@@ -16,7 +16,8 @@ struct listener {
         bool activated;
         bool any;     /* bound to every address (from a port-only spec) */
         char *spec;   /* the listen= text it came from; NULL when activated */
-        struct listener *next;
+        unsigned refs; /* atomic: the control plane's list and each loop watching it */
+        struct listener *next; /* the control plane's list */
 };
 
 /* Binds one listen= entry. Logs what went wrong, with the entry's line. */
@@ -25,6 +26,10 @@ int listener_bind(const char *config_path, const struct listen_spec *spec, enum 
 /* Wraps a socket passed by systemd. */
 int listener_adopt(int fd, enum service_kind svc, struct listener **ret);
 struct listener *listener_free(struct listener *l);
+/* References: every loop that watches a listener holds one, and so does the
+ * control plane while the listener is in its list. The last one frees it. */
+struct listener *listener_ref(struct listener *l);
+struct listener *listener_unref(struct listener *l);
 const char *listener_format(const struct listener *l, char *buf, size_t n);
 /* Keepalive and TCP_USER_TIMEOUT on the listener: accepted sockets inherit
  * them, so no connection pays a setsockopt() for them. */

@@ -1,5 +1,6 @@
 /* Journal and stderr logging with structured fields. */
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -97,7 +98,14 @@ int log_full(int level, int err, const char *const *fields, const char *fmt, ...
         return -abs(err);
 }
 
+/* Rate limits are shared by every worker; what they guard is rare (a
+ * refusal, an error), so one lock for all of them costs nothing. */
+static pthread_mutex_t ratelimit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 bool ratelimit_pass(struct ratelimit *rl, uint64_t now, unsigned *suppressed) {
+        bool pass;
+
+        pthread_mutex_lock(&ratelimit_lock);
         *suppressed = 0;
         if (rl->begin == 0 || now - rl->begin >= rl->interval_usec) {
                 *suppressed = rl->suppressed;
@@ -105,10 +113,11 @@ bool ratelimit_pass(struct ratelimit *rl, uint64_t now, unsigned *suppressed) {
                 rl->count = 0;
                 rl->suppressed = 0;
         }
-        if (rl->count < rl->burst) {
+        pass = rl->count < rl->burst;
+        if (pass)
                 rl->count++;
-                return true;
-        }
-        rl->suppressed++;
-        return false;
+        else
+                rl->suppressed++;
+        pthread_mutex_unlock(&ratelimit_lock);
+        return pass;
 }

@@ -8,7 +8,10 @@
 
 #include "util.h"
 
+/* Set by the control plane, read by every worker: a relaxed atomic. */
 extern int log_max_level;
+#define log_level_get() __atomic_load_n(&log_max_level, __ATOMIC_RELAXED)
+#define log_level_set(level) __atomic_store_n(&log_max_level, (level), __ATOMIC_RELAXED)
 
 /* Call once at start: logs to the journal when JOURNAL_STREAM names our stderr. */
 void log_open(void);
@@ -23,7 +26,7 @@ int log_full(int level, int err, const char *const *fields, const char *fmt, ...
 #define log_at(level, err, fields, ...)                                                                \
         ({                                                                                             \
                 int _l = (level), _e = (err);                                                          \
-                _l <= log_max_level ? log_full(_l, _e, fields, __VA_ARGS__) : -abs(_e);                \
+                _l <= log_level_get() ? log_full(_l, _e, fields, __VA_ARGS__) : -abs(_e);                \
         })
 #define log_debug(...) log_at(LOG_DEBUG, 0, NULL, __VA_ARGS__)
 #define log_info(...) log_at(LOG_INFO, 0, NULL, __VA_ARGS__)

@@ -30,8 +30,8 @@ static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum
 
         (void) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         close(fd);
-        l->stats.refused++;
-        l->stats.refused_by[why]++;
+        STAT_INC(l, refused);
+        STAT_INC(l, refused_by[why]);
         if (ratelimit_pass(&refuse_rl, l->now, &suppressed)) {
                 char host[ADDR_STRLEN], peer_field[ADDR_STRLEN + 16], rule[64];
                 const char *fields[] = { "TCPD_EVENT=refuse", peer_field, rule, NULL };
@@ -73,16 +73,55 @@ void loop_settings_done(struct loop_settings *s) {
         s->n_allow = s->n_deny = 0;
 }
 
-int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s) {
+int loop_shared_init(struct loop_shared *sh) {
+        memset(sh, 0, sizeof(*sh));
+        sh->next_id = 1;
+        return -pthread_mutex_init(&sh->sources_lock, NULL);
+}
+
+void loop_shared_done(struct loop_shared *sh) {
+        limits_shared_done(sh);
+        pthread_mutex_destroy(&sh->sources_lock);
+}
+
+uint64_t loop_new_id(struct loop *l) {
+        return __atomic_fetch_add(&l->shared->next_id, 1, __ATOMIC_RELAXED);
+}
+
+void loop_id_seen(struct loop *l, uint64_t id) {
+        uint64_t have = __atomic_load_n(&l->shared->next_id, __ATOMIC_RELAXED);
+
+        while (have <= id &&
+               !__atomic_compare_exchange_n(&l->shared->next_id, &have, id + 1, false, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+                ;
+}
+
+void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
+        sum->open += stat_get(s->open);
+        sum->total += stat_get(s->total);
+        sum->kicked += stat_get(s->kicked);
+        sum->refused += stat_get(s->refused);
+        for (size_t i = 0; i < ARRAY_SIZE(s->refused_by); i++)
+                sum->refused_by[i] += stat_get(s->refused_by[i]);
+        sum->resets += stat_get(s->resets);
+        sum->idle_closed += stat_get(s->idle_closed);
+        sum->bytes_in += stat_get(s->bytes_in);
+        sum->bytes_out += stat_get(s->bytes_out);
+}
+
+int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_event *event,
+              const struct loop_settings *s) {
         int r;
 
         memset(l, 0, sizeof(*l));
+        l->index = index;
+        l->shared = shared;
         l->epfd = -1;
         l->inbox.efd = -1;
         r = loop_settings_copy(&l->settings, s);
         if (r < 0)
                 return r;
-        l->next_id = 1;
         l->now = now_usec(CLOCK_MONOTONIC);
         l->rbuf_size = READ_BUFFER;
         l->rbuf = malloc(l->rbuf_size);
@@ -112,11 +151,12 @@ void loop_done(struct loop *l) {
         while (l->head)
                 conn_close(l, l->head, CLOSE_SHUTDOWN);
         conn_linger_expire(l, true);
-        while (l->listeners)
-                loop_retire_listener(l, l->listeners);
+        for (size_t i = 0; i < l->n_listeners; i++)
+                loop_retire_listener(l, l->listeners[i].li);
         loop_reap(l);
+        free(l->listeners);
+        l->listeners = NULL;
         table_free(&l->table);
-        limits_done(l);
         loop_settings_done(&l->settings);
         free(l->store_pending);
         l->store_pending = NULL;
@@ -129,27 +169,43 @@ void loop_done(struct loop *l) {
         l->rbuf = NULL;
 }
 
+/* EPOLLEXCLUSIVE: one connection in the queue wakes one waiting loop. */
+#define LISTENER_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
+
 int loop_add_listener(struct loop *l, struct listener *li) {
+        if (l->n_listeners == l->listeners_cap) {
+                size_t cap = l->listeners_cap ? l->listeners_cap * 2 : 4;
+                struct loop_listener *p = realloc(l->listeners, cap * sizeof(*p));
+                if (!p)
+                        return -ENOMEM;
+                l->listeners = p;
+                l->listeners_cap = cap;
+        }
         if (!l->accept_paused) {
-                int r = epoll_add(l, li->fd, EPOLLIN, li);
+                int r = epoll_add(l, li->fd, LISTENER_EVENTS, li);
                 if (r < 0)
                         return r;
         }
-        li->next = l->listeners;
-        l->listeners = li;
+        l->listeners[l->n_listeners++] = (struct loop_listener) { .li = listener_ref(li) };
         return 0;
 }
 
 void loop_retire_listener(struct loop *l, struct listener *li) {
-        for (struct listener **p = &l->listeners; *p; p = &(*p)->next)
-                if (*p == li) {
-                        *p = li->next;
-                        break;
+        for (size_t i = 0; i < l->n_listeners; i++)
+                if (l->listeners[i].li == li && !l->listeners[i].retired) {
+                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
+                        l->listeners[i].retired = true;
+                        l->listeners_retired = true;
+                        return;
                 }
-        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
-        li->ev.kind = 0;
-        li->next = l->dead_listeners;
-        l->dead_listeners = li;
+}
+
+/* Whether an event for li may still be acted on in this batch. */
+static bool loop_watches(const struct loop *l, const struct listener *li) {
+        for (size_t i = 0; i < l->n_listeners; i++)
+                if (l->listeners[i].li == li)
+                        return !l->listeners[i].retired;
+        return false;
 }
 
 static void loop_reap(struct loop *l) {
@@ -158,10 +214,16 @@ static void loop_reap(struct loop *l) {
                 l->dead_conns = c->lru_next;
                 free(c);
         }
-        while (l->dead_listeners) {
-                struct listener *li = l->dead_listeners;
-                l->dead_listeners = li->next;
-                listener_free(li);
+        if (l->listeners_retired) {
+                size_t k = 0;
+
+                for (size_t i = 0; i < l->n_listeners; i++)
+                        if (l->listeners[i].retired)
+                                listener_unref(l->listeners[i].li);
+                        else
+                                l->listeners[k++] = l->listeners[i];
+                l->n_listeners = k;
+                l->listeners_retired = false;
         }
 }
 
@@ -176,8 +238,9 @@ static void accept_pause(struct loop *l, int err) {
                 return;
         l->accept_paused = true;
         l->accept_resume_at = l->now + ACCEPT_RETRY_USEC;
-        for (struct listener *li = l->listeners; li; li = li->next)
-                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
+        for (size_t i = 0; i < l->n_listeners; i++)
+                if (!l->listeners[i].retired)
+                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->listeners[i].li->fd, NULL);
         /* at the limit with clients churning, pause and resume alternate:
          * say so once in a while, not at every close */
         if (!ratelimit_pass(&pause_rl, l->now, &suppressed))
@@ -188,15 +251,16 @@ static void accept_pause(struct loop *l, int err) {
         else
                 log_warning("open files limit reached with %llu connections; pausing accept until some close "
                             "(a reserve stays free for the control socket)",
-                            (unsigned long long) l->stats.open);
+                            (unsigned long long) __atomic_load_n(&l->shared->open, __ATOMIC_RELAXED));
 }
 
 static void accept_resume(struct loop *l) {
         if (!l->accept_paused || l->stopping)
                 return;
         l->accept_paused = false;
-        for (struct listener *li = l->listeners; li; li = li->next)
-                (void) epoll_add(l, li->fd, EPOLLIN, li);
+        for (size_t i = 0; i < l->n_listeners; i++)
+                if (!l->listeners[i].retired)
+                        (void) epoll_add(l, l->listeners[i].li->fd, LISTENER_EVENTS, l->listeners[i].li);
         log_debug("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
 }
 
@@ -223,7 +287,8 @@ static void loop_accept(struct loop *l, struct listener *li) {
                 unsigned suppressed;
                 int fd, r;
 
-                if (l->settings.fd_budget && l->stats.open + l->lingering >= l->settings.fd_budget) {
+                if (l->settings.fd_budget &&
+                    __atomic_load_n(&l->shared->conn_fds, __ATOMIC_RELAXED) >= l->settings.fd_budget) {
                         /* leave them in the listen queue until some close */
                         accept_pause(l, 0);
                         return;
@@ -259,8 +324,9 @@ static void loop_accept(struct loop *l, struct listener *li) {
                 r = conn_open(l, fd, &peer, li->service, src);
                 if (r < 0) {
                         limits_release(l, src);
-                        l->stats.refused++;
-                        l->stats.refused_by[REFUSE_NO_MEMORY]++;
+                        limits_open_sub(l);
+                        STAT_INC(l, refused);
+                        STAT_INC(l, refused_by[REFUSE_NO_MEMORY]);
                         if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
                                 log_error_errno(r, "cannot set up a new connection; refused it");
                 }
@@ -275,7 +341,7 @@ static void loop_expire(struct loop *l) {
         /* the list is in accept order, oldest first */
         while (lifetime && l->head && l->now - l->head->started >= lifetime)
                 conn_close(l, l->head, CLOSE_LIFETIME);
-        if (l->now >= l->next_sweep) {
+        if (l->index == 0 && l->now >= l->next_sweep) {
                 limits_sweep(l);
                 l->next_sweep = l->now + 10 * 1000 * 1000;
         }
@@ -352,7 +418,8 @@ int loop_run(struct loop *l) {
                                 conn_linger_handle(l, (struct conn *) e, evs[i].events);
                                 break;
                         case EV_LISTENER:
-                                loop_accept(l, (struct listener *) e);
+                                if (loop_watches(l, (struct listener *) e))
+                                        loop_accept(l, (struct listener *) e);
                                 break;
                         case EV_MAILBOX:
                                 mailbox_dispatch(&l->inbox);

@@ -5,6 +5,7 @@
  * connections by posting a message to the loop's mailbox. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -47,8 +48,21 @@ struct loop_settings {
         bool log_connections;
 };
 
-/* Counters owned by the loop; others read them without locking (each is
- * written by one thread only). */
+/* What every worker's loop shares: connection ids unique across workers,
+ * the counts behind max_connections and the open-files budget (atomics,
+ * touched once per accept and close, never per byte), and the per-source
+ * table (locked, and only while a per-source limit is set). */
+struct loop_shared {
+        uint64_t next_id;   /* atomic */
+        uint64_t open;      /* atomic: connections open in every loop */
+        uint64_t conn_fds;  /* atomic: their descriptors, lingering ones too */
+        pthread_mutex_t sources_lock;
+        struct table sources; /* key -> struct source */
+};
+
+/* Counters owned by the loop. Each is written by its loop's thread only, as
+ * a relaxed atomic store (a plain mov on x86-64), so the control plane may
+ * read them from its own thread with stat_get(). */
 struct loop_stats {
         uint64_t open;
         uint64_t total;
@@ -61,7 +75,26 @@ struct loop_stats {
         uint64_t bytes_out;
 };
 
+#define STAT_ADD(l, field, n) __atomic_store_n(&(l)->stats.field, (l)->stats.field + (n), __ATOMIC_RELAXED)
+#define STAT_INC(l, field) STAT_ADD(l, field, 1)
+#define STAT_DEC(l, field) __atomic_store_n(&(l)->stats.field, (l)->stats.field - 1, __ATOMIC_RELAXED)
+#define stat_get(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
+
+/* Adds a loop's counters to *sum (from any thread). */
+void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
+
+/* A listener as one loop sees it. A retired one stays here, unwatched,
+ * until the batch ends (a later event in the batch may still point at it);
+ * then the loop drops its reference. */
+struct loop_listener {
+        struct listener *li;
+        bool retired;
+};
+
 struct loop {
+        unsigned index; /* which worker */
+        struct loop_shared *shared;
+        void *userdata; /* the daemon's */
         int epfd;
         struct ev mailbox_ev;
         struct mailbox inbox;
@@ -70,24 +103,25 @@ struct loop {
         bool event_armed;
 
         struct table table;       /* id -> conn */
-        struct conn *head, *tail; /* in id order */
+        struct conn *head, *tail; /* in accept order */
         struct conn *lru_head, *lru_tail; /* least recently active first */
         struct conn *linger_head, *linger_tail; /* oldest first */
         uint64_t lingering;
-        uint64_t next_id;
         uint64_t now; /* CLOCK_MONOTONIC at the last wake-up, usec */
 
         /* Closed this batch: freed only after it, because a later event in
          * the same epoll batch may still point at them. */
         struct conn *dead_conns;
-        struct listener *dead_listeners;
+        bool listeners_retired;
 
-        struct listener *listeners; /* registered for accept */
+        /* Listening sockets are shared by every loop, each registered with
+         * EPOLLEXCLUSIVE so a new connection wakes one loop, not all. */
+        struct loop_listener *listeners;
+        size_t n_listeners, listeners_cap;
         bool accept_paused;         /* out of file descriptors */
         uint64_t accept_resume_at;
 
         struct loop_settings settings;
-        struct table sources; /* per-source limits: key -> struct source */
         uint64_t next_sweep;
         struct loop_stats stats;
 
@@ -104,7 +138,15 @@ struct loop {
         size_t rbuf_size;
 };
 
-int loop_init(struct loop *l, sd_event *event, const struct loop_settings *s);
+int loop_shared_init(struct loop_shared *sh);
+void loop_shared_done(struct loop_shared *sh);
+/* A new connection id, unique across workers. */
+uint64_t loop_new_id(struct loop *l);
+/* Makes sure later ids are above id (for ids adopted from the fd store). */
+void loop_id_seen(struct loop *l, uint64_t id);
+
+int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_event *event,
+              const struct loop_settings *s);
 /* Deep copies (allow/deny lists included) and their release. */
 int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src);
 void loop_settings_done(struct loop_settings *s);
@@ -112,8 +154,10 @@ void loop_done(struct loop *l);
 /* Runs until loop_quit(). */
 int loop_run(struct loop *l);
 
+/* Starts accepting on li (taking a reference). Only on the loop's thread,
+ * or before it runs: others post listener_post_add() (ops.h). */
 int loop_add_listener(struct loop *l, struct listener *li);
-/* Stops accepting on li and frees it once the current batch is done. */
+/* Stops accepting on li; its reference goes once the current batch is done. */
 void loop_retire_listener(struct loop *l, struct listener *li);
 
 /* Stop reading every connection, flush what is owed, close each once its

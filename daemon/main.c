@@ -1,6 +1,8 @@
 /* tcpd: start-up, signals, reload, shutdown. */
 #include <dirent.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -118,9 +120,61 @@ static unsigned compute_fd_budget(unsigned adopted) {
         return limit - used - reserve;
 }
 
+void tcpd_stats(const struct tcpd *t, struct loop_stats *sum) {
+        memset(sum, 0, sizeof(*sum));
+        for (unsigned i = 0; i < t->n_workers; i++)
+                loop_stats_add(sum, &t->loops[i].stats);
+}
+
+static uint64_t open_connections(const struct tcpd *t) {
+        struct loop_stats s;
+
+        tcpd_stats(t, &s);
+        return s.open;
+}
+
+/* Settings and stop requests go to every worker. */
+static void post_settings(struct tcpd *t, const struct config *c) {
+        struct loop_settings ls = settings_from(c);
+
+        for (unsigned i = 0; i < t->n_workers; i++)
+                if (loop_post_settings(&t->loops[i], &ls) < 0)
+                        log_error("out of memory sending new settings to worker %u", i);
+}
+
+static void post_stop(struct tcpd *t, enum stop_mode mode) {
+        for (unsigned i = 0; i < t->n_workers; i++)
+                if (loop_post_stop(&t->loops[i], mode) < 0)
+                        log_error("out of memory stopping worker %u", i);
+}
+
+/* The control plane's list holds one reference; each worker holds one
+ * while it watches the listener. */
+static void listener_start(struct tcpd *t, struct listener *li) {
+        li->next = t->listeners;
+        t->listeners = li;
+        for (unsigned i = 0; i < t->n_workers; i++)
+                if (loop_post_add_listener(&t->loops[i], li) < 0)
+                        log_error("out of memory: worker %u will not accept on a listener", i);
+}
+
+static void listener_retire(struct tcpd *t, struct listener *li) {
+        for (struct listener **p = &t->listeners; *p; p = &(*p)->next)
+                if (*p == li) {
+                        *p = li->next;
+                        break;
+                }
+        for (unsigned i = 0; i < t->n_workers; i++)
+                if (loop_post_retire_listener(&t->loops[i], li) < 0)
+                        log_error("out of memory: worker %u keeps watching a retired listener", i);
+        listener_unref(li);
+}
+
 static void update_status(struct tcpd *t, bool force) {
         char status[256];
-        const struct loop_stats *s = &t->loop.stats;
+        struct loop_stats sum, *s = &sum;
+
+        tcpd_stats(t, s);
 
         snprintf(status, sizeof(status), "STATUS=%s%llu connection%s open, %llu served, %llu refused",
                  t->stopping ? "Stopping: " : "", (unsigned long long) s->open, s->open == 1 ? "" : "s",
@@ -162,7 +216,7 @@ static int bind_listeners(struct tcpd *t, const struct config *c, struct listene
                         int r;
 
                         /* keep a listener that is already bound to this */
-                        for (have = t->loop.listeners; have; have = have->next)
+                        for (have = t->listeners; have; have = have->next)
                                 if (have->service == (enum service_kind) svc && listener_matches(have, spec))
                                         break;
                         if (have) {
@@ -204,22 +258,17 @@ static int apply_listeners(struct tcpd *t, const struct config *c) {
         r = bind_listeners(t, c, &new);
         if (r < 0)
                 return r;
-        for (li = t->loop.listeners; li; li = next) {
+        for (li = t->listeners; li; li = next) {
                 next = li->next;
                 if (!listener_wanted(li, c)) {
                         log_info("no longer listening on %s (%s)", listener_format(li, a, sizeof(a)),
                                  service_name(li->service));
-                        loop_retire_listener(&t->loop, li);
+                        listener_retire(t, li);
                 }
         }
         for (li = new; li; li = next) {
                 next = li->next;
-                r = loop_add_listener(&t->loop, li);
-                if (r < 0) {
-                        log_error_errno(r, "cannot watch listener %s", listener_format(li, a, sizeof(a)));
-                        listener_free(li);
-                        continue;
-                }
+                listener_start(t, li);
                 log_info("listening on %s (%s)", listener_format(li, a, sizeof(a)), service_name(li->service));
         }
         return 0;
@@ -256,12 +305,14 @@ int tcpd_reload(struct tcpd *t, char **error) {
         }
         if (!streq(c->control_socket, t->config->control_socket))
                 log_notice("control_socket changed to %s; it takes effect at the next start", c->control_socket);
-        for (struct listener *li = t->loop.listeners; li; li = li->next)
+        if (c->workers != t->config->workers)
+                log_notice("workers changed; it takes effect at the next start");
+        for (struct listener *li = t->listeners; li; li = li->next)
                 listener_set_options(li, c);
-        if (c->max_connections && c->max_connections < t->loop.stats.open)
+        if (c->max_connections && c->max_connections < open_connections(t))
                 log_notice("max_connections lowered to %u with %llu open: existing connections stay, new ones are "
                            "refused until fewer are open",
-                           c->max_connections, (unsigned long long) t->loop.stats.open);
+                           c->max_connections, (unsigned long long) open_connections(t));
         if (c->max_connections_per_source &&
             (!t->config->max_connections_per_source || c->max_connections_per_source < t->config->max_connections_per_source))
                 log_notice("max_connections_per_source lowered to %u: sources above it keep their connections, and "
@@ -274,9 +325,10 @@ int tcpd_reload(struct tcpd *t, char **error) {
                            "tcpctl kick --peer)");
         config_free(t->config);
         t->config = c;
-        log_max_level = c->log_level;
+        log_level_set(c->log_level);
         resolve_admin_group(t);
-        r = loop_post_settings(&t->loop, &(struct loop_settings) settings_from(c));
+        post_settings(t, c);
+        r = 0;
         log_info("reloaded settings from %s", t->config_path);
 done:
         sd_notify(0, "READY=1");
@@ -288,8 +340,8 @@ static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata
         struct tcpd *t = userdata;
 
         log_notice("shutdown_timeout reached with %llu connections still draining; closing them",
-                   (unsigned long long) t->loop.stats.open);
-        loop_post_stop(&t->loop, STOP_NOW);
+                   (unsigned long long) open_connections(t));
+        post_stop(t, STOP_NOW);
         return 0;
 }
 
@@ -299,31 +351,31 @@ void tcpd_stop(struct tcpd *t) {
 
         if (t->stopping) {
                 log_notice("second stop request: closing every connection now");
-                loop_post_stop(&t->loop, STOP_NOW);
+                post_stop(t, STOP_NOW);
                 return;
         }
         t->stopping = true;
         sd_notify(0, "STOPPING=1");
-        while ((li = t->loop.listeners))
-                loop_retire_listener(&t->loop, li);
+        while ((li = t->listeners))
+                listener_retire(t, li);
         update_status(t, true);
-        if (t->loop.fdstore) {
+        if (t->loops[0].fdstore) {
                 /* systemd sends SIGTERM for a stop and for a restart alike:
                  * with the store on, leave the connections in it. On a stop
                  * systemd then closes them; on a restart the next tcpd
                  * adopts them. */
                 log_info("stopping: handing %llu connections over to systemd's fd store",
-                         (unsigned long long) t->loop.stats.open);
-                loop_post_stop(&t->loop, STOP_HANDOVER);
+                         (unsigned long long) open_connections(t));
+                post_stop(t, STOP_HANDOVER);
                 return;
         }
         log_info("stopping: no new connections; flushing and closing %llu open",
-                 (unsigned long long) t->loop.stats.open);
-        loop_post_stop(&t->loop, STOP_DRAIN);
+                 (unsigned long long) open_connections(t));
+        post_stop(t, STOP_DRAIN);
         now = now_usec(CLOCK_MONOTONIC);
         if (sd_event_add_time(t->event, &t->shutdown_timer, CLOCK_MONOTONIC,
                               now + t->config->shutdown_timeout_usec, 0, on_shutdown_timeout, t) < 0)
-                loop_post_stop(&t->loop, STOP_NOW);
+                post_stop(t, STOP_NOW);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -349,7 +401,8 @@ static int on_inbox(sd_event_source *s, int fd, uint32_t revents, void *userdata
 
 struct activated {
         int control_fd;
-        int state_fd;   /* saved connection state from the fd store */
+        int *state_fds; /* saved connection state from the fd store, one per old worker */
+        size_t n_state;
         int *conn_fds;  /* connections from the fd store */
         size_t n_conn;
 };
@@ -363,7 +416,6 @@ static int take_activated(struct tcpd *t, struct activated *a) {
         int n, r = 0;
 
         *control_fd = -1;
-        a->state_fd = -1;
         n = sd_listen_fds_with_names(1, &names);
         if (n < 0)
                 return log_error_errno(n, "cannot read the sockets passed by systemd");
@@ -377,19 +429,16 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         close(fd);
                         continue;
                 }
-                if (streq(name, FDSTORE_CONN_NAME)) {
-                        if (!a->conn_fds && !(a->conn_fds = calloc((size_t) n, sizeof(int)))) {
+                if (streq(name, FDSTORE_CONN_NAME) || streq(name, FDSTORE_STATE_NAME)) {
+                        bool conn = streq(name, FDSTORE_CONN_NAME);
+                        int **fds = conn ? &a->conn_fds : &a->state_fds;
+
+                        if (!*fds && !(*fds = calloc((size_t) n, sizeof(int)))) {
                                 r = log_error_errno(-ENOMEM, "cannot adopt stored connections");
                                 close(fd);
                                 continue;
                         }
-                        a->conn_fds[a->n_conn++] = fd;
-                        continue;
-                }
-                if (streq(name, FDSTORE_STATE_NAME)) {
-                        if (a->state_fd >= 0)
-                                close(a->state_fd);
-                        a->state_fd = fd;
+                        (*fds)[conn ? a->n_conn++ : a->n_state++] = fd;
                         continue;
                 }
                 if (streq(name, "control") || streq(name, "varlink")) {
@@ -424,12 +473,7 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         close(fd);
                         continue;
                 }
-                r = loop_add_listener(&t->loop, li);
-                if (r < 0) {
-                        log_error_errno(r, "cannot watch socket %d", fd);
-                        listener_free(li);
-                        continue;
-                }
+                listener_start(t, li);
                 t->activated = true;
                 log_info("listening on %s (%s, from systemd)", listener_format(li, addr, sizeof(addr)), name);
         }
@@ -440,9 +484,9 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                 if (*control_fd >= 0)
                         close(*control_fd);
                 *control_fd = -1;
-                if (a->state_fd >= 0)
-                        close(a->state_fd);
-                a->state_fd = -1;
+                for (size_t i = 0; i < a->n_state; i++)
+                        close(a->state_fds[i]);
+                a->n_state = 0;
                 for (size_t i = 0; i < a->n_conn; i++)
                         close(a->conn_fds[i]);
                 a->n_conn = 0;
@@ -458,17 +502,124 @@ static void finish_control_replies(struct tcpd *t) {
 
         control_stop_accepting(t->control);
         while (control_busy(t->control) && now_usec(CLOCK_MONOTONIC) < deadline) {
-                /* requests that reached the loop after it stopped: it has no
-                 * connections left, so they answer at once */
-                mailbox_dispatch(&t->loop.inbox);
+                /* requests that reached the workers after they stopped (their
+                 * threads are gone): they have no connections left, so they
+                 * answer at once, here */
+                for (unsigned i = 0; i < t->n_workers; i++)
+                        mailbox_dispatch(&t->loops[i].inbox);
                 if (sd_event_run(t->event, 50 * 1000) < 0)
                         break;
         }
 }
 
+static unsigned cpus_available(void) {
+        cpu_set_t set;
+
+        if (sched_getaffinity(0, sizeof(set), &set) < 0)
+                return 1;
+        return CPU_COUNT(&set) > 0 ? (unsigned) CPU_COUNT(&set) : 1;
+}
+
+struct worker_exit {
+        struct msg msg;
+        struct tcpd *t;
+        unsigned index;
+        int r;
+};
+
+static void worker_exited(struct msg *m) {
+        struct worker_exit *e = (struct worker_exit *) m;
+        struct tcpd *t = e->t;
+
+        t->running--;
+        if (e->r < 0 && !t->worker_error) {
+                /* its connections are gone with it; stop the rest cleanly so
+                 * systemd sees a failure and restarts us */
+                t->worker_error = e->r;
+                log_error_errno(e->r, "worker %u failed; stopping", e->index);
+                tcpd_stop(t);
+        }
+        free(e);
+}
+
+static void *worker_main(void *userdata) {
+        struct loop *l = userdata;
+        struct tcpd *t = l->userdata;
+        struct worker_exit *e;
+        char name[16];
+        int r;
+
+        snprintf(name, sizeof(name), "tcpd-worker-%u", l->index);
+        (void) pthread_setname_np(pthread_self(), name);
+        r = loop_run(l);
+        /* allocated up front would be tidier, but a lost message here would
+         * leave the control plane waiting: retry until it is there */
+        while (!(e = calloc(1, sizeof(*e))))
+                usleep(10000);
+        e->t = t;
+        e->index = l->index;
+        e->r = r;
+        mailbox_post(&t->inbox, &e->msg, worker_exited);
+        return NULL;
+}
+
+static int workers_init(struct tcpd *t, const struct loop_settings *ls) {
+        unsigned n = t->config->workers ? t->config->workers : cpus_available();
+        int r;
+
+        if (n > CONFIG_MAX_WORKERS)
+                n = CONFIG_MAX_WORKERS;
+        r = loop_shared_init(&t->shared);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the workers");
+        t->loops = calloc(n, sizeof(*t->loops));
+        t->loop_ptrs = calloc(n, sizeof(*t->loop_ptrs));
+        t->threads = calloc(n, sizeof(*t->threads));
+        if (!t->loops || !t->loop_ptrs || !t->threads)
+                return log_error_errno(-ENOMEM, "cannot set up %u workers", n);
+        for (unsigned i = 0; i < n; i++) {
+                t->loops[i].epfd = t->loops[i].inbox.efd = -1;
+                t->loop_ptrs[i] = &t->loops[i];
+        }
+        t->n_workers = n;
+        for (unsigned i = 0; i < n; i++) {
+                r = loop_init(&t->loops[i], i, &t->shared, NULL, ls);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up worker %u", i);
+                t->loops[i].userdata = t;
+        }
+        return 0;
+}
+
+static int workers_start(struct tcpd *t) {
+        sigset_t all, old;
+        int r = 0;
+
+        /* signals are the control plane's (signalfd): no worker takes them */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        for (unsigned i = 0; i < t->n_workers; i++) {
+                r = -pthread_create(&t->threads[i], NULL, worker_main, &t->loops[i]);
+                if (r < 0)
+                        break;
+                t->threads_started++;
+                t->running++;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0)
+                return log_error_errno(r, "cannot start worker %u", t->threads_started);
+        return 0;
+}
+
+static void workers_join(struct tcpd *t) {
+        for (unsigned i = 0; i < t->threads_started; i++)
+                pthread_join(t->threads[i], NULL);
+        t->threads_started = 0;
+}
+
 static int run(struct tcpd *t) {
         struct loop_settings ls = settings_from(t->config);
-        struct activated act = { .control_fd = -1, .state_fd = -1 };
+        struct activated act = { .control_fd = -1 };
         int control_fd, r;
         sigset_t mask;
 
@@ -493,9 +644,9 @@ static int run(struct tcpd *t) {
         /* sd-event sends WATCHDOG=1 itself when WATCHDOG_USEC asks for it */
         (void) sd_event_set_watchdog(t->event, true);
 
-        r = loop_init(&t->loop, t->event, &ls);
+        r = workers_init(t, &ls);
         if (r < 0)
-                return log_error_errno(r, "cannot set up the connection loop");
+                return r;
         r = mailbox_init(&t->inbox);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the control mailbox");
@@ -503,22 +654,25 @@ static int run(struct tcpd *t) {
         if (r < 0)
                 return log_error_errno(r, "cannot watch the control mailbox");
 
-        t->loop.fdstore = fdstore_configured();
+        for (unsigned i = 0; i < t->n_workers; i++)
+                t->loops[i].fdstore = fdstore_configured();
         r = take_activated(t, &act);
         control_fd = act.control_fd;
         if (r < 0) {
                 free(act.conn_fds);
+                free(act.state_fds);
                 return r;
         }
-        if (act.n_conn || act.state_fd >= 0)
-                fdstore_adopt(&t->loop, act.conn_fds, act.n_conn, act.state_fd);
+        if (act.n_conn || act.n_state)
+                fdstore_adopt(t->loop_ptrs, t->n_workers, act.conn_fds, act.n_conn, act.state_fds, act.n_state);
         free(act.conn_fds);
+        free(act.state_fds);
         if (!t->activated) {
                 r = apply_listeners(t, t->config);
                 if (r < 0)
                         return r;
         }
-        if (!t->loop.listeners)
+        if (!t->listeners)
                 log_warning("no listen address is configured: serving the control socket only");
         r = control_open(t, control_fd, &t->control);
         if (r < 0)
@@ -530,30 +684,68 @@ static int run(struct tcpd *t) {
                 return log_error_errno(r, "cannot set up the status timer");
         (void) sd_event_source_set_enabled(t->status_timer, SD_EVENT_ON);
 
-        for (struct listener *li = t->loop.listeners; li; li = li->next)
+        for (struct listener *li = t->listeners; li; li = li->next)
                 listener_set_options(li, t->config);
         /* everything tcpd keeps open is open now: what is left is for clients */
-        fd_budget = compute_fd_budget((unsigned) (t->loop.stats.open + t->loop.lingering));
-        loop_post_settings(&t->loop, &(struct loop_settings) settings_from(t->config));
-        log_info("tcpd %s started (room for %u connections under the open files limit)", TCPD_VERSION, fd_budget);
-        sd_notify(0, "READY=1");
-        update_status(t, true);
+        fd_budget = compute_fd_budget((unsigned) __atomic_load_n(&t->shared.conn_fds, __ATOMIC_RELAXED));
+        post_settings(t, t->config);
+        r = workers_start(t);
+        if (r < 0) {
+                tcpd_stop(t);
+                post_stop(t, STOP_NOW);
+        } else {
+                log_info("tcpd %s started with %u worker%s (room for %u connections under the open files limit)",
+                         TCPD_VERSION, t->n_workers, t->n_workers == 1 ? "" : "s", fd_budget);
+                sd_notify(0, "READY=1");
+                update_status(t, true);
+        }
 
-        r = loop_run(&t->loop);
+        while (t->running > 0) {
+                int k = sd_event_run(t->event, UINT64_MAX);
+                if (k < 0) {
+                        log_error_errno(k, "sd-event failed");
+                        /* the workers cannot be told to stop any more */
+                        _exit(1);
+                }
+        }
+        workers_join(t);
+        if (r >= 0)
+                r = t->worker_error;
         if (r >= 0)
                 finish_control_replies(t);
-        log_info("tcpd stopped; %llu connections served", (unsigned long long) t->loop.stats.total);
+        {
+                struct loop_stats sum;
+                tcpd_stats(t, &sum);
+                log_info("tcpd stopped; %llu connections served", (unsigned long long) sum.total);
+        }
         return r;
 }
 
 static void teardown(struct tcpd *t) {
         t->control = control_free(t->control);
-        /* Answers still in flight: let the loop run them, then free them. */
-        if (t->loop.epfd >= 0 && t->loop.inbox.efd >= 0)
-                mailbox_dispatch(&t->loop.inbox);
-        if (t->inbox.efd >= 0)
-                mailbox_dispatch(&t->inbox);
-        loop_done(&t->loop);
+        workers_join(t);
+        /* Answers still in flight: let the loops run them, then free them. */
+        for (int pass = 0; pass < 2; pass++) {
+                for (unsigned i = 0; i < t->n_workers; i++)
+                        if (t->loops[i].epfd >= 0 && t->loops[i].inbox.efd >= 0)
+                                mailbox_dispatch(&t->loops[i].inbox);
+                if (t->inbox.efd >= 0)
+                        mailbox_dispatch(&t->inbox);
+        }
+        while (t->listeners)
+                listener_retire(t, t->listeners);
+        for (unsigned i = 0; i < t->n_workers; i++) {
+                if (t->loops[i].inbox.efd >= 0)
+                        mailbox_dispatch(&t->loops[i].inbox);
+                loop_done(&t->loops[i]);
+        }
+        if (t->n_workers)
+                loop_shared_done(&t->shared);
+        free(t->loops);
+        free(t->loop_ptrs);
+        free(t->threads);
+        t->loops = NULL;
+        t->n_workers = 0;
         t->inbox_source = sd_event_source_disable_unref(t->inbox_source);
         t->status_timer = sd_event_source_disable_unref(t->status_timer);
         t->shutdown_timer = sd_event_source_disable_unref(t->shutdown_timer);
@@ -575,8 +767,6 @@ int main(int argc, char *argv[]) {
         bool check = false;
         int c, r;
 
-        t.loop.epfd = -1;
-        t.loop.inbox.efd = -1;
         t.inbox.efd = -1;
         while ((c = getopt_long(argc, argv, "c:thV", options, NULL)) >= 0)
                 switch (c) {
@@ -613,7 +803,7 @@ int main(int argc, char *argv[]) {
         }
         if (!t.config->path && !check)
                 log_info("no settings file at %s; using the defaults", t.config_path);
-        log_max_level = t.config->log_level;
+        log_level_set(t.config->log_level);
         if (check) {
                 config_print(t.config, stdout);
                 if (!getgrnam(t.config->admin_group))

@@ -4,6 +4,7 @@
 
 #include "conn.h"
 #include "fdstore.h"
+#include "listener.h"
 #include "log.h"
 #include "ops.h"
 
@@ -11,22 +12,46 @@ bool conn_filter_match(const struct conn_filter *f, const union sockaddr_in46 *p
         return !f->has_cidr || cidr_match(&f->cidr, peer);
 }
 
-static void op_reply(struct op *op) {
-        mailbox_post(op->reply_to, &op->msg, op->done);
+/* On to the next loop, or back to the requester after the last one (or
+ * at once after an error). */
+static void op_next(struct op *op, msg_fn run) {
+        if (!op->error && ++op->hop < op->n_loops)
+                mailbox_post(&op->loops[op->hop]->inbox, &op->msg, run);
+        else
+                mailbox_post(op->reply_to, &op->msg, op->done);
+}
+
+static void op_start(struct op *op, msg_fn run) {
+        op->hop = 0;
+        mailbox_post(&op->loops[0]->inbox, &op->msg, run);
+}
+
+/* Makes room for want more entries of size each in *items. */
+static int grow(void **items, size_t *cap, size_t have, size_t want, size_t size) {
+        void *p;
+        size_t n = have + want;
+
+        if (n <= *cap)
+                return 0;
+        p = reallocarray(*items, n ? n : 1, size);
+        if (!p)
+                return -ENOMEM;
+        *items = p;
+        *cap = n;
+        return 0;
 }
 
 static void list_run(struct msg *m) {
         struct list_op *op = (struct list_op *) m;
-        struct loop *l = op->op.loop;
+        struct loop *l = op->op.loops[op->op.hop];
         uint64_t now = now_usec(CLOCK_MONOTONIC);
-        size_t n = 0;
+        size_t n = op->n;
 
         /* A snapshot in a compact binary form; the control plane turns it
          * into one reply per connection as its client reads them. */
-        op->items = calloc(l->stats.open ? l->stats.open : 1, sizeof(*op->items));
-        if (!op->items) {
+        if (grow((void **) &op->items, &op->cap, op->n, l->stats.open, sizeof(*op->items)) < 0) {
                 op->op.error = -ENOMEM;
-                op_reply(&op->op);
+                op_next(&op->op, list_run);
                 return;
         }
         for (struct conn *c = l->head; c; c = c->next) {
@@ -49,11 +74,11 @@ static void list_run(struct msg *m) {
                 i->bytes_out = c->bytes_out;
         }
         op->n = n;
-        op_reply(&op->op);
+        op_next(&op->op, list_run);
 }
 
 void list_op_post(struct list_op *op) {
-        mailbox_post(&op->op.loop->inbox, &op->op.msg, list_run);
+        op_start(&op->op, list_run);
 }
 
 void list_op_free(struct list_op *op) {
@@ -80,13 +105,13 @@ static void kick_one(struct kick_op *op, struct loop *l, struct conn *c) {
 
 static void kick_run(struct msg *m) {
         struct kick_op *op = (struct kick_op *) m;
-        struct loop *l = op->op.loop;
-        size_t cap = op->n_ids ? op->n_ids : l->stats.open;
+        struct loop *l = op->op.loops[op->op.hop];
 
-        op->kicked = calloc(cap ? cap : 1, sizeof(*op->kicked));
-        if (!op->kicked) {
+        /* ids: any loop may hold any of them; each looks up its own table */
+        if (grow((void **) &op->kicked, &op->cap, op->n_kicked, op->n_ids ? op->n_ids : l->stats.open,
+                 sizeof(*op->kicked)) < 0) {
                 op->op.error = -ENOMEM;
-                op_reply(&op->op);
+                op_next(&op->op, kick_run);
                 return;
         }
         if (op->n_ids) {
@@ -103,11 +128,11 @@ static void kick_run(struct msg *m) {
                                 kick_one(op, l, c);
                 }
         }
-        op_reply(&op->op);
+        op_next(&op->op, kick_run);
 }
 
 void kick_op_post(struct kick_op *op) {
-        mailbox_post(&op->op.loop->inbox, &op->op.msg, kick_run);
+        op_start(&op->op, kick_run);
 }
 
 void kick_op_free(struct kick_op *op) {
@@ -151,6 +176,51 @@ int loop_post_settings(struct loop *l, const struct loop_settings *s) {
         }
         mailbox_post(&l->inbox, &op->msg, settings_run);
         return 0;
+}
+
+struct listener_op {
+        struct msg msg;
+        struct loop *loop;
+        struct listener *li; /* a reference of its own until it ran */
+};
+
+static void add_listener_run(struct msg *m) {
+        struct listener_op *op = (struct listener_op *) m;
+        char a[ADDR_STRLEN];
+        int r = loop_add_listener(op->loop, op->li);
+
+        if (r < 0)
+                log_error_errno(r, "worker %u cannot watch listener %s", op->loop->index,
+                                listener_format(op->li, a, sizeof(a)));
+        listener_unref(op->li);
+        free(op);
+}
+
+static void retire_listener_run(struct msg *m) {
+        struct listener_op *op = (struct listener_op *) m;
+
+        loop_retire_listener(op->loop, op->li);
+        listener_unref(op->li);
+        free(op);
+}
+
+static int post_listener(struct loop *l, struct listener *li, msg_fn run) {
+        struct listener_op *op = calloc(1, sizeof(*op));
+
+        if (!op)
+                return -ENOMEM;
+        op->loop = l;
+        op->li = listener_ref(li);
+        mailbox_post(&l->inbox, &op->msg, run);
+        return 0;
+}
+
+int loop_post_add_listener(struct loop *l, struct listener *li) {
+        return post_listener(l, li, add_listener_run);
+}
+
+int loop_post_retire_listener(struct loop *l, struct listener *li) {
+        return post_listener(l, li, retire_listener_run);
 }
 
 struct stop_op {

@@ -1,6 +1,9 @@
-/* What the control plane asks of a loop, as messages: list connections,
- * kick some, apply new settings, stop. Each runs on the loop that owns the
- * connections; list and kick post themselves back with their results. */
+/* What the control plane asks of the loops, as messages: list connections,
+ * kick some, apply new settings, watch or retire a listener, stop. Each runs
+ * on the thread of the loop that owns the connections. List and kick travel
+ * from worker to worker, each adding its part, and the last one posts the
+ * result back: one message at a time, no gathering, and a worker needs no
+ * lock to read its own connections. */
 #pragma once
 
 #include <sys/types.h>
@@ -23,10 +26,12 @@ struct conn_filter {
         struct cidr cidr;
 };
 
-/* A request that goes to a loop and comes back to reply_to with done(). */
+/* A request that visits every loop in turn and comes back to reply_to
+ * with done(). */
 struct op {
         struct msg msg;
-        struct loop *loop;
+        struct loop **loops;
+        size_t n_loops, hop; /* hop: the loop it is on */
         struct mailbox *reply_to;
         msg_fn done;
         void *userdata; /* the requester's; NULL once it went away */
@@ -36,8 +41,8 @@ struct op {
 struct list_op {
         struct op op;
         struct conn_filter filter;
-        struct conn_info *items;
-        size_t n;
+        struct conn_info *items; /* sorted by id when it comes back */
+        size_t n, cap;
 };
 
 struct kick_op {
@@ -49,7 +54,7 @@ struct kick_op {
         uid_t uid; /* who asked, for the log */
         pid_t pid;
         uint64_t *kicked;
-        size_t n_kicked;
+        size_t n_kicked, cap;
 };
 
 void list_op_post(struct list_op *op);
@@ -61,6 +66,10 @@ bool conn_filter_match(const struct conn_filter *f, const union sockaddr_in46 *p
 
 /* Fire and forget. */
 int loop_post_settings(struct loop *l, const struct loop_settings *s);
+/* Each loop watches li from when the message runs (taking a reference). */
+int loop_post_add_listener(struct loop *l, struct listener *li);
+/* Each loop stops watching li and drops its reference. */
+int loop_post_retire_listener(struct loop *l, struct listener *li);
 enum stop_mode {
         STOP_DRAIN,    /* flush and close every connection */
         STOP_NOW,      /* close every connection at once */

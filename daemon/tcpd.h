@@ -2,6 +2,7 @@
  * socket. One per process. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
@@ -17,8 +18,19 @@ struct tcpd {
         const char *config_path;
         bool config_must_exist;
 
+        /* The control plane (this thread: sd-event, signals, the control
+         * socket) and the workers (a thread and an epoll loop each, owning
+         * their connections). */
         sd_event *event;
-        struct loop loop;
+        struct loop_shared shared;
+        struct loop *loops; /* one per worker */
+        struct loop **loop_ptrs;
+        unsigned n_workers;
+        pthread_t *threads;
+        unsigned threads_started;
+        unsigned running; /* workers whose loop has not returned */
+        int worker_error;
+        struct listener *listeners; /* what the workers watch */
         struct mailbox inbox; /* replies from loops to the control plane */
         sd_event_source *inbox_source;
         struct control *control;
@@ -38,3 +50,5 @@ struct tcpd {
 int tcpd_reload(struct tcpd *t, char **error);
 /* Begins a graceful stop (as SIGTERM does). */
 void tcpd_stop(struct tcpd *t);
+/* Every worker's counters, added up. */
+void tcpd_stats(const struct tcpd *t, struct loop_stats *sum);

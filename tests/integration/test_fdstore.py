@@ -39,7 +39,7 @@ def pattern(start, n):
 
 
 class FakeSystemd:
-    def __init__(self):
+    def __init__(self, workers=1):
         self.dir = tempfile.mkdtemp(prefix="tcpd-fdstore-")
         self.notify_path = os.path.join(self.dir, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -55,8 +55,7 @@ class FakeSystemd:
         self.control.bind(self.control_path)
         self.control.listen(16)
         self.config = os.path.join(self.dir, "tcpd.ini")
-        with open(self.config, "w") as f:
-            f.write("[tcpd]\nlog_connections = yes\n")
+        self.set_workers(workers)
         self.store = []  # (name, fd)
         self.messages = []
         self.proc = None
@@ -72,6 +71,11 @@ class FakeSystemd:
         while self.running:
             select.select([self.notify], [], [], 0.05)
             self.pump()
+
+    def set_workers(self, n):
+        """The settings for the next start."""
+        with open(self.config, "w") as f:
+            f.write(f"[tcpd]\nlog_connections = yes\nworkers = {n}\n")
 
     def start(self):
         with self.lock:
@@ -207,7 +211,9 @@ class Client:
 
 
 def test_restart_keeps_connections_ids_and_bytes():
-    sd = FakeSystemd()
+    # two workers hand over; three adopt: each old worker saves its own
+    # state, and the new ones share the connections out
+    sd = FakeSystemd(workers=2)
     try:
         sd.start()
         clients = [Client(sd.port) for _ in range(50)]
@@ -220,13 +226,16 @@ def test_restart_keeps_connections_ids_and_bytes():
         for c in clients[:25]:
             c.send(5000)
         check(sd.stop_tcpd() == 0, f"hand-over exit status {sd.proc.returncode}")
-        check(sd.stored("tcpd-state") == 1, f"state memfd stored: {sd.messages[-3:]}")
+        check(sd.stored("tcpd-state") == 2, f"one state memfd per worker stored: {sd.messages[-3:]}")
         for c in clients:
             c.no_eof()
         for c in clients[25:]:
             c.send(700)  # while no tcpd runs at all
+        sd.set_workers(3)
         sd.start()
         check(sd.stored("tcpd-state") == 0, "the state is removed from the store once read")
+        spread = sd.ctl("status")["worker_connections"]
+        check(len(spread) == 3 and sum(spread) == 50 and min(spread) > 0, f"adopted over 3 workers: {spread}")
         after = {x["peer_port"]: x for x in sd.ctl("list")}
         check(len(after) == 50, f"{len(after)} connections adopted of 50")
         for port, x in before.items():
