@@ -73,6 +73,15 @@ void format_status(FILE *f, json_t *st) {
                         }
                 fputc('\n', f);
         }
+        if (json_object_get(st, "workers")) {
+                json_t *per = json_object_get(st, "worker_connections"), *v;
+
+                /* how the open connections are spread over the threads */
+                fprintf(f, "workers:     %llu (open:", num(st, "workers"));
+                json_array_foreach(per, i, v)
+                        fprintf(f, " %lld", (long long) json_integer_value(v));
+                fprintf(f, ")\n");
+        }
         fprintf(f, "traffic:     %s in, %s out\n", format_size(num(st, "bytes_in"), in, sizeof(in)),
                 format_size(num(st, "bytes_out"), out, sizeof(out)));
         if (num(st, "max_connections"))

@@ -278,7 +278,7 @@ void loop_conn_closed(struct loop *l, struct conn *c) {
                 l->quit = true;
 }
 
-static void loop_accept(struct loop *l, struct listener *li) {
+static void accept_batch(struct loop *l, struct listener *li) {
         for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
                 union sockaddr_in46 peer;
                 socklen_t len = sizeof(peer);
@@ -331,6 +331,18 @@ static void loop_accept(struct loop *l, struct listener *li) {
                                 log_error_errno(r, "cannot set up a new connection; refused it");
                 }
         }
+}
+
+/* With EPOLLEXCLUSIVE the kernel wakes the first idle loop in the listening
+ * socket's wait queue, so the loop registered first would take nearly every
+ * connection while it keeps up. Registering again after a wake-up moves this
+ * loop to the back of the queue: the next connection goes to the next idle
+ * loop. Two epoll_ctl() per wake-up, not per connection. */
+static void loop_accept(struct loop *l, struct listener *li) {
+        accept_batch(l, li);
+        if (l->shared->n_loops > 1 && !l->accept_paused &&
+            epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL) == 0)
+                (void) epoll_add(l, li->fd, LISTENER_EVENTS, li);
 }
 
 static void loop_expire(struct loop *l) {

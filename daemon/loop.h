@@ -53,6 +53,7 @@ struct loop_settings {
  * touched once per accept and close, never per byte), and the per-source
  * table (locked, and only while a per-source limit is set). */
 struct loop_shared {
+        unsigned n_loops;
         uint64_t next_id;   /* atomic */
         uint64_t open;      /* atomic: connections open in every loop */
         uint64_t conn_fds;  /* atomic: their descriptors, lingering ones too */

@@ -581,7 +581,7 @@ static int workers_init(struct tcpd *t, const struct loop_settings *ls) {
                 t->loops[i].epfd = t->loops[i].inbox.efd = -1;
                 t->loop_ptrs[i] = &t->loops[i];
         }
-        t->n_workers = n;
+        t->n_workers = t->shared.n_loops = n;
         for (unsigned i = 0; i < n; i++) {
                 r = loop_init(&t->loops[i], i, &t->shared, NULL, ls);
                 if (r < 0)

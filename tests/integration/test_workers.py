@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Several workers, one daemon: connections land on every worker, and
+status, list, kick, reload, the limits and shutdown cover them all."""
+
+import os
+import signal
+import socket
+import threading
+
+from tcpdtest import (Daemon, TestFailure, check, connect, echo_roundtrip, main, reads_eof, recv_exact,
+                      run_config_check, wait_for)
+
+LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
+# connections are given to whichever worker the kernel wakes: open them
+# until every worker has some, within a bound
+MAX_TRIES = 2000
+
+
+def spread(d, workers, want_each=1, keep=None):
+    """Opens connections until each of the workers holds want_each; returns
+    them (each has echoed once)."""
+    port = d.port()
+    conns = keep if keep is not None else []
+    for i in range(MAX_TRIES):
+        s = connect(port)
+        echo_roundtrip(s, b"w%d" % i)
+        conns.append(s)
+        if len(conns) % 10 == 0:
+            per = d.status()["worker_connections"]
+            check(len(per) == workers, f"worker_connections {per}")
+            if min(per) >= want_each:
+                return conns
+    raise TestFailure(f"connections never reached every worker: {d.status()['worker_connections']}")
+
+
+def test_status_counts_every_worker():
+    d = Daemon("[tcpd]\nworkers = 3\n" + LISTEN)
+    conns = spread(d, 3, want_each=2)
+    st = d.status()
+    check(st["workers"] == 3, f"workers {st['workers']}")
+    check(sum(st["worker_connections"]) == len(conns) == st["connections_open"],
+          f"{st['worker_connections']} vs {len(conns)} open, status {st['connections_open']}")
+    check(st["connections_total"] == len(conns), "total counts every worker")
+    # every echo above went through some worker's counters
+    check(st["bytes_in"] == st["bytes_out"] == sum(len(b"w%d" % i) for i in range(len(conns))),
+          f"bytes {st['bytes_in']}/{st['bytes_out']}")
+    out = d.ctl("status").stdout
+    check("workers:" in out and "3" in out, f"tcpctl status shows the workers:\n{out}")
+    for s in conns:
+        s.close()
+    wait_for(lambda: d.status()["connections_open"] == 0, what="all closed")
+    d.stop()
+
+
+def test_auto_is_one_per_cpu():
+    d = Daemon(LISTEN)
+    check(d.status()["workers"] == len(os.sched_getaffinity(0)), "workers = auto follows the CPU affinity")
+    d.stop()
+    # a narrower affinity (as CPUAffinity= in the unit) means fewer workers
+    d = Daemon(LISTEN, prefix=("taskset", "-c", "0"))
+    check(d.status()["workers"] == 1, "one CPU allowed, one worker")
+    d.stop()
+
+
+def test_list_and_kick_cover_every_worker():
+    d = Daemon("[tcpd]\nworkers = 2\nadmin_group = root\n" + LISTEN)
+    conns = spread(d, 2, want_each=3)
+    ports = {s.getsockname()[1]: s for s in conns}
+    listed = d.connections()
+    ids = [c["id"] for c in listed]
+    check(len(listed) == len(conns), f"list has {len(listed)} of {len(conns)}")
+    check(ids == sorted(ids) and len(set(ids)) == len(ids), "ids unique, in order")
+    check({c["peer_port"] for c in listed} == set(ports), "every connection listed once")
+
+    # kick by id: ids of connections on both workers (all of them but two)
+    victims = listed[:-2]
+    r = d.ctl("kick", *[str(c["id"]) for c in victims], json_out=True)
+    check(r["kicked"] == len(victims) and sorted(r["ids"]) == sorted(c["id"] for c in victims),
+          f"kick by id across workers: {r}")
+    for c in victims:
+        check(reads_eof(ports[c["peer_port"]]), f"kicked connection {c['id']} ended")
+    rest = d.connections()
+    check(len(rest) == 2, f"{len(rest)} left after the kick")
+    check(d.ctl("kick", str(rest[0]["id"]), str(10 ** 12), json_out=True)["kicked"] == 1,
+          "an unknown id beside a known one kicks only the known one")
+    # refill both workers, then kick --all
+    more = spread(d, 2, want_each=2, keep=[])
+    r = d.ctl("kick", "--all", json_out=True)
+    check(r["kicked"] == len(more) + 1, f"kick --all: {r['kicked']} of {len(more) + 1}")
+    for s in more:
+        check(reads_eof(s), "kicked by --all")
+    wait_for(lambda: d.status()["connections_open"] == 0, what="no connection left")
+    check(d.status()["connections_kicked"] == len(victims) + 1 + len(more) + 1, "kicks counted in total")
+    d.stop()
+
+
+def test_max_connections_is_exact_across_workers():
+    d = Daemon("[tcpd]\nworkers = 2\nmax_connections = 40\n" + LISTEN)
+    port = d.port()
+    held, lock = [], threading.Lock()
+
+    def client():
+        for _ in range(20):
+            try:
+                s = connect(port, timeout=5)
+                s.sendall(b"x")
+                if s.recv(1) == b"x":
+                    with lock:
+                        held.append(s)
+                else:
+                    s.close()
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    st = d.status()
+    check(len(held) == 40 and st["connections_open"] == 40, f"{len(held)} held, {st['connections_open']} open")
+    check(st["refused"]["max_connections"] == 80 - 40, f"refused {st['refused']}")
+    for s in held:
+        s.close()
+    d.stop()
+
+
+def test_per_source_limit_across_workers():
+    d = Daemon("[tcpd]\nworkers = 2\nmax_connections_per_source = 10\n" + LISTEN)
+    port = d.port()
+    held = []
+    for i in range(30):
+        try:
+            s = connect(port, source="127.0.0.5")
+            s.sendall(b"y")
+            if s.recv(1) == b"y":
+                held.append(s)
+        except OSError:
+            pass
+    check(len(held) == 10, f"{len(held)} connections from one source, limit 10")
+    other = connect(port, source="127.0.0.6")
+    echo_roundtrip(other, b"another source")
+    per = d.status()["worker_connections"]
+    check(sum(per) == 11, f"{per}")
+    d.stop()
+
+
+def test_reload_reaches_every_worker():
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    conns = spread(d, 2, want_each=2)
+    port = d.port()
+    # a new listener and a deny rule: every worker must apply both
+    new_port = _free_port()
+    d.write_config(f"[tcpd]\nworkers = 2\ndeny = 127.0.0.7\n[echo]\nlisten = 127.0.0.1:{port} "
+                   f"127.0.0.1:{new_port}\n")
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: len(d.status()["listeners"]) == 2, what="second listener")
+    for i in range(40):
+        s = connect(new_port)
+        echo_roundtrip(s, b"new %d" % i)
+        conns.append(s)
+    for i in range(40):
+        check(_refused(port, "127.0.0.7"), f"attempt {i} from a denied source was refused")
+    check(d.status()["refused"]["deny"] == 40, "every worker applied deny=")
+    check(min(d.status()["worker_connections"]) > 0, "both workers still serve")
+    for s in conns:
+        echo_roundtrip(s, b"still here after the reload")
+    # remove the first listener: no worker accepts on it any more
+    d.write_config(f"[tcpd]\nworkers = 2\n[echo]\nlisten = 127.0.0.1:{new_port}\n")
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: len(d.status()["listeners"]) == 1, what="listener removed")
+    try:
+        connect(port, timeout=2).close()
+        raise TestFailure("the removed listener still accepts")
+    except ConnectionRefusedError:
+        pass
+    for s in conns:
+        echo_roundtrip(s, b"and after the second")
+    d.stop()
+
+
+def test_shutdown_drains_every_worker():
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    conns = spread(d, 2, want_each=3)
+    # bytes in flight on every connection when SIGTERM arrives
+    payload = os.urandom(100000)
+    for s in conns:
+        s.sendall(payload[:20000])
+    d.signal(signal.SIGTERM)
+    for s in conns:
+        check(recv_exact(s, 20000) == payload[:20000], "owed bytes arrive before the end")
+        s.shutdown(socket.SHUT_WR)
+        check(reads_eof(s), "closed after the flush")
+    check(d.wait_exit() == 0, f"exit status {d.returncode}: {d.stderr()}")
+    check(f"{len(conns)} connections served" in d.stderr(), "the closing line counts every worker")
+    d.check_clean()
+
+
+def test_bad_workers_values():
+    for value in ("0", "257", "many", "-1"):
+        p, path = run_config_check(f"[tcpd]\nworkers = {value}\n")
+        check(p.returncode == 1, f"workers = {value} accepted")
+        check(f"{path}:2" in p.stderr and "workers" in p.stderr and "auto" in p.stderr, p.stderr)
+    p, _ = run_config_check("[tcpd]\nworkers = 4\n")
+    check(p.returncode == 0 and "workers = 4" in p.stdout, p.stdout + p.stderr)
+    p, _ = run_config_check("[tcpd]\n")
+    check("workers = auto" in p.stdout, p.stdout)
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _refused(port, source):
+    try:
+        s = connect(port, source=source, timeout=5)
+    except ConnectionResetError:
+        return True
+    try:
+        s.sendall(b"?")
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    main([test_status_counts_every_worker, test_auto_is_one_per_cpu, test_list_and_kick_cover_every_worker,
+          test_max_connections_is_exact_across_workers, test_per_source_limit_across_workers,
+          test_reload_reaches_every_worker, test_shutdown_drains_every_worker, test_bad_workers_values])
