@@ -22,6 +22,7 @@
 
 static const char *arg_socket;
 static bool arg_json;
+static struct term arg_term;
 
 struct ctl {
         int fd;
@@ -31,22 +32,19 @@ struct ctl {
 _printf_(1, 2) static int fail(const char *fmt, ...) {
         va_list ap;
 
-        fputs("tcpctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        term_verror(fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
         return EXIT_FAILURE;
 }
 
 _printf_(1, 2) static int usage_error(const char *fmt, ...) {
         va_list ap;
 
-        fputs("tcpctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        term_verror(fmt, ap);
         va_end(ap);
-        fputs("\nTry 'tcpctl --help'.\n", stderr);
+        fputs("Try 'tcpctl --help'.\n", stderr);
         return EXIT_USAGE;
 }
 
@@ -356,7 +354,8 @@ static void help(void) {
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
-               "\nExit status: 0 success, 1 the command failed, 2 usage error. See tcpctl(8).\n",
+               "\nColour only on a terminal, never with NO_COLOR set. Tables fit the terminal's width.\n"
+               "Exit status: 0 success, 1 the command failed, 2 usage error. See tcpctl(8).\n",
                TCPD_CONTROL_PATH);
 }
 
@@ -370,6 +369,8 @@ int main(int argc, char *argv[]) {
         };
         int c;
 
+        term_probe(STDOUT_FILENO, &arg_term);
+        format_set_term(&arg_term);
         arg_socket = getenv("TCPD_CONTROL_SOCKET");
         if (!arg_socket || !*arg_socket)
                 arg_socket = TCPD_CONTROL_PATH;
