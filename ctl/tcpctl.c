@@ -360,8 +360,9 @@ static int cmd_probe(int argc, char **argv) {
         uint64_t v;
         int c;
 
-        optind = 1;
-        /* no "+": like ping, options may follow the target */
+        /* No "+": like ping, options may follow the target. 0 rather than
+         * 1 makes glibc forget the "+" of the global options' parsing. */
+        optind = 0;
         while ((c = getopt_long(argc, argv, "c:i:s:t:", options, NULL)) >= 0)
                 switch (c) {
                 case 'c':
