@@ -492,8 +492,7 @@ int probe_run(const struct probe_options *o) {
                         if (r == -EINTR)
                                 break;
                         if (r < 0) {
-                                out = (struct outcome) { .result = PROBE_NO_CONNECTION,
-                                                         .error = r == -ETIMEDOUT ? ETIMEDOUT : -r };
+                                out = (struct outcome) { .result = PROBE_NO_CONNECTION, .error = -r };
                                 report_echo(&p, seq, &out);
                                 probe_stats_add(&p.stats, false, 0);
                                 continue;
