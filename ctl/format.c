@@ -6,6 +6,14 @@
 #include "units.h"
 #include "util.h"
 
+/* No colour and no width limit until tcpctl says otherwise: what a pipe and
+ * the unit tests get. */
+static struct term term = { .ellipsis = "...", .ellipsis_cols = 3 };
+
+void format_set_term(const struct term *t) {
+        term = *t;
+}
+
 static const char *str(json_t *o, const char *key) {
         const char *s = json_string_value(json_object_get(o, key));
         return s ? s : "-";
@@ -45,9 +53,15 @@ static void format_limits(FILE *f, json_t *lim) {
 void format_status(FILE *f, json_t *st) {
         char up[64], in[32], out[32], idle[64];
         json_t *listeners = json_object_get(st, "listeners"), *li;
+        const char *state = str(st, "state"), *on = "", *off = "";
         size_t i, width = 7;
 
-        fprintf(f, "tcpd %s (pid %llu), %s, up %s\n", str(st, "version"), num(st, "pid"), str(st, "state"),
+        /* the one word that tells at a glance whether all is well */
+        if (term.color) {
+                on = streq(state, "running") ? ANSI_GREEN : ANSI_YELLOW;
+                off = ANSI_NORMAL;
+        }
+        fprintf(f, "tcpd %s (pid %llu), %s%s%s, up %s\n", str(st, "version"), num(st, "pid"), on, state, off,
                 format_duration(num(st, "uptime_usec"), up, sizeof(up)));
         if (json_array_size(listeners) == 0)
                 fprintf(f, "listening:   nothing\n");
@@ -101,13 +115,21 @@ enum { COL_ID, COL_PEER, COL_LOCAL, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_
 static const struct {
         const char *title;
         bool right; /* numbers align right */
+        bool elide; /* may be cut to fit a terminal: text, never an id or a number */
 } columns[_COL_MAX] = {
-        [COL_ID] = { "ID", true },       [COL_PEER] = { "PEER", false }, [COL_LOCAL] = { "LOCAL", false },
-        [COL_SERVICE] = { "SERVICE", false }, [COL_AGE] = { "AGE", true }, [COL_IDLE] = { "IDLE", true },
-        [COL_IN] = { "IN", true },       [COL_OUT] = { "OUT", true },    [COL_STATE] = { "STATE", false },
+        [COL_ID] = { "ID", true, false },
+        [COL_PEER] = { "PEER", false, true },
+        [COL_LOCAL] = { "LOCAL", false, true },
+        [COL_SERVICE] = { "SERVICE", false, true },
+        [COL_AGE] = { "AGE", true, false },
+        [COL_IDLE] = { "IDLE", true, false },
+        [COL_IN] = { "IN", true, false },
+        [COL_OUT] = { "OUT", true, false },
+        [COL_STATE] = { "STATE", false, true },
 };
 
 #define CELL 64
+#define COLUMN_GAP 2
 
 /* Whole seconds: a table of ages in milliseconds is noise. */
 static void format_age(unsigned long long usec, char cell[CELL]) {
@@ -129,15 +151,88 @@ static void fill_row(json_t *c, char row[_COL_MAX][CELL]) {
         snprintf(row[COL_STATE], CELL, "%s", str(c, "state"));
 }
 
-static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const cells[_COL_MAX]) {
-        for (int k = 0; k < _COL_MAX; k++) {
-                if (k == _COL_MAX - 1)
-                        fprintf(f, "%s\n", cells[k]); /* no trailing blanks */
-                else if (columns[k].right)
-                        fprintf(f, "%*s  ", (int) width[k], cells[k]);
-                else
-                        fprintf(f, "%-*s  ", (int) width[k], cells[k]);
+/* Columns on the screen, not bytes: an ellipsis is one column and three
+ * bytes in UTF-8. Every byte but a continuation byte starts a character. */
+static size_t text_cols(const char *s) {
+        size_t n = 0;
+
+        for (; *s; s++)
+                n += ((unsigned char) *s & 0xc0) != 0x80;
+        return n;
+}
+
+/* The byte offset of the k-th character of s (its length when s is shorter). */
+static size_t char_offset(const char *s, size_t k) {
+        size_t i = 0;
+
+        for (; s[i]; i++)
+                if (((unsigned char) s[i] & 0xc0) != 0x80 && k-- == 0)
+                        break;
+        return i;
+}
+
+const char *format_ellipsize(const char *s, size_t cols, char *buf, size_t n) {
+        size_t len = text_cols(s), keep, head, tail, head_bytes, tail_bytes;
+
+        if (len <= cols || cols <= term.ellipsis_cols) {
+                snprintf(buf, n, "%s", s);
+                return buf;
         }
+        /* the middle goes: an address keeps its start and its port */
+        keep = cols - term.ellipsis_cols;
+        tail = keep / 2;
+        head = keep - tail;
+        head_bytes = char_offset(s, head);
+        tail_bytes = strlen(s) - char_offset(s, len - tail);
+        snprintf(buf, n, "%.*s%s%s", (int) head_bytes, s, term.ellipsis, s + strlen(s) - tail_bytes);
+        return buf;
+}
+
+/* Narrows the widest column that may be cut, one column at a time, until
+ * the table fits the terminal. When only ids and numbers are left the
+ * terminal wraps the lines: a cut number would be a wrong number. */
+static void fit_columns(size_t width[_COL_MAX]) {
+        size_t total = COLUMN_GAP * (_COL_MAX - 1);
+
+        if (term.columns == 0)
+                return;
+        for (int k = 0; k < _COL_MAX; k++)
+                total += width[k];
+        while (total > term.columns) {
+                int widest = -1;
+
+                for (int k = 0; k < _COL_MAX; k++) {
+                        size_t min = strlen(columns[k].title);
+
+                        if (min < term.ellipsis_cols + 4)
+                                min = term.ellipsis_cols + 4;
+                        if (columns[k].elide && width[k] > min && (widest < 0 || width[k] > width[widest]))
+                                widest = k;
+                }
+                if (widest < 0)
+                        return;
+                width[widest]--;
+                total--;
+        }
+}
+
+static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const cells[_COL_MAX], bool header) {
+        if (header && term.color)
+                fputs(ANSI_BOLD, f);
+        for (int k = 0; k < _COL_MAX; k++) {
+                size_t cols = text_cols(cells[k]), pad = cols < width[k] ? width[k] - cols : 0;
+                bool last = k == _COL_MAX - 1;
+
+                if (columns[k].right)
+                        fprintf(f, "%*s%s", (int) pad, "", cells[k]);
+                else
+                        fprintf(f, "%s%*s", cells[k], last ? 0 : (int) pad, ""); /* no trailing blanks */
+                if (!last)
+                        fprintf(f, "%*s", COLUMN_GAP, "");
+        }
+        if (header && term.color)
+                fputs(ANSI_NORMAL, f);
+        fputc('\n', f);
 }
 
 void format_connections(FILE *f, json_t *conns) {
@@ -153,7 +248,7 @@ void format_connections(FILE *f, json_t *conns) {
         }
         rows = calloc(n, sizeof(*rows));
         if (!rows) {
-                fprintf(stderr, "tcpctl: out of memory\n");
+                term_error("out of memory");
                 return;
         }
         for (int k = 0; k < _COL_MAX; k++)
@@ -161,16 +256,24 @@ void format_connections(FILE *f, json_t *conns) {
         json_array_foreach(conns, i, c) {
                 fill_row(c, rows[i]);
                 for (int k = 0; k < _COL_MAX; k++)
-                        if (strlen(rows[i][k]) > width[k])
-                                width[k] = strlen(rows[i][k]);
+                        if (text_cols(rows[i][k]) > width[k])
+                                width[k] = text_cols(rows[i][k]);
         }
+        fit_columns(width);
         for (int k = 0; k < _COL_MAX; k++)
                 cells[k] = columns[k].title;
-        print_row(f, width, cells);
+        print_row(f, width, cells, true);
         for (i = 0; i < n; i++) {
-                for (int k = 0; k < _COL_MAX; k++)
+                for (int k = 0; k < _COL_MAX; k++) {
+                        char cut[CELL];
+
+                        if (text_cols(rows[i][k]) > width[k]) {
+                                format_ellipsize(rows[i][k], width[k], cut, sizeof(cut));
+                                memcpy(rows[i][k], cut, CELL);
+                        }
                         cells[k] = rows[i][k];
-                print_row(f, width, cells);
+                }
+                print_row(f, width, cells, false);
         }
         free(rows);
 }

@@ -5,11 +5,22 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "term.h"
+
+/* What the terminal shows: colour, and a width that tables are cut to fit.
+ * Until this is called: no colour, no width limit. */
+void format_set_term(const struct term *t);
+
 /* The GetStatus reply as a few lines. */
 void format_status(FILE *f, json_t *status);
-/* Connection objects (an array) as an aligned table, or "no connections". */
+/* Connection objects (an array) as an aligned table, or "no connections".
+ * On a terminal too narrow for it, the widest text column is cut in the
+ * middle (format_ellipsize) rather than letting lines wrap. */
 void format_connections(FILE *f, json_t *connections);
 /* The Kick reply. */
 void format_kick(FILE *f, json_t *reply);
+/* s cut to cols columns by replacing its middle with the ellipsis; s itself
+ * when it fits. */
+const char *format_ellipsize(const char *s, size_t cols, char *buf, size_t n);
 /* Any JSON value, pretty-printed, with a final newline. */
 void format_json(FILE *f, json_t *v);

@@ -1,5 +1,6 @@
 /* tcpctl: the admin's tool for tcpd. A table of commands, each a Varlink
- * call on tcpd's control socket; tables for people, --json for scripts. */
+ * call on tcpd's control socket (but probe, which is a client of the echo
+ * service itself); tables for people, --json for scripts. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "addr.h"
 #include "format.h"
+#include "probe.h"
 #include "tcpd-build.h"
 #include "tcpd/protocol.h"
 #include "units.h"
@@ -22,6 +24,7 @@
 
 static const char *arg_socket;
 static bool arg_json;
+static struct term arg_term;
 
 struct ctl {
         int fd;
@@ -31,22 +34,19 @@ struct ctl {
 _printf_(1, 2) static int fail(const char *fmt, ...) {
         va_list ap;
 
-        fputs("tcpctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        term_verror(fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
         return EXIT_FAILURE;
 }
 
 _printf_(1, 2) static int usage_error(const char *fmt, ...) {
         va_list ap;
 
-        fputs("tcpctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        term_verror(fmt, ap);
         va_end(ap);
-        fputs("\nTry 'tcpctl --help'.\n", stderr);
+        fputs("Try 'tcpctl --help'.\n", stderr);
         return EXIT_USAGE;
 }
 
@@ -332,6 +332,71 @@ static int cmd_reload(int argc, char **argv) {
         return call(TCPD_METHOD_RELOAD, NULL, false, print_reload, NULL);
 }
 
+/* Durations for probe: systemd's units, a bare number in seconds. */
+static int parse_probe_duration(const char *opt, const char *arg, bool zero_ok, uint64_t *usec) {
+        if (parse_duration(arg, usec) < 0 || *usec > PROBE_DURATION_MAX || (*usec == 0 && !zero_ok))
+                return usage_error("probe: --%s: '%s' is not a duration from %s to 1d, such as 200ms or 2s", opt, arg,
+                                   zero_ok ? "0" : "1us");
+        return 0;
+}
+
+static int cmd_probe(int argc, char **argv) {
+        static const struct option options[] = {
+                { "count", required_argument, NULL, 'c' },
+                { "interval", required_argument, NULL, 'i' },
+                { "size", required_argument, NULL, 's' },
+                { "timeout", required_argument, NULL, 't' },
+                {},
+        };
+        struct probe_options o = {
+                .count = 5,
+                .interval_usec = USEC_PER_SEC,
+                .timeout_usec = 5 * USEC_PER_SEC,
+                .size = 64,
+                .json = arg_json,
+                .term = arg_term,
+        };
+        char host[256]; /* a DNS name has at most 253 characters */
+        uint64_t v;
+        int c;
+
+        /* No "+": like ping, options may follow the target. 0 rather than
+         * 1 makes glibc forget the "+" of the global options' parsing. */
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "c:i:s:t:", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        if (parse_uint(optarg, UINT32_MAX, &o.count) < 0)
+                                return usage_error("probe: --count: '%s' is not a number (0: until interrupted)",
+                                                   optarg);
+                        break;
+                case 'i':
+                        if (parse_probe_duration("interval", optarg, true, &o.interval_usec))
+                                return EXIT_USAGE;
+                        break;
+                case 's':
+                        if (parse_size(optarg, &v) < 0 || v < PROBE_SIZE_MIN || v > PROBE_SIZE_MAX)
+                                return usage_error("probe: --size: '%s' is not a size from %d to 16M bytes", optarg,
+                                                   PROBE_SIZE_MIN);
+                        o.size = (size_t) v;
+                        break;
+                case 't':
+                        if (parse_probe_duration("timeout", optarg, false, &o.timeout_usec))
+                                return EXIT_USAGE;
+                        break;
+                default:
+                        return usage_error("probe: unknown option");
+                }
+        if (argc - optind > 1)
+                return usage_error("probe: unexpected argument '%s'", argv[optind + 1]);
+        o.target = optind < argc ? argv[optind] : NULL;
+        if (probe_parse_target(o.target, host, sizeof(host), &o.port) < 0)
+                return usage_error("probe: '%s' is not HOST, HOST:PORT, :PORT, IPV6 or [IPV6]:PORT (port 1 to 65535)",
+                                   o.target);
+        o.host = host;
+        return probe_run(&o);
+}
+
 static const struct command {
         const char *name;
         int (*run)(int argc, char **argv);
@@ -342,10 +407,11 @@ static const struct command {
         { "list", cmd_list, "[--peer CIDR]", "list connections, one row each" },
         { "kick", cmd_kick, "ID... | --peer CIDR | --all", "close connections (root or admin group)" },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
+        { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")" },
 };
 
 static void help(void) {
-        printf("Usage: tcpctl [OPTIONS] COMMAND [ARGS]\n\nControl tcpd through its control socket.\n\nCommands:\n");
+        printf("Usage: tcpctl [OPTIONS] COMMAND [ARGS]\n\nControl tcpd through its control socket, and probe TCP echo services.\n\nCommands:\n");
         for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
                 char left[64];
                 snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
@@ -356,8 +422,15 @@ static void help(void) {
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
-               "\nExit status: 0 success, 1 the command failed, 2 usage error. See tcpctl(8).\n",
-               TCPD_CONTROL_PATH);
+               "\nOptions of probe:\n"
+               "  -c, --count=N          echoes to send (default 5; 0: until interrupted)\n"
+               "  -i, --interval=TIME    between echoes (default 1s; 200ms, 1min 30s, ...)\n"
+               "  -s, --size=SIZE        bytes per message, %d to 16M (default 64; 1K, 1M)\n"
+               "  -t, --timeout=TIME     for each echo and connection attempt (default 5s)\n"
+               "\nColour only on a terminal, never with NO_COLOR set. Tables fit the terminal's width.\n"
+               "Exit status: 0 success, 1 the command failed (probe: an echo was lost or differed),\n"
+               "2 usage error. See tcpctl(8).\n",
+               TCPD_CONTROL_PATH, PROBE_SIZE_MIN);
 }
 
 int main(int argc, char *argv[]) {
@@ -370,6 +443,8 @@ int main(int argc, char *argv[]) {
         };
         int c;
 
+        term_probe(STDOUT_FILENO, &arg_term);
+        format_set_term(&arg_term);
         arg_socket = getenv("TCPD_CONTROL_SOCKET");
         if (!arg_socket || !*arg_socket)
                 arg_socket = TCPD_CONTROL_PATH;

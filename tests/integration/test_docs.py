@@ -99,9 +99,10 @@ def test_every_tcpctl_command_and_option_in_tcpctl_8():
     page = read(TCPCTL_PAGE)
     for cmd in help_entries(TCPCTL, "Commands:"):
         check(re.search(rf"^\.It Cm {cmd}( |$)", page, re.M), f"tcpctl {cmd} has no '.It Cm {cmd}' in tcpctl(8)")
-    for opt in help_entries(TCPCTL, "Options:"):
-        check(("Fl " + opt.lstrip("-")) in page if not opt.startswith("--") else
-              ("Fl \\-" + opt[2:]) in page, f"tcpctl option {opt} is not in tcpctl(8)")
+    for heading in ("Options:", "Options of probe:"):
+        for opt in help_entries(TCPCTL, heading):
+            check(("Fl " + opt.lstrip("-")) in page if not opt.startswith("--") else
+                  ("Fl \\-" + opt[2:]) in page, f"tcpctl option {opt} is not in tcpctl(8)")
 
 
 def test_every_tcpd_option_in_tcpd_8():

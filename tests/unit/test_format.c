@@ -116,12 +116,90 @@ static void test_kick(void **state) {
         json_decref(r);
 }
 
+/* On a terminal narrower than the table the widest text column is cut in
+ * the middle; ids and numbers stay whole, and the columns stay aligned. */
+static void test_table_fits_terminal(void **state) {
+        struct term t = { .columns = 90, .ellipsis = "\u2026", .ellipsis_cols = 1 };
+        json_t *a = json_array();
+        char *out, *line, *save = NULL;
+        size_t n = 0, state_col = 0;
+
+        json_array_append_new(a, conn(7, "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:51234", 2500000, 1536, "open"));
+        json_array_append_new(a, conn(12345, "127.0.0.1:40000", 3000000, 20 << 20, "blocked"));
+        format_set_term(&t);
+        out = capture(format_connections, a);
+        for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+                size_t cols = 0;
+
+                for (const char *c = line; *c; c++)
+                        cols += ((unsigned char) *c & 0xc0) != 0x80;
+                assert_true(cols <= 90);
+                if (n == 0) {
+                        state_col = cols - strlen("STATE");
+                        continue;
+                }
+                assert_true(cols >= state_col);
+        }
+        assert_int_equal(n, 3);
+        free(out);
+
+        out = capture(format_connections, a);
+        assert_non_null(strstr(out, "[2001:db8"));         /* the start of the address */
+        assert_non_null(strstr(out, "\u2026"));            /* an ellipsis where it was cut */
+        assert_non_null(strstr(out, "]:51234"));           /* and the port */
+        assert_null(strstr(out, "cccc:dddd"));             /* without its middle */
+        assert_non_null(strstr(out, "12345"));             /* ids whole */
+        assert_non_null(strstr(out, "127.0.0.1:40000"));   /* short cells whole */
+        assert_non_null(strstr(out, "20.0M"));
+        free(out);
+
+        /* without a terminal nothing is cut */
+        format_set_term(&(struct term) { .ellipsis = "...", .ellipsis_cols = 3 });
+        out = capture(format_connections, a);
+        assert_non_null(strstr(out, "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:51234"));
+        free(out);
+        json_decref(a);
+}
+
+static void test_ellipsize(void **state) {
+        char buf[64];
+
+        format_set_term(&(struct term) { .ellipsis = "...", .ellipsis_cols = 3 });
+        assert_string_equal(format_ellipsize("abcdefghij", 10, buf, sizeof(buf)), "abcdefghij");
+        assert_string_equal(format_ellipsize("abcdefghij", 9, buf, sizeof(buf)), "abc...hij");
+        assert_string_equal(format_ellipsize("abcdefghij", 8, buf, sizeof(buf)), "abc...ij");
+        format_set_term(&(struct term) { .ellipsis = "\u2026", .ellipsis_cols = 1 });
+        assert_string_equal(format_ellipsize("abcdefghij", 5, buf, sizeof(buf)), "ab\u2026ij");
+        format_set_term(&(struct term) { .ellipsis = "...", .ellipsis_cols = 3 });
+}
+
+/* Bold header and a coloured state with colour; not a byte of it without. */
+static void test_colour(void **state) {
+        json_t *a = json_array();
+        char *out;
+
+        json_array_append_new(a, conn(7, "127.0.0.1:40000", 2500000, 1536, "open"));
+        format_set_term(&(struct term) { .color = true, .ellipsis = "...", .ellipsis_cols = 3 });
+        out = capture(format_connections, a);
+        assert_memory_equal(out, ANSI_BOLD "ID", strlen(ANSI_BOLD "ID"));
+        assert_non_null(strstr(out, "STATE" ANSI_NORMAL "\n"));
+        free(out);
+        format_set_term(&(struct term) { .ellipsis = "...", .ellipsis_cols = 3 });
+        out = capture(format_connections, a);
+        assert_null(strchr(out, '\x1b'));
+        free(out);
+        json_decref(a);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_empty_list),
                 cmocka_unit_test(test_table_aligned),
                 cmocka_unit_test(test_status),
                 cmocka_unit_test(test_kick),
+                cmocka_unit_test(test_table_fits_terminal),
+                cmocka_unit_test(test_ellipsize),
+                cmocka_unit_test(test_colour),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
