@@ -10,7 +10,8 @@ cd "$(dirname "$0")"
 
 BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev libinih-dev libjansson-dev
-libcmocka-dev python3 systemd util-linux mandoc systemd-container debootstrap bash-completion"
+libcmocka-dev python3 systemd util-linux mandoc systemd-container debootstrap bash-completion
+debhelper dpkg-dev lintian"
 
 install_missing() {
         missing=""

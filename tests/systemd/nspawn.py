@@ -41,7 +41,9 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("TCPD_TEST_MIRROR", "http://deb.debian.org/debian")
 # systemd as PID 1, dbus for systemctl, procps for ps and pkill in a pinch,
 # passwd for useradd; util-linux (setpriv, runuser) and tar are essential.
-BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "procps", "passwd"]
+# tcpd is Debian's TCP Wrappers (/usr/sbin/tcpd, tcpd(8)), which inetd
+# packages depend on: the project's Debian package must install beside it.
+BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "procps", "passwd", "tcpd"]
 # What tcpd and tcpctl link today (checked with ldd); libraries found by ldd
 # on the built binaries are added to these at run time.
 RUNTIME_PACKAGES = ["libinih1", "libjansson4", "libsystemd0"]
@@ -172,6 +174,18 @@ def ensure_tree(packages):
             raise
         log(f"# tree ready in {time.monotonic() - started:.0f} s")
     return tree
+
+
+def tree_packages(tree):
+    """The names of the packages installed in a tree, from its dpkg status."""
+    names = set()
+    with open(os.path.join(tree, "var/lib/dpkg/status")) as f:
+        for stanza in f.read().split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in stanza.splitlines()
+                          if ": " in line and not line.startswith(" "))
+            if fields.get("Status") == "install ok installed" and "Package" in fields:
+                names.add(fields["Package"])
+    return names
 
 
 # -- a cgroup of our own -----------------------------------------------------
