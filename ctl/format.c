@@ -141,14 +141,15 @@ static void format_age(unsigned long long usec, char cell[CELL]) {
 
 static void fill_row(json_t *c, char row[_COL_MAX][CELL]) {
         snprintf(row[COL_ID], CELL, "%llu", num(c, "id"));
-        snprintf(row[COL_PEER], CELL, "%s", str(c, "peer"));
-        snprintf(row[COL_LOCAL], CELL, "%s", str(c, "local"));
-        snprintf(row[COL_SERVICE], CELL, "%s", str(c, "service"));
+        strncpy(row[COL_PEER], str(c, "peer"), CELL - 1);
+        strncpy(row[COL_LOCAL], str(c, "local"), CELL - 1);
+        strncpy(row[COL_SERVICE], str(c, "service"), CELL - 1);
         format_age(num(c, "age_usec"), row[COL_AGE]);
         format_age(num(c, "idle_usec"), row[COL_IDLE]);
         format_size(num(c, "bytes_in"), row[COL_IN], CELL);
         format_size(num(c, "bytes_out"), row[COL_OUT], CELL);
-        snprintf(row[COL_STATE], CELL, "%s", str(c, "state"));
+        strncpy(row[COL_STATE], str(c, "state"), CELL - 1);
+        row[COL_PEER][CELL - 1] = row[COL_LOCAL][CELL - 1] = row[COL_SERVICE][CELL - 1] = row[COL_STATE][CELL - 1] = 0;
 }
 
 /* Columns on the screen, not bytes: an ellipsis is one column and three
@@ -216,66 +217,137 @@ static void fit_columns(size_t width[_COL_MAX]) {
         }
 }
 
+static void pad(FILE *f, size_t n) {
+        static const char blanks[] = "                                ";
+
+        for (; n > sizeof(blanks) - 1; n -= sizeof(blanks) - 1)
+                fwrite(blanks, 1, sizeof(blanks) - 1, f);
+        fwrite(blanks, 1, n, f);
+}
+
+/* fputs and fwrite, not fprintf: a list of 19,000 rows is 170,000 cells. */
 static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const cells[_COL_MAX], bool header) {
         if (header && term.color)
                 fputs(ANSI_BOLD, f);
         for (int k = 0; k < _COL_MAX; k++) {
-                size_t cols = text_cols(cells[k]), pad = cols < width[k] ? width[k] - cols : 0;
+                size_t cols = text_cols(cells[k]), blank = cols < width[k] ? width[k] - cols : 0;
                 bool last = k == _COL_MAX - 1;
 
                 if (columns[k].right)
-                        fprintf(f, "%*s%s", (int) pad, "", cells[k]);
-                else
-                        fprintf(f, "%s%*s", cells[k], last ? 0 : (int) pad, ""); /* no trailing blanks */
+                        pad(f, blank);
+                fputs(cells[k], f);
+                if (!columns[k].right && !last)
+                        pad(f, blank); /* no trailing blanks */
                 if (!last)
-                        fprintf(f, "%*s", COLUMN_GAP, "");
+                        pad(f, COLUMN_GAP);
         }
         if (header && term.color)
                 fputs(ANSI_NORMAL, f);
         fputc('\n', f);
 }
 
-void format_connections(FILE *f, json_t *conns) {
-        size_t n = json_array_size(conns), i;
+/* Rows are kept as their text, packed one after another: a list of 19,000
+ * connections costs about a megabyte and no parse tree per connection. */
+struct conn_table {
+        char *text;
+        size_t len, cap;
+        size_t (*rows)[_COL_MAX]; /* offsets of each cell in text */
+        size_t n, rows_cap;
         size_t width[_COL_MAX];
-        const char *cells[_COL_MAX];
-        char (*rows)[_COL_MAX][CELL];
-        json_t *c;
+};
 
-        if (n == 0) {
+struct conn_table *conn_table_new(void) {
+        struct conn_table *t = calloc(1, sizeof(*t));
+
+        for (int k = 0; t && k < _COL_MAX; k++)
+                t->width[k] = strlen(columns[k].title);
+        return t;
+}
+
+struct conn_table *conn_table_free(struct conn_table *t) {
+        if (t) {
+                free(t->text);
+                free(t->rows);
+        }
+        free(t);
+        return NULL;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+        size_t n = *cap ? *cap : 64;
+        void *q;
+
+        if (need <= *cap)
+                return 0;
+        while (n < need)
+                n *= 2;
+        q = reallocarray(*p, n, size);
+        if (!q)
+                return -ENOMEM;
+        *p = q;
+        *cap = n;
+        return 0;
+}
+
+int conn_table_add(struct conn_table *t, json_t *conn) {
+        char row[_COL_MAX][CELL];
+
+        fill_row(conn, row);
+        if (grow((void **) &t->rows, &t->rows_cap, t->n + 1, sizeof(*t->rows)) < 0 ||
+            grow((void **) &t->text, &t->cap, t->len + sizeof(row), 1) < 0)
+                return -ENOMEM;
+        for (int k = 0; k < _COL_MAX; k++) {
+                size_t len = strlen(row[k]), cols = text_cols(row[k]);
+
+                t->rows[t->n][k] = t->len;
+                memcpy(t->text + t->len, row[k], len + 1);
+                t->len += len + 1;
+                if (cols > t->width[k])
+                        t->width[k] = cols;
+        }
+        t->n++;
+        return 0;
+}
+
+void conn_table_print(FILE *f, struct conn_table *t) {
+        const char *cells[_COL_MAX];
+        char cut[_COL_MAX][CELL];
+
+        if (t->n == 0) {
                 fprintf(f, "no connections\n");
                 return;
         }
-        rows = calloc(n, sizeof(*rows));
-        if (!rows) {
+        fit_columns(t->width);
+        for (int k = 0; k < _COL_MAX; k++)
+                cells[k] = columns[k].title;
+        print_row(f, t->width, cells, true);
+        for (size_t i = 0; i < t->n; i++) {
+                for (int k = 0; k < _COL_MAX; k++) {
+                        cells[k] = t->text + t->rows[i][k];
+                        if (text_cols(cells[k]) > t->width[k])
+                                cells[k] = format_ellipsize(cells[k], t->width[k], cut[k], sizeof(cut[k]));
+                }
+                print_row(f, t->width, cells, false);
+        }
+}
+
+void format_connections(FILE *f, json_t *conns) {
+        struct conn_table *t = conn_table_new();
+        json_t *c;
+        size_t i;
+
+        if (!t) {
                 term_error("out of memory");
                 return;
         }
-        for (int k = 0; k < _COL_MAX; k++)
-                width[k] = strlen(columns[k].title);
-        json_array_foreach(conns, i, c) {
-                fill_row(c, rows[i]);
-                for (int k = 0; k < _COL_MAX; k++)
-                        if (text_cols(rows[i][k]) > width[k])
-                                width[k] = text_cols(rows[i][k]);
-        }
-        fit_columns(width);
-        for (int k = 0; k < _COL_MAX; k++)
-                cells[k] = columns[k].title;
-        print_row(f, width, cells, true);
-        for (i = 0; i < n; i++) {
-                for (int k = 0; k < _COL_MAX; k++) {
-                        char cut[CELL];
-
-                        if (text_cols(rows[i][k]) > width[k]) {
-                                format_ellipsize(rows[i][k], width[k], cut, sizeof(cut));
-                                memcpy(rows[i][k], cut, CELL);
-                        }
-                        cells[k] = rows[i][k];
+        json_array_foreach(conns, i, c)
+                if (conn_table_add(t, c) < 0) {
+                        term_error("out of memory");
+                        conn_table_free(t);
+                        return;
                 }
-                print_row(f, width, cells, false);
-        }
-        free(rows);
+        conn_table_print(f, t);
+        conn_table_free(t);
 }
 
 void format_kick(FILE *f, json_t *reply) {
@@ -291,6 +363,19 @@ void format_kick(FILE *f, json_t *reply) {
         json_array_foreach(ids, i, id)
                 fprintf(f, " %lld", (long long) json_integer_value(id));
         fputc('\n', f);
+}
+
+void format_json_element(FILE *f, json_t *v, bool first) {
+        char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+        /* as format_json() prints the whole array: each element indented */
+        fputs(first ? "[\n  " : ",\n  ", f);
+        for (const char *p = text; p && *p; p++) {
+                fputc(*p, f);
+                if (*p == '\n')
+                        fputs("  ", f);
+        }
+        free(text);
 }
 
 void format_json(FILE *f, json_t *v) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "term.h"
@@ -17,6 +18,14 @@ void format_status(FILE *f, json_t *status);
  * On a terminal too narrow for it, the widest text column is cut in the
  * middle (format_ellipsize) rather than letting lines wrap. */
 void format_connections(FILE *f, json_t *connections);
+/* The same table built one connection at a time, as the replies stream in. */
+struct conn_table;
+struct conn_table *conn_table_new(void);
+struct conn_table *conn_table_free(struct conn_table *t);
+int conn_table_add(struct conn_table *t, json_t *conn);
+void conn_table_print(FILE *f, struct conn_table *t);
+/* One element of a JSON array being streamed: "[" before the first, "," between. */
+void format_json_element(FILE *f, json_t *v, bool first);
 /* The Kick reply. */
 void format_kick(FILE *f, json_t *reply);
 /* s cut to cols columns by replacing its middle with the ellipsis; s itself

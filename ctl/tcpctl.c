@@ -201,11 +201,22 @@ static int cmd_status(int argc, char **argv) {
         return call(TCPD_METHOD_GET_STATUS, NULL, false, print_status, NULL);
 }
 
+struct list_out {
+        struct conn_table *table; /* NULL with --json: printed as they come */
+        size_t n;
+};
+
 static int collect_connection(json_t *params, void *userdata) {
+        struct list_out *out = userdata;
         json_t *conn = json_object_get(params, "connection");
 
-        if (conn)
-                json_array_append(userdata, conn);
+        if (!conn)
+                return 0;
+        if (!out->table)
+                format_json_element(stdout, conn, out->n == 0);
+        else if (conn_table_add(out->table, conn) < 0)
+                return fail("out of memory");
+        out->n++;
         return 0;
 }
 
@@ -224,7 +235,8 @@ static int cmd_list(int argc, char **argv) {
                 { "peer", required_argument, NULL, 'p' },
                 {},
         };
-        json_t *params = json_object(), *conns;
+        json_t *params = json_object();
+        struct list_out out = {};
         int c, r;
 
         optind = 1;
@@ -244,15 +256,18 @@ static int cmd_list(int argc, char **argv) {
                 json_decref(params);
                 return usage_error("list: unexpected argument '%s'", argv[optind]);
         }
-        conns = json_array();
-        r = call(TCPD_METHOD_LIST_CONNECTIONS, params, true, collect_connection, conns);
-        if (r == 0) {
-                if (arg_json)
-                        format_json(stdout, conns);
-                else
-                        format_connections(stdout, conns);
+        if (!arg_json && !(out.table = conn_table_new())) {
+                json_decref(params);
+                return fail("out of memory");
         }
-        json_decref(conns);
+        r = call(TCPD_METHOD_LIST_CONNECTIONS, params, true, collect_connection, &out);
+        if (arg_json && out.n)
+                fputs("\n]\n", stdout); /* valid JSON even when the list broke off */
+        else if (arg_json && r == 0)
+                fputs("[]\n", stdout);
+        else if (r == 0)
+                conn_table_print(stdout, out.table);
+        conn_table_free(out.table);
         return r;
 }
 

@@ -98,9 +98,9 @@ int vl_param(json_t *obj, const char *key, json_type type, json_t **out) {
         return 0;
 }
 
-static json_t *parse_object(const char *frame, size_t len, const char **why) {
+static json_t *parse_object(const char *frame, size_t len, size_t flags, const char **why) {
         json_error_t err;
-        json_t *root = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &err);
+        json_t *root = json_loadb(frame, len, flags, &err);
 
         if (!root) {
                 *why = "message is not valid JSON";
@@ -128,7 +128,8 @@ int vl_call_parse(const char *frame, size_t len, struct vl_call *call, const cha
 
         memset(call, 0, sizeof(*call));
         *why = NULL;
-        root = parse_object(frame, len, why);
+        /* calls come from any local user: be strict */
+        root = parse_object(frame, len, JSON_REJECT_DUPLICATES, why);
         if (!root)
                 return -EBADMSG;
         call->root = root;
@@ -170,7 +171,9 @@ int vl_reply_parse(const char *frame, size_t len, struct vl_reply *reply) {
         json_t *root, *error, *params;
 
         memset(reply, 0, sizeof(*reply));
-        root = parse_object(frame, len, &why);
+        /* replies: a list is thousands of them, and a duplicate key in a
+         * reply from the daemon harms nothing; jansson keeps the last */
+        root = parse_object(frame, len, 0, &why);
         if (!root)
                 return -EBADMSG;
         reply->root = root;
@@ -201,27 +204,32 @@ void vl_reply_done(struct vl_reply *reply) {
 }
 
 /* Serializes msg onto b with its NUL. Steals msg. */
-static int put_message(struct vl_buf *b, json_t *msg) {
+int vl_put_message(struct vl_buf *b, const json_t *msg) {
+        char small[1024], *dst;
         size_t need;
-        char *dst;
-        int r = 0;
+
+        /* one dump in the common case: into a stack buffer, then copied */
+        need = json_dumpb(msg, small, sizeof(small), JSON_COMPACT);
+        if (need == 0)
+                return -ENOMEM;
+        dst = vl_buf_reserve(b, need + 1);
+        if (!dst)
+                return -ENOMEM;
+        if (need <= sizeof(small))
+                memcpy(dst, small, need);
+        else
+                json_dumpb(msg, dst, need, JSON_COMPACT);
+        dst[need] = 0;
+        vl_buf_commit(b, need + 1);
+        return 0;
+}
+
+static int put_message(struct vl_buf *b, json_t *msg) {
+        int r;
 
         if (!msg)
                 return -ENOMEM;
-        need = json_dumpb(msg, NULL, 0, JSON_COMPACT);
-        if (need == 0) {
-                r = -ENOMEM;
-                goto out;
-        }
-        dst = vl_buf_reserve(b, need + 1);
-        if (!dst) {
-                r = -ENOMEM;
-                goto out;
-        }
-        json_dumpb(msg, dst, need, JSON_COMPACT);
-        dst[need] = 0;
-        vl_buf_commit(b, need + 1);
-out:
+        r = vl_put_message(b, msg);
         json_decref(msg);
         return r;
 }

@@ -58,6 +58,8 @@ void vl_reply_done(struct vl_reply *reply);
 /* Queue messages onto b, each followed by its NUL. These take ownership of
  * params (which may be NULL for {}). */
 int vl_put_reply(struct vl_buf *b, json_t *params, bool continues);
+/* Appends msg, framed, and leaves it to the caller (for a reused message). */
+int vl_put_message(struct vl_buf *b, const json_t *msg);
 int vl_put_error(struct vl_buf *b, const char *error, json_t *params);
 int vl_put_call(struct vl_buf *b, const char *method, json_t *params, bool more);
 
