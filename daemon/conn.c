@@ -4,11 +4,26 @@
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "fdstore.h"
 #include "listener.h"
 #include "log.h"
+
+/* recv() and send() are cancellation points: in a process with threads,
+ * glibc brackets every call with enabling and disabling asynchronous
+ * cancellation (about 60 instructions per echo under callgrind, a quarter
+ * of tcpd's own). tcpd never cancels a thread, so the data path makes the
+ * system calls directly. */
+static inline ssize_t data_recv(int fd, void *buf, size_t n) {
+        return syscall(SYS_recvfrom, fd, buf, n, 0, NULL, NULL);
+}
+
+static inline ssize_t data_send(int fd, const void *buf, size_t n) {
+        return syscall(SYS_sendto, fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
+}
 
 static const char *const reason_names[] = {
         [CLOSE_PEER] = "closed by peer", [CLOSE_RESET] = "reset by peer", [CLOSE_ERROR] = "error",
@@ -313,7 +328,7 @@ void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events) {
         /* a few reads per wake-up: a client that floods us while we close
          * it gets no more of the loop than any other */
         for (int i = 0; i < 4; i++) {
-                ssize_t n = recv(c->fd, l->rbuf, l->rbuf_size, 0);
+                ssize_t n = data_recv(c->fd, l->rbuf, l->rbuf_size);
                 if (n > 0)
                         continue;
                 if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -369,7 +384,7 @@ static int conn_flush(struct loop *l, struct conn *c) {
         struct owed *o = c->owed;
 
         while (o->off < o->len) {
-                ssize_t n = send(c->fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                ssize_t n = data_send(c->fd, o->data + o->off, o->len - o->off);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -434,7 +449,7 @@ static void conn_read(struct loop *l, struct conn *c) {
                 if (l->settings.max_buffered - owed < room)
                         room = l->settings.max_buffered - owed;
         }
-        n = recv(c->fd, l->rbuf, room, 0);
+        n = data_recv(c->fd, l->rbuf, room);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return;
@@ -452,7 +467,7 @@ static void conn_read(struct loop *l, struct conn *c) {
         conn_touch(l, c);
 
         if (!c->owed) {
-                w = send(c->fd, l->rbuf, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                w = data_send(c->fd, l->rbuf, (size_t) n);
                 if (w < 0) {
                         if (errno != EAGAIN && errno != EINTR) {
                                 conn_fail(l, c, -errno);

@@ -10,6 +10,8 @@ ready for BENCHMARKS.md, with the command line and the machine.
     tests/bench/compare.py --build-dir build --rounds 5
     tests/bench/compare.py --quick --shape echo-c1
     tests/bench/compare.py --server-cpu all --tcpd-setting workers=2
+    # tcpd against tcpd: 2 workers (A) against 1 (B), same alternation
+    tests/bench/compare.py --server-cpu all --tcpd-setting workers=2 --baseline-setting workers=1
 """
 
 import argparse
@@ -214,18 +216,28 @@ def parse_args(argv):
     p.add_argument("--no-pin", action="store_true", help="do not use taskset at all")
     p.add_argument("--tcpd-setting", action="append", default=[], metavar="KEY=VALUE",
                    help="an extra [tcpd] line for tcpd's settings, repeatable (such as workers=1)")
+    p.add_argument("--baseline-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="compare against tcpd with these [tcpd] settings (over --tcpd-setting) instead of "
+                        "ref-echo, repeatable (such as workers=1)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1-second runs")
     a = p.parse_args(argv)
     if a.quick:
         a.rounds, a.time, a.warmup = 1, 1.0, 0.5
     if a.rounds < 1 or a.time <= 0 or a.warmup < 0:
         p.error("--rounds must be at least 1, --time positive, --warmup not negative")
-    a.settings = []
-    for s in a.tcpd_setting:
-        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*", s)
-        if not m or "\n" in s:
-            p.error(f"--tcpd-setting wants KEY=VALUE: {s!r}")
-        a.settings.append((m.group(1), m.group(2)))
+    def settings(values, option):
+        out = []
+        for s in values:
+            m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*", s)
+            if not m or "\n" in s:
+                p.error(f"{option} wants KEY=VALUE: {s!r}")
+            out.append((m.group(1), m.group(2)))
+        return out
+
+    a.settings = settings(a.tcpd_setting, "--tcpd-setting")
+    a.baseline = settings(a.baseline_setting, "--baseline-setting")
+    # B: the reference loop, or tcpd with the baseline settings over A's
+    a.b_name = "tcpd-baseline" if a.baseline else "ref-echo"
     if a.no_pin:
         a.bench_cpu = a.server_cpu = None
     else:
@@ -255,8 +267,15 @@ def compare(a, workdir):
     runner = Runner(a)
     try:
         servers.append(Server("tcpd", pin(a.server_cpu) + [a.tcpd, "-c", ini], tcpd_port, workdir))
-        servers.append(Server("ref-echo", pin(a.server_cpu) + [ref_echo, "-p", str(ref_port)], ref_port,
-                              workdir))
+        if a.baseline:
+            keys = {k for k, _ in a.baseline}
+            ini_b = os.path.join(workdir, "baseline.ini")
+            write_ini(ini_b, os.path.join(workdir, "control-b"), ref_port,
+                      [(k, v) for k, v in a.settings if k not in keys] + a.baseline)
+            servers.append(Server(a.b_name, pin(a.server_cpu) + [a.tcpd, "-c", ini_b], ref_port, workdir))
+        else:
+            servers.append(Server("ref-echo", pin(a.server_cpu) + [ref_echo, "-p", str(ref_port)], ref_port,
+                                  workdir))
         results = {}  # (shape, server) -> [BENCH dicts]
         for name, desc, shape_args, _ in a.shapes:
             for r in range(a.rounds):
@@ -273,14 +292,14 @@ def compare(a, workdir):
 
 
 def report(a, argv, results, host):
-    print("| shape | metric | tcpd | ref-echo | tcpd/ref-echo |")
+    print(f"| shape | metric | tcpd | {a.b_name} | tcpd/{a.b_name} |")
     print("|---|---|---:|---:|---:|")
     summary = []
     for name, desc, _, metrics in a.shapes:
         first = True
         for key, label, higher in metrics + [CPU_METRIC]:
             t = median_of(results[(name, "tcpd")], key)
-            r = median_of(results[(name, "ref-echo")], key)
+            r = median_of(results[(name, a.b_name)], key)
             ratio = t / r if t is not None and r else None
             print(f"| {desc if first else ''} | {label} | {fmt(t)} | {fmt(r)} | "
                   f"{'n/a' if ratio is None else f'{ratio:.2f}'} |")
@@ -295,11 +314,13 @@ def report(a, argv, results, host):
           f"for rates, worse for latency and CPU.")
     extra = ", ".join(f"{k} = {v}" for k, v in a.settings)
     print(f"tcpd settings: log_level = warning{', ' + extra if extra else ''}.")
+    if a.baseline:
+        print(f"{a.b_name} settings: the same, with " + ", ".join(f"{k} = {v}" for k, v in a.baseline) + ".")
     print()
     print(f"Command: `{shlex.join([sys.argv[0]] + argv)}`")
     print(f"Machine: {host}")
     print()
-    print("summary: tcpd/ref-echo " + ", ".join(summary))
+    print(f"summary: tcpd/{a.b_name} " + ", ".join(summary))
 
 
 def on_sigterm(signum, frame):
