@@ -303,9 +303,12 @@ void conn_release_fd(struct loop *l, int fd) {
          * systemd's copy in the fd store keeps the socket open after our
          * close(): shut it down, so the peer sees the end and systemd sees
          * EPOLLHUP and drops its copy */
-        if (l->fdstore)
+        if (l->fdstore) {
                 (void) shutdown(fd, SHUT_RDWR);
-        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+                /* close() takes a socket out of epoll only when no other
+                 * descriptor refers to it, and systemd holds one */
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        }
         close(fd);
         __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
 }
