@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "addr.h"
 #include "format.h"
 #include "units.h"
 #include "util.h"
@@ -248,13 +251,31 @@ static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const c
 
 /* Rows are kept as their text, packed one after another: a list of 19,000
  * connections costs about a megabyte and no parse tree per connection. */
+struct conn_row {
+        size_t cell[_COL_MAX]; /* offsets of each cell in text */
+        uint64_t key[_SORT_MAX]; /* what --sort compares */
+        json_t *json;          /* kept only for sorted --json */
+};
+
 struct conn_table {
         char *text;
         size_t len, cap;
-        size_t (*rows)[_COL_MAX]; /* offsets of each cell in text */
+        struct conn_row *rows;
         size_t n, rows_cap;
         size_t width[_COL_MAX];
 };
+
+static const char *const sort_names[_SORT_MAX] = {
+        [SORT_ID] = "id", [SORT_AGE] = "age", [SORT_IDLE] = "idle",
+        [SORT_IN] = "in", [SORT_OUT] = "out", [SORT_PEER] = "peer",
+};
+
+int conn_sort_key(const char *name) {
+        for (int k = 0; k < _SORT_MAX; k++)
+                if (streq(name, sort_names[k]))
+                        return k;
+        return -1;
+}
 
 struct conn_table *conn_table_new(void) {
         struct conn_table *t = calloc(1, sizeof(*t));
@@ -266,6 +287,8 @@ struct conn_table *conn_table_new(void) {
 
 struct conn_table *conn_table_free(struct conn_table *t) {
         if (t) {
+                for (size_t i = 0; i < t->n; i++)
+                        json_decref(t->rows[i].json);
                 free(t->text);
                 free(t->rows);
         }
@@ -289,17 +312,43 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
         return 0;
 }
 
-int conn_table_add(struct conn_table *t, json_t *conn) {
+/* A peer as a number that sorts like the address: family, address, port. */
+static uint64_t peer_key(json_t *conn) {
+        const char *host = str(conn, "peer_address");
+        union sockaddr_in46 a;
+        uint64_t k = 0;
+
+        if (addr_parse(host, &a) < 0)
+                return UINT64_MAX;
+        if (a.sa.sa_family == AF_INET)
+                k = (uint64_t) ntohl(a.in.sin_addr.s_addr) << 16;
+        else
+                for (int i = 0; i < 6; i++) /* the top 48 bits order IPv6 well enough */
+                        k = k << 8 | a.in6.sin6_addr.s6_addr[i];
+        k = (a.sa.sa_family == AF_INET ? 0 : 1ULL << 63) | (k & ~(1ULL << 63));
+        return k + num(conn, "peer_port");
+}
+
+int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
         char row[_COL_MAX][CELL];
+        struct conn_row *r;
 
         fill_row(conn, row);
         if (grow((void **) &t->rows, &t->rows_cap, t->n + 1, sizeof(*t->rows)) < 0 ||
             grow((void **) &t->text, &t->cap, t->len + sizeof(row), 1) < 0)
                 return -ENOMEM;
+        r = &t->rows[t->n];
+        r->json = keep_json ? json_incref(conn) : NULL;
+        r->key[SORT_ID] = num(conn, "id");
+        r->key[SORT_AGE] = num(conn, "age_usec");
+        r->key[SORT_IDLE] = num(conn, "idle_usec");
+        r->key[SORT_IN] = num(conn, "bytes_in");
+        r->key[SORT_OUT] = num(conn, "bytes_out");
+        r->key[SORT_PEER] = peer_key(conn);
         for (int k = 0; k < _COL_MAX; k++) {
                 size_t len = strlen(row[k]), cols = text_cols(row[k]);
 
-                t->rows[t->n][k] = t->len;
+                r->cell[k] = t->len;
                 memcpy(t->text + t->len, row[k], len + 1);
                 t->len += len + 1;
                 if (cols > t->width[k])
@@ -323,12 +372,38 @@ void conn_table_print(FILE *f, struct conn_table *t) {
         print_row(f, t->width, cells, true);
         for (size_t i = 0; i < t->n; i++) {
                 for (int k = 0; k < _COL_MAX; k++) {
-                        cells[k] = t->text + t->rows[i][k];
+                        cells[k] = t->text + t->rows[i].cell[k];
                         if (text_cols(cells[k]) > t->width[k])
                                 cells[k] = format_ellipsize(cells[k], t->width[k], cut[k], sizeof(cut[k]));
                 }
                 print_row(f, t->width, cells, false);
         }
+}
+
+static int sort_by;
+
+static int row_cmp(const void *a, const void *b) {
+        const struct conn_row *x = a, *y = b;
+        uint64_t kx = x->key[sort_by], ky = y->key[sort_by];
+
+        /* id and peer ascending; age, idle and bytes largest first */
+        if (sort_by == SORT_ID || sort_by == SORT_PEER)
+                return kx < ky ? -1 : kx > ky ? 1 : (x->key[SORT_ID] > y->key[SORT_ID]) - (x->key[SORT_ID] < y->key[SORT_ID]);
+        return kx > ky ? -1 : kx < ky ? 1 : (x->key[SORT_ID] > y->key[SORT_ID]) - (x->key[SORT_ID] < y->key[SORT_ID]);
+}
+
+void conn_table_sort(struct conn_table *t, int key) {
+        if (key < 0 || key >= _SORT_MAX || t->n < 2)
+                return;
+        sort_by = key;
+        qsort(t->rows, t->n, sizeof(*t->rows), row_cmp);
+}
+
+void conn_table_print_json(FILE *f, struct conn_table *t) {
+        for (size_t i = 0; i < t->n; i++)
+                if (t->rows[i].json)
+                        format_json_element(f, t->rows[i].json, i == 0);
+        fputs(t->n ? "\n]\n" : "[]\n", f);
 }
 
 void format_connections(FILE *f, json_t *conns) {
@@ -341,7 +416,7 @@ void format_connections(FILE *f, json_t *conns) {
                 return;
         }
         json_array_foreach(conns, i, c)
-                if (conn_table_add(t, c) < 0) {
+                if (conn_table_add(t, c, false) < 0) {
                         term_error("out of memory");
                         conn_table_free(t);
                         return;

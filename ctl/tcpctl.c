@@ -202,7 +202,8 @@ static int cmd_status(int argc, char **argv) {
 }
 
 struct list_out {
-        struct conn_table *table; /* NULL with --json: printed as they come */
+        struct conn_table *table; /* NULL with --json unsorted: printed as they come */
+        bool json;
         size_t n;
 };
 
@@ -214,7 +215,7 @@ static int collect_connection(json_t *params, void *userdata) {
                 return 0;
         if (!out->table)
                 format_json_element(stdout, conn, out->n == 0);
-        else if (conn_table_add(out->table, conn) < 0)
+        else if (conn_table_add(out->table, conn, out->json) < 0)
                 return fail("out of memory");
         out->n++;
         return 0;
@@ -230,38 +231,90 @@ static int add_peer(json_t *params, const char *arg) {
         return 0;
 }
 
+enum {
+        OPT_SERVICE = 0x100,
+        OPT_IDLE_OVER,
+        OPT_OLDER_THAN,
+        OPT_SORT,
+};
+
+#define SELECT_OPTIONS                                                                                     \
+        { "peer", required_argument, NULL, 'p' }, { "service", required_argument, NULL, OPT_SERVICE },     \
+                { "idle-over", required_argument, NULL, OPT_IDLE_OVER },                                    \
+                { "older-than", required_argument, NULL, OPT_OLDER_THAN }
+
+/* The selection list and kick share (every option given must hold).
+ * Returns 1 when c was one of them, 0 when not, EXIT_USAGE on a bad value. */
+static int add_selection(json_t *params, int c, const char *arg) {
+        uint64_t usec;
+
+        switch (c) {
+        case 'p':
+                return add_peer(params, arg) ? EXIT_USAGE : 1;
+        case OPT_SERVICE:
+                if (!*arg || strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(arg))
+                        return usage_error("--service: '%s' is not a service name (such as echo)", arg);
+                json_object_set_new(params, "service", json_string(arg));
+                return 1;
+        case OPT_IDLE_OVER:
+        case OPT_OLDER_THAN:
+                if (parse_duration(arg, &usec) < 0 || usec == 0 || usec > INT64_MAX)
+                        return usage_error("--%s: '%s' is not a duration above 0, such as 90s or 10min",
+                                           c == OPT_IDLE_OVER ? "idle-over" : "older-than", arg);
+                json_object_set_new(params, c == OPT_IDLE_OVER ? "idle_over_usec" : "older_than_usec",
+                                    json_integer((json_int_t) usec));
+                return 1;
+        default:
+                return 0;
+        }
+}
+
 static int cmd_list(int argc, char **argv) {
         static const struct option options[] = {
-                { "peer", required_argument, NULL, 'p' },
+                SELECT_OPTIONS,
+                { "sort", required_argument, NULL, OPT_SORT },
                 {},
         };
         json_t *params = json_object();
         struct list_out out = {};
+        const char *sort = NULL;
         int c, r;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "+p:", options, NULL)) >= 0)
-                switch (c) {
-                case 'p':
-                        if (add_peer(params, optarg)) {
-                                json_decref(params);
-                                return EXIT_USAGE;
-                        }
-                        break;
-                default:
+        while ((c = getopt_long(argc, argv, "+p:", options, NULL)) >= 0) {
+                r = add_selection(params, c, optarg);
+                if (r == 1)
+                        continue;
+                if (r == EXIT_USAGE) {
                         json_decref(params);
-                        return usage_error("list: unknown option");
+                        return EXIT_USAGE;
                 }
+                if (c == OPT_SORT && conn_sort_key(optarg) >= 0) {
+                        sort = optarg;
+                        continue;
+                }
+                json_decref(params);
+                if (c == OPT_SORT)
+                        return usage_error("list: --sort: '%s' is not one of id, age, idle, in, out, peer", optarg);
+                return usage_error("list: unknown option");
+        }
         if (optind < argc) {
                 json_decref(params);
                 return usage_error("list: unexpected argument '%s'", argv[optind]);
         }
-        if (!arg_json && !(out.table = conn_table_new())) {
+        /* sorted output needs every row first; otherwise --json streams */
+        if ((!arg_json || sort) && !(out.table = conn_table_new())) {
                 json_decref(params);
                 return fail("out of memory");
         }
+        out.json = arg_json;
         r = call(TCPD_METHOD_LIST_CONNECTIONS, params, true, collect_connection, &out);
-        if (arg_json && out.n)
+        if (sort && out.table)
+                conn_table_sort(out.table, conn_sort_key(sort));
+        if (arg_json && out.table) {
+                if (r == 0)
+                        conn_table_print_json(stdout, out.table);
+        } else if (arg_json && out.n)
                 fputs("\n]\n", stdout); /* valid JSON even when the list broke off */
         else if (arg_json && r == 0)
                 fputs("[]\n", stdout);
@@ -282,33 +335,29 @@ static int print_kick(json_t *params, void *userdata) {
 
 static int cmd_kick(int argc, char **argv) {
         static const struct option options[] = {
-                { "peer", required_argument, NULL, 'p' },
+                SELECT_OPTIONS,
                 { "all", no_argument, NULL, 'a' },
                 {},
         };
         json_t *params = json_object(), *ids = json_array();
-        bool all = false, peer = false;
-        int c;
+        bool all = false, selection = false;
+        int c, r;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "+p:a", options, NULL)) >= 0)
-                switch (c) {
-                case 'p':
-                        if (add_peer(params, optarg)) {
-                                json_decref(params);
-                                json_decref(ids);
-                                return EXIT_USAGE;
-                        }
-                        peer = true;
-                        break;
-                case 'a':
-                        all = true;
-                        break;
-                default:
-                        json_decref(params);
-                        json_decref(ids);
-                        return usage_error("kick: unknown option");
+        while ((c = getopt_long(argc, argv, "+p:a", options, NULL)) >= 0) {
+                r = add_selection(params, c, optarg);
+                if (r == 1) {
+                        selection = true;
+                        continue;
                 }
+                if (r == 0 && c == 'a') {
+                        all = true;
+                        continue;
+                }
+                json_decref(params);
+                json_decref(ids);
+                return r == EXIT_USAGE ? EXIT_USAGE : usage_error("kick: unknown option");
+        }
         for (int i = optind; i < argc; i++) {
                 uint64_t id;
 
@@ -319,10 +368,11 @@ static int cmd_kick(int argc, char **argv) {
                 }
                 json_array_append_new(ids, json_integer((json_int_t) id));
         }
-        if (all + peer + (json_array_size(ids) > 0) != 1) {
+        if (all + selection + (json_array_size(ids) > 0) != 1) {
                 json_decref(params);
                 json_decref(ids);
-                return usage_error("kick needs exactly one of: connection ids, --peer CIDR, --all");
+                return usage_error("kick needs exactly one of: connection ids, a selection (--peer, --service, "
+                                   "--idle-over, --older-than), --all");
         }
         if (json_array_size(ids))
                 json_object_set_new(params, "ids", ids);
@@ -345,6 +395,32 @@ static int cmd_reload(int argc, char **argv) {
         if (argc > 1)
                 return usage_error("reload takes no arguments");
         return call(TCPD_METHOD_RELOAD, NULL, false, print_reload, NULL);
+}
+
+static int print_log_level(json_t *params, void *userdata) {
+        if (arg_json)
+                format_json(stdout, params);
+        else if (json_object_get(params, "previous"))
+                printf("log level %s (was %s)\n", json_string_value(json_object_get(params, "level")),
+                       json_string_value(json_object_get(params, "previous")));
+        else
+                printf("%s\n", json_string_value(json_object_get(params, "log_level")) ?: "unknown");
+        return 0;
+}
+
+static int cmd_log_level(int argc, char **argv) {
+        static const char *const levels[] = { "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug" };
+
+        if (argc > 2)
+                return usage_error("log-level takes at most one level");
+        if (argc == 1) /* read: no privilege needed */
+                return call(TCPD_METHOD_GET_STATUS, NULL, false, print_log_level, NULL);
+        for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+                if (streq(argv[1], levels[i]))
+                        return call(TCPD_METHOD_SET_LOG_LEVEL, json_pack("{s:s}", "level", argv[1]), false,
+                                    print_log_level, NULL);
+        return usage_error("log-level: '%s' is not one of emerg, alert, crit, err, warning, notice, info, debug",
+                           argv[1]);
 }
 
 /* Durations for probe: systemd's units, a bare number in seconds. */
@@ -419,9 +495,10 @@ static const struct command {
         const char *help;
 } commands[] = {
         { "status", cmd_status, "", "show the daemon's state, listeners and counters" },
-        { "list", cmd_list, "[--peer CIDR]", "list connections, one row each" },
-        { "kick", cmd_kick, "ID... | --peer CIDR | --all", "close connections (root or admin group)" },
+        { "list", cmd_list, "[SELECTION] [--sort KEY]", "list connections, one row each" },
+        { "kick", cmd_kick, "ID... | SELECTION | --all", "close connections (root or admin group)" },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
+        { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
         { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")" },
 };
 
@@ -437,6 +514,15 @@ static void help(void) {
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
+               "\nSELECTION, for list and kick (every one given must hold):\n"
+               "  -p, --peer=CIDR        connections from this address or prefix\n"
+               "      --service=NAME     connections to this service (echo, ...)\n"
+               "      --idle-over=TIME   idle at least this long (90s, 10min)\n"
+               "      --older-than=TIME  open at least this long\n"
+               "\nOptions of list:\n"
+               "      --sort=KEY         id (default), age, idle, in, out or peer; longest and largest first\n"
+               "\nOptions of kick:\n"
+               "  -a, --all              every connection\n"
                "\nOptions of probe:\n"
                "  -c, --count=N          echoes to send (default 5; 0: until interrupted)\n"
                "  -i, --interval=TIME    between echoes (default 1s; 200ms, 1min 30s, ...)\n"

@@ -322,6 +322,8 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                            "bytes_out", (json_int_t) s->bytes_out, "max_connections",
                            (json_int_t) t->config->max_connections, "idle_timeout_usec",
                            (json_int_t) t->config->idle_timeout_usec, "workers", (json_int_t) t->n_workers);
+        if (params)
+                json_object_set_new(params, "log_level", json_string(log_level_to_string(log_level_get())));
         if (!params) {
                 json_decref(workers);
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
@@ -332,20 +334,34 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
         reply(cl, params, false);
 }
 
-static int parse_peer(struct control_client *cl, json_t *params, struct conn_filter *f) {
-        json_t *peer;
+/* The selection list and kick share: peer, service, idle_over_usec,
+ * older_than_usec. */
+static int parse_filter(struct control_client *cl, json_t *params, struct conn_filter *f) {
+        json_t *peer, *service, *idle, *older;
 
-        if (vl_param(params, "peer", JSON_STRING, &peer) < 0) {
+        *f = (struct conn_filter) CONN_FILTER_ANY;
+        if (vl_param(params, "peer", JSON_STRING, &peer) < 0 ||
+            (peer && cidr_parse(json_string_value(peer), &f->cidr) < 0)) {
                 reply_invalid_parameter(cl, "peer");
                 return -EINVAL;
         }
-        if (peer) {
-                if (cidr_parse(json_string_value(peer), &f->cidr) < 0) {
-                        reply_invalid_parameter(cl, "peer");
-                        return -EINVAL;
-                }
-                f->has_cidr = true;
+        f->has_cidr = peer != NULL;
+        if (vl_param(params, "service", JSON_STRING, &service) < 0 ||
+            (service && (f->service = service_from_name(json_string_value(service))) < 0)) {
+                reply_invalid_parameter(cl, "service");
+                return -EINVAL;
         }
+        if (vl_param(params, "idle_over_usec", JSON_INTEGER, &idle) < 0 || (idle && json_integer_value(idle) <= 0)) {
+                reply_invalid_parameter(cl, "idle_over_usec");
+                return -EINVAL;
+        }
+        if (vl_param(params, "older_than_usec", JSON_INTEGER, &older) < 0 ||
+            (older && json_integer_value(older) <= 0)) {
+                reply_invalid_parameter(cl, "older_than_usec");
+                return -EINVAL;
+        }
+        f->idle_over = idle ? (uint64_t) json_integer_value(idle) : 0;
+        f->older_than = older ? (uint64_t) json_integer_value(older) : 0;
         return 0;
 }
 
@@ -362,15 +378,15 @@ static void op_send(struct control_client *cl, struct op *op, msg_fn done) {
 }
 
 static void method_list_connections(struct control_client *cl, struct vl_call *call) {
-        static const char *const known[] = { "peer", NULL };
+        static const char *const known[] = { "peer", "service", "idle_over_usec", "older_than_usec", NULL };
         struct list_op *op;
-        struct conn_filter f = { 0 };
+        struct conn_filter f;
 
         if (!check_params(cl, call->params, known))
                 return;
         if (!call->more && !call->oneway)
                 return reply_error(cl, VARLINK_ERROR_EXPECTED_MORE, NULL);
-        if (parse_peer(cl, call->params, &f) < 0)
+        if (parse_filter(cl, call->params, &f) < 0)
                 return;
         op = calloc(1, sizeof(*op));
         if (!op)
@@ -382,8 +398,8 @@ static void method_list_connections(struct control_client *cl, struct vl_call *c
 }
 
 static void method_kick(struct control_client *cl, struct vl_call *call) {
-        static const char *const known[] = { "ids", "peer", "all", NULL };
-        struct conn_filter f = { 0 };
+        static const char *const known[] = { "ids", "peer", "service", "idle_over_usec", "older_than_usec", "all", NULL };
+        struct conn_filter f;
         struct kick_op *op;
         json_t *ids, *all, *v;
         size_t i;
@@ -394,11 +410,11 @@ static void method_kick(struct control_client *cl, struct vl_call *call) {
                 return reply_invalid_parameter(cl, "ids");
         if (vl_param(call->params, "all", JSON_TRUE, &all) < 0)
                 return reply_invalid_parameter(cl, "all");
-        if (parse_peer(cl, call->params, &f) < 0)
+        if (parse_filter(cl, call->params, &f) < 0)
                 return;
-        if (all && json_is_true(all) && (ids || f.has_cidr))
+        if (all && json_is_true(all) && (ids || conn_filter_set(&f)))
                 return reply_invalid_parameter(cl, "all");
-        if (!(all && json_is_true(all)) && !ids && !f.has_cidr)
+        if (!(all && json_is_true(all)) && !ids && !conn_filter_set(&f))
                 return reply_invalid_parameter(cl, "ids");
         json_array_foreach(ids, i, v)
                 if (!json_is_integer(v) || json_integer_value(v) <= 0)
@@ -451,6 +467,30 @@ static void method_reload(struct control_client *cl, struct vl_call *call) {
                 reply(cl, NULL, false);
 }
 
+static void method_set_log_level(struct control_client *cl, struct vl_call *call) {
+        static const char *const known[] = { "level", NULL };
+        int previous = log_level_get(), level;
+        json_t *v;
+
+        if (!check_params(cl, call->params, known))
+                return;
+        if (vl_param(call->params, "level", JSON_STRING, &v) < 0 || !v ||
+            (level = log_level_from_string(json_string_value(v))) < 0)
+                return reply_invalid_parameter(cl, "level");
+        if (!client_is_admin(cl))
+                return reply_error(cl, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        log_level_set(level);
+        /* logged whatever either level is: an admin's change of what gets
+         * logged must itself be on record */
+        log_full(LOG_NOTICE, 0, NULL,
+                 "log level set to %s (was %s) by uid %u pid %d; a reload restores log_level from the settings",
+                 log_level_to_string(level), log_level_to_string(previous), (unsigned) cl->cred.uid,
+                 (int) cl->cred.pid);
+        reply(cl, json_pack("{s:s,s:s}", "level", log_level_to_string(level), "previous",
+                            log_level_to_string(previous)),
+              false);
+}
+
 static const struct method {
         const char *name;
         void (*run)(struct control_client *cl, struct vl_call *call);
@@ -461,6 +501,7 @@ static const struct method {
         { TCPD_METHOD_LIST_CONNECTIONS, method_list_connections },
         { TCPD_METHOD_KICK, method_kick },
         { TCPD_METHOD_RELOAD, method_reload },
+        { TCPD_METHOD_SET_LOG_LEVEL, method_set_log_level },
 };
 
 static bool interface_is(const char *method, const char *dot, const char *iface) {

@@ -8,8 +8,20 @@
 #include "log.h"
 #include "ops.h"
 
-bool conn_filter_match(const struct conn_filter *f, const union sockaddr_in46 *peer) {
-        return !f->has_cidr || cidr_match(&f->cidr, peer);
+bool conn_filter_set(const struct conn_filter *f) {
+        return f->has_cidr || f->service >= 0 || f->idle_over || f->older_than;
+}
+
+bool conn_filter_match(const struct conn_filter *f, const struct conn *c, uint64_t now) {
+        if (f->has_cidr && !cidr_match(&f->cidr, &c->peer))
+                return false;
+        if (f->service >= 0 && c->service != f->service)
+                return false;
+        if (f->idle_over && (now < c->last_active || now - c->last_active < f->idle_over))
+                return false;
+        if (f->older_than && (now < c->started || now - c->started < f->older_than))
+                return false;
+        return true;
 }
 
 /* On to the next loop, or back to the requester after the last one (or
@@ -58,7 +70,7 @@ static void list_run(struct msg *m) {
                 struct conn_info *i;
                 socklen_t len = sizeof(i->local);
 
-                if (!conn_filter_match(&op->filter, &c->peer))
+                if (!conn_filter_match(&op->filter, c, now))
                         continue;
                 i = &op->items[n++];
                 i->id = c->id;
@@ -117,14 +129,14 @@ static void kick_run(struct msg *m) {
         if (op->n_ids) {
                 for (size_t i = 0; i < op->n_ids; i++) {
                         struct conn *c = table_get(&l->table, op->ids[i]);
-                        if (c && conn_filter_match(&op->filter, &c->peer))
+                        if (c && conn_filter_match(&op->filter, c, l->now))
                                 kick_one(op, l, c);
                 }
         } else {
                 struct conn *c, *next;
                 for (c = l->head; c; c = next) {
                         next = c->next;
-                        if (op->all || conn_filter_match(&op->filter, &c->peer))
+                        if (op->all || conn_filter_match(&op->filter, c, l->now))
                                 kick_one(op, l, c);
                 }
         }

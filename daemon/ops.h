@@ -21,10 +21,17 @@ struct conn_info {
         uint64_t bytes_in, bytes_out;
 };
 
+/* What list and kick select by; every condition set must hold. */
 struct conn_filter {
         bool has_cidr;
         struct cidr cidr;
+        int service;           /* -1: any */
+        uint64_t idle_over;    /* usec; 0: any */
+        uint64_t older_than;   /* usec; 0: any */
 };
+
+#define CONN_FILTER_ANY { .service = -1 }
+bool conn_filter_set(const struct conn_filter *f);
 
 /* A request that visits every loop in turn and comes back to reply_to
  * with done(). */
@@ -62,7 +69,8 @@ void kick_op_post(struct kick_op *op);
 void list_op_free(struct list_op *op);
 void kick_op_free(struct kick_op *op);
 
-bool conn_filter_match(const struct conn_filter *f, const union sockaddr_in46 *peer);
+struct conn;
+bool conn_filter_match(const struct conn_filter *f, const struct conn *c, uint64_t now);
 
 /* Fire and forget. */
 int loop_post_settings(struct loop *l, const struct loop_settings *s);

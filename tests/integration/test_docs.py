@@ -55,7 +55,7 @@ def help_entries(program, heading):
     for line in lines[lines.index(heading) + 1:]:
         if not line.strip():
             break
-        entries.append(line.split()[0].rstrip(","))
+        entries.append(line.split()[0].rstrip(",").split("=")[0])
         if line.split()[0].endswith(","):  # "-s, --socket=PATH": the long name too
             entries.append(line.split()[1].split("=")[0])
     check(entries, f"nothing under '{heading}' in {program} --help")
@@ -99,7 +99,8 @@ def test_every_tcpctl_command_and_option_in_tcpctl_8():
     page = read(TCPCTL_PAGE)
     for cmd in help_entries(TCPCTL, "Commands:"):
         check(re.search(rf"^\.It Cm {cmd}( |$)", page, re.M), f"tcpctl {cmd} has no '.It Cm {cmd}' in tcpctl(8)")
-    for heading in ("Options:", "Options of probe:"):
+    for heading in ("Options:", "SELECTION, for list and kick (every one given must hold):", "Options of list:",
+                    "Options of kick:", "Options of probe:"):
         for opt in help_entries(TCPCTL, heading):
             check(("Fl " + opt.lstrip("-")) in page if not opt.startswith("--") else
                   ("Fl \\-" + opt[2:]) in page, f"tcpctl option {opt} is not in tcpctl(8)")

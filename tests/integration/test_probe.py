@@ -415,13 +415,17 @@ def test_bash_completion():
         print(f"# skipped: {BASH_COMPLETION} is missing (dev.sh installs bash-completion)")
         return
     check(subprocess.run(["bash", "-n", COMPLETION]).returncode == 0, "completion script parses")
-    check(complete([TCPCTL, ""]) == sorted(["status", "list", "kick", "reload", "probe"]), "commands")
+    check(complete([TCPCTL, ""]) == sorted(["status", "list", "kick", "reload", "log-level", "probe"]), "commands")
     check(complete([TCPCTL, "-"]) == sorted(["--socket", "--json", "--help", "--version"]), "global options")
     check(complete([TCPCTL, "re"]) == ["reload"], "a command by its start")
     check(complete([TCPCTL, "probe", "--"]) == sorted(["--count", "--interval", "--size", "--timeout"]), "probe")
     check(complete([TCPCTL, "probe", "-c", ""]) == [], "nothing to offer for a count")
-    check(complete([TCPCTL, "kick", "--"]) == sorted(["--peer", "--all"]), "kick's options")
-    check(complete([TCPCTL, "list", "-"]) == ["--peer"], "list's options")
+    check(complete([TCPCTL, "kick", "--"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--all"]),
+          "kick's options")
+    check(complete([TCPCTL, "list", "--sort", ""]) == sorted(["id", "age", "idle", "in", "out", "peer"]), "sort keys")
+    check(complete([TCPCTL, "log-level", "de"]) == ["debug"], "log levels")
+    check(complete([TCPCTL, "list", "-"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--sort"]),
+          "list's options")
 
     d = Daemon(LISTEN)
     socks = [connect(d.port()) for _ in range(3)]
