@@ -236,6 +236,7 @@ enum {
         OPT_IDLE_OVER,
         OPT_OLDER_THAN,
         OPT_SORT,
+        OPT_RESET,
 };
 
 #define SELECT_OPTIONS                                                                                     \
@@ -337,10 +338,11 @@ static int cmd_kick(int argc, char **argv) {
         static const struct option options[] = {
                 SELECT_OPTIONS,
                 { "all", no_argument, NULL, 'a' },
+                { "reset", no_argument, NULL, OPT_RESET },
                 {},
         };
         json_t *params = json_object(), *ids = json_array();
-        bool all = false, selection = false;
+        bool all = false, selection = false, reset = false;
         int c, r;
 
         optind = 1;
@@ -352,6 +354,10 @@ static int cmd_kick(int argc, char **argv) {
                 }
                 if (r == 0 && c == 'a') {
                         all = true;
+                        continue;
+                }
+                if (r == 0 && c == OPT_RESET) {
+                        reset = true;
                         continue;
                 }
                 json_decref(params);
@@ -380,6 +386,8 @@ static int cmd_kick(int argc, char **argv) {
                 json_decref(ids);
         if (all)
                 json_object_set_new(params, "all", json_true());
+        if (reset)
+                json_object_set_new(params, "reset", json_true());
         return call(TCPD_METHOD_KICK, params, false, print_kick, NULL);
 }
 
@@ -496,7 +504,7 @@ static const struct command {
 } commands[] = {
         { "status", cmd_status, "", "show the daemon's state, listeners and counters" },
         { "list", cmd_list, "[SELECTION] [--sort KEY]", "list connections, one row each" },
-        { "kick", cmd_kick, "ID... | SELECTION | --all", "close connections (root or admin group)" },
+        { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)" },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
         { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")" },
@@ -523,6 +531,7 @@ static void help(void) {
                "      --sort=KEY         id (default), age, idle, in, out or peer; longest and largest first\n"
                "\nOptions of kick:\n"
                "  -a, --all              every connection\n"
+               "      --reset            close with an RST instead of a FIN\n"
                "\nOptions of probe:\n"
                "  -c, --count=N          echoes to send (default 5; 0: until interrupted)\n"
                "  -i, --interval=TIME    between echoes (default 1s; 200ms, 1min 30s, ...)\n"

@@ -398,10 +398,11 @@ static void method_list_connections(struct control_client *cl, struct vl_call *c
 }
 
 static void method_kick(struct control_client *cl, struct vl_call *call) {
-        static const char *const known[] = { "ids", "peer", "service", "idle_over_usec", "older_than_usec", "all", NULL };
+        static const char *const known[] = { "ids",  "peer", "service", "idle_over_usec", "older_than_usec",
+                                             "all",  "reset", NULL };
         struct conn_filter f;
         struct kick_op *op;
-        json_t *ids, *all, *v;
+        json_t *ids, *all, *reset, *v;
         size_t i;
 
         if (!check_params(cl, call->params, known))
@@ -410,6 +411,8 @@ static void method_kick(struct control_client *cl, struct vl_call *call) {
                 return reply_invalid_parameter(cl, "ids");
         if (vl_param(call->params, "all", JSON_TRUE, &all) < 0)
                 return reply_invalid_parameter(cl, "all");
+        if (vl_param(call->params, "reset", JSON_TRUE, &reset) < 0)
+                return reply_invalid_parameter(cl, "reset");
         if (parse_filter(cl, call->params, &f) < 0)
                 return;
         if (all && json_is_true(all) && (ids || conn_filter_set(&f)))
@@ -427,6 +430,7 @@ static void method_kick(struct control_client *cl, struct vl_call *call) {
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         op->filter = f;
         op->all = all && json_is_true(all);
+        op->reset = reset && json_is_true(reset);
         op->uid = cl->cred.uid;
         op->pid = cl->cred.pid;
         if (ids && json_array_size(ids)) {

@@ -109,8 +109,17 @@ static void kick_one(struct kick_op *op, struct loop *l, struct conn *c) {
         op->kicked[op->n_kicked++] = c->id;
         if (ratelimit_pass(&kick_rl, l->now, &suppressed)) {
                 snprintf(by, sizeof(by), "TCPD_KICKED_BY_UID=%u", (unsigned) op->uid);
-                conn_log(l, c, LOG_NOTICE, "kick", by, "kicked by uid %u pid %d%s", (unsigned) op->uid,
-                         (int) op->pid, suppressed ? " (some kicks before this were not logged)" : "");
+                conn_log(l, c, LOG_NOTICE, "kick", by, "kicked by uid %u pid %d%s%s", (unsigned) op->uid,
+                         (int) op->pid, op->reset ? " with a reset" : "",
+                         suppressed ? " (some kicks before this were not logged)" : "");
+        }
+        if (op->reset) {
+                /* An RST, not a FIN. SO_LINGER 0 would reset only if ours
+                 * were the last descriptor, and systemd's fd store may hold
+                 * another: connect() to AF_UNSPEC disconnects the socket
+                 * itself, sending the reset whoever holds it. */
+                struct sockaddr sa = { .sa_family = AF_UNSPEC };
+                (void) connect(c->fd, &sa, sizeof(sa));
         }
         conn_close(l, c, CLOSE_KICKED);
 }

@@ -56,6 +56,7 @@ struct kick_op {
         struct op op;
         struct conn_filter filter;
         bool all;
+        bool reset; /* close with an RST instead of a FIN */
         uint64_t *ids; /* when n_ids > 0, only these */
         size_t n_ids;
         uid_t uid; /* who asked, for the log */

@@ -289,6 +289,34 @@ def test_owed_bytes_survive_the_handover():
         sd.cleanup()
 
 
+def test_kick_reset_with_a_copy_in_the_store():
+    """systemd's copy keeps the socket open: SO_LINGER 0 would not reset it,
+    connect(AF_UNSPEC) does; a plain kick still ends with a FIN."""
+    sd = FakeSystemd()
+    try:
+        sd.start()
+        rst, fin = Client(sd.port), Client(sd.port)
+        for c in (rst, fin):
+            c.send(10)
+            c.receive_all()
+        wait_for(lambda: sd.stored("conn") == 2, what="both connections in the store")
+        ids = {x["peer_port"]: x["id"] for x in sd.ctl("list")}
+        sd.ctl("kick", "--reset", str(ids[rst.s.getsockname()[1]]))
+        rst.s.settimeout(TIMEOUT)
+        try:
+            rst.s.recv(100)
+            raise TestFailure("kick --reset ended the connection without an RST")
+        except ConnectionResetError:
+            pass
+        sd.ctl("kick", str(ids[fin.s.getsockname()[1]]))
+        fin.s.settimeout(TIMEOUT)
+        check(fin.s.recv(100) == b"", "a plain kick ends with a FIN")
+        wait_for(lambda: sd.stored("conn") == 0, what="systemd dropped both copies")
+        check(sd.stop_tcpd() == 0, "clean stop")
+    finally:
+        sd.cleanup()
+
+
 def test_crash_keeps_connections():
     sd = FakeSystemd()
     try:
@@ -315,4 +343,4 @@ def test_crash_keeps_connections():
 
 if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
-          test_crash_keeps_connections])
+          test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections])

@@ -420,7 +420,7 @@ def test_bash_completion():
     check(complete([TCPCTL, "re"]) == ["reload"], "a command by its start")
     check(complete([TCPCTL, "probe", "--"]) == sorted(["--count", "--interval", "--size", "--timeout"]), "probe")
     check(complete([TCPCTL, "probe", "-c", ""]) == [], "nothing to offer for a count")
-    check(complete([TCPCTL, "kick", "--"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--all"]),
+    check(complete([TCPCTL, "kick", "--"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--all", "--reset"]),
           "kick's options")
     check(complete([TCPCTL, "list", "--sort", ""]) == sorted(["id", "age", "idle", "in", "out", "peer"]), "sort keys")
     check(complete([TCPCTL, "log-level", "de"]) == ["debug"], "log levels")

@@ -50,6 +50,33 @@ def test_idle_over_and_older_than():
     d.stop()
 
 
+def resets(s, timeout=5):
+    """True if the peer reset s (rather than closing it with a FIN)."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(4096):
+            pass
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_kick_reset():
+    d = Daemon("[tcpd]\nadmin_group = root\n" + LISTEN)
+    port = d.port()
+    fin, rst = connect(port), connect(port)
+    for s in (fin, rst):
+        echo_roundtrip(s, b"hello")
+    rows = {r["peer_port"]: r["id"] for r in d.ctl("list", json_out=True)}
+    r = d.ctl("kick", "--reset", str(rows[rst.getsockname()[1]]), json_out=True)
+    check(r["kicked"] == 1, f"{r}")
+    check(resets(rst), "kick --reset sends an RST")
+    d.ctl("kick", str(rows[fin.getsockname()[1]]))
+    check(not resets(fin), "a plain kick closes with a FIN")
+    wait_for(lambda: "with a reset" in d.stderr(), what="the reset kick is logged")
+    d.stop()
+
+
 def test_service_selection():
     d = Daemon("[tcpd]\nadmin_group = root\n" + LISTEN)
     s = connect(d.port())
@@ -134,5 +161,5 @@ def test_log_level():
 
 
 if __name__ == "__main__":
-    main([test_idle_over_and_older_than, test_service_selection, test_sort, test_selection_usage_errors,
+    main([test_idle_over_and_older_than, test_kick_reset, test_service_selection, test_sort, test_selection_usage_errors,
           test_log_level])
