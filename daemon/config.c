@@ -23,6 +23,8 @@
 
 static const char *const service_names[_SERVICE_MAX] = {
         [SERVICE_ECHO] = "echo",
+        [SERVICE_DISCARD] = "discard",
+        [SERVICE_CHARGEN] = "chargen",
 };
 
 const char *service_name(enum service_kind k) {
@@ -130,8 +132,10 @@ struct config *config_free(struct config *c) {
         free(c->admin_group);
         free(c->allow);
         free(c->deny);
-        for (int i = 0; i < _SERVICE_MAX; i++)
+        for (int i = 0; i < _SERVICE_MAX; i++) {
                 listen_clear(&c->services[i]);
+                free(c->services[i].banner);
+        }
         free(c);
         return NULL;
 }
@@ -449,6 +453,22 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         char *copy, *tok, *save = NULL;
         int r = 0;
 
+        if (streq(name, "banner")) {
+                size_t n = strlen(value);
+
+                if (n > CONFIG_BANNER_MAX) {
+                        *why = "a banner is one line of at most " STRINGIFY(CONFIG_BANNER_MAX) " characters";
+                        return -EINVAL;
+                }
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) value[i] < 0x20 || value[i] == 0x7f) {
+                                *why = "a banner may not hold control characters";
+                                return -EINVAL;
+                        }
+                free(s->banner);
+                s->banner = n ? strdup(value) : NULL;
+                return n && !s->banner ? -ENOMEM : 0;
+        }
         if (!streq(name, "listen"))
                 return -ENOENT;
         /* The first listen= line replaces the default; later ones add. */
@@ -496,12 +516,12 @@ static int config_handler(void *user, const char *section, const char *name, con
         } else if ((svc = service_from_name(section)) >= 0) {
                 r = service_key(p, svc, name, value, &why);
                 if (r == -ENOENT)
-                        why = "known keys: listen";
+                        why = "known keys: listen, banner";
         } else {
                 /* One error per unknown section, not one per key in it. */
                 if (!streq(p->last_bad_section, section)) {
                         snprintf(p->last_bad_section, sizeof(p->last_bad_section), "%s", section);
-                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s], [echo])", p->path,
+                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s], [echo], [discard], [chargen])", p->path,
                                   p->line, section, GLOBAL_SECTION);
                 }
                 return 1;
@@ -670,5 +690,6 @@ void config_print(const struct config *c, FILE *f) {
                         fprintf(f, "listen =\n");
                 for (size_t j = 0; j < s->n_listen; j++)
                         fprintf(f, "listen = %s\n", s->listen[j].text);
+                fprintf(f, "banner =%s%s\n", s->banner ? " " : "", s->banner ? s->banner : "");
         }
 }

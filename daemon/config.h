@@ -9,10 +9,16 @@
 
 #include "addr.h"
 
+/* inetd's built-ins: echo (RFC 862), discard (RFC 863), chargen (RFC 864). */
 enum service_kind {
         SERVICE_ECHO,
+        SERVICE_DISCARD,
+        SERVICE_CHARGEN,
         _SERVICE_MAX,
 };
+
+/* A banner is one line, sent with CRLF when a client connects. */
+#define CONFIG_BANNER_MAX 160
 
 const char *service_name(enum service_kind k);
 int service_from_name(const char *name);
@@ -28,6 +34,7 @@ struct service_config {
         struct listen_spec *listen;
         size_t n_listen;
         bool listen_set; /* a listen= line replaced the default */
+        char *banner;    /* NULL: none */
 };
 
 struct config {

@@ -1,5 +1,6 @@
 /* The per-connection data path. Kept small: one recv into the loop's shared
  * buffer, one send straight back; only a partial send allocates. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -121,6 +122,8 @@ static inline void conn_touch(struct loop *l, struct conn *c) {
 
 static int owed_append(struct conn *c, const char *p, size_t n);
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c);
+static void conn_update(struct loop *l, struct conn *c);
+static void conn_fail(struct loop *l, struct conn *c, int err);
 
 /* Puts a new or adopted connection into the table, the lists and epoll. */
 static int conn_attach(struct loop *l, struct conn *c) {
@@ -169,6 +172,30 @@ static struct conn *conn_new(struct loop *l, int fd, const union sockaddr_in46 *
         return c;
 }
 
+/* The service's banner line, first thing on a new connection. What the
+ * socket does not take at once (it nearly always does) waits as owed bytes,
+ * before any echo or chargen output. */
+static void conn_banner(struct loop *l, struct conn *c, const char *banner) {
+        char line[CONFIG_BANNER_MAX + 3];
+        int len = snprintf(line, sizeof(line), "%s\r\n", banner);
+        ssize_t w = data_send(c->fd, line, (size_t) len);
+
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                conn_fail(l, c, -errno);
+                return;
+        }
+        w = w < 0 ? 0 : w;
+        c->bytes_out += (uint64_t) w;
+        STAT_ADD(l, bytes_out, (uint64_t) w);
+        if (w < len) {
+                if (owed_append(c, line + w, (size_t) (len - w)) < 0) {
+                        conn_close(l, c, CLOSE_ERROR);
+                        return;
+                }
+                conn_update(l, c);
+        }
+}
+
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src) {
         struct conn *c = conn_new(l, fd, peer);
         int r;
@@ -186,6 +213,8 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
                 fdstore_add(l, fd);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
+        if (svc < ARRAY_SIZE(l->settings.banner) && l->settings.banner[svc])
+                conn_banner(l, c, l->settings.banner[svc]);
         return 0;
 }
 
@@ -417,7 +446,7 @@ static void conn_fail(struct loop *l, struct conn *c, int err) {
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
         uint32_t ev = 0;
 
-        if (c->owed)
+        if (c->owed || (c->service == SERVICE_CHARGEN && c->state == CONN_OPEN))
                 ev |= EPOLLOUT;
         if (c->state == CONN_OPEN && owed_bytes(c) < l->settings.max_buffered)
                 ev |= EPOLLIN;
@@ -437,6 +466,70 @@ static void conn_update(struct loop *l, struct conn *c) {
 }
 
 /* Echo (RFC 862): whatever arrives goes straight back. */
+/* RFC 864's pattern: the 95 printable characters, lines of 72, each
+ * line starting one character further on, ended with CRLF. Twice over, so
+ * that any point of the cycle starts a contiguous run of a whole cycle. */
+#define CHARGEN_LINE 72
+#define CHARGEN_CYCLE (95 * (CHARGEN_LINE + 2))
+static char chargen_pattern[2 * CHARGEN_CYCLE];
+static pthread_once_t chargen_once = PTHREAD_ONCE_INIT;
+
+static void chargen_init(void) {
+        char *p = chargen_pattern;
+
+        for (int copy = 0; copy < 2; copy++)
+                for (int line = 0; line < 95; line++) {
+                        for (int i = 0; i < CHARGEN_LINE; i++)
+                                *p++ = (char) (' ' + (line + i) % 95); /* as inetd: space to '~' */
+                        *p++ = '\r';
+                        *p++ = '\n';
+                }
+}
+
+/* chargen sends only what the socket takes, straight from the pattern: a
+ * client that reads slowly costs no memory, only its socket buffer. A few
+ * cycles per wake-up at most, so one fast reader cannot hold the loop. */
+static void chargen_write(struct loop *l, struct conn *c) {
+        pthread_once(&chargen_once, chargen_init);
+        for (int i = 0; i < 8; i++) {
+                ssize_t n = data_send(c->fd, chargen_pattern + c->gen_off, CHARGEN_CYCLE);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return;
+                        conn_fail(l, c, -errno);
+                        return;
+                }
+                c->gen_off = (uint16_t) ((c->gen_off + (size_t) n) % CHARGEN_CYCLE);
+                c->bytes_out += (uint64_t) n;
+                STAT_ADD(l, bytes_out, (uint64_t) n);
+                conn_touch(l, c);
+                if (n < CHARGEN_CYCLE)
+                        return;
+        }
+}
+
+/* discard, and what a chargen client sends: counted and dropped. */
+static void conn_read_drop(struct loop *l, struct conn *c) {
+        for (int i = 0; i < 4; i++) {
+                ssize_t n = data_recv(c->fd, l->rbuf, l->rbuf_size);
+                if (n < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                conn_fail(l, c, -errno);
+                        return;
+                }
+                if (n == 0) {
+                        c->state = CONN_DRAINING;
+                        conn_update(l, c); /* closes once the banner is out */
+                        return;
+                }
+                c->bytes_in += (uint64_t) n;
+                STAT_ADD(l, bytes_in, (uint64_t) n);
+                conn_touch(l, c);
+                if ((size_t) n < l->rbuf_size)
+                        return;
+        }
+}
+
 static void conn_read(struct loop *l, struct conn *c) {
         size_t room = l->rbuf_size < l->settings.max_buffered ? l->rbuf_size : l->settings.max_buffered;
         ssize_t n, w = 0;
@@ -504,6 +597,17 @@ void conn_handle(struct loop *l, struct conn *c, uint32_t events) {
                 conn_touch(l, c);
                 conn_update(l, c); /* may close a draining connection */
                 return;
+        }
+        if (c->service != SERVICE_ECHO) {
+                if ((events & EPOLLOUT) && c->service == SERVICE_CHARGEN && c->state == CONN_OPEN) {
+                        chargen_write(l, c);
+                        if (c->ev.kind != EV_CONN)
+                                return; /* closed on an error */
+                }
+                if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (c->events & EPOLLIN)) {
+                        conn_read_drop(l, c);
+                        return;
+                }
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 if (c->events & EPOLLIN)

@@ -36,6 +36,7 @@ struct conn {
         struct ev ev; /* first */
         uint8_t state;
         uint8_t service;
+        uint16_t gen_off; /* chargen: where in the pattern the next byte is */
         uint32_t events; /* the epoll interest now set */
         int fd;
         uint64_t id;

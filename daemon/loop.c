@@ -52,11 +52,16 @@ static int epoll_add(struct loop *l, int fd, uint32_t events, void *ptr) {
 int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src) {
         *dst = *src;
         dst->allow = dst->deny = NULL;
-        if (src->n_allow && !(dst->allow = malloc(src->n_allow * sizeof(*dst->allow))))
-                return -ENOMEM;
-        if (src->n_deny && !(dst->deny = malloc(src->n_deny * sizeof(*dst->deny)))) {
-                free(dst->allow);
-                dst->allow = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(dst->banner); i++) {
+                dst->banner[i] = NULL;
+                if (src->banner[i] && !(dst->banner[i] = strdup(src->banner[i]))) {
+                        loop_settings_done(dst);
+                        return -ENOMEM;
+                }
+        }
+        if ((src->n_allow && !(dst->allow = malloc(src->n_allow * sizeof(*dst->allow)))) ||
+            (src->n_deny && !(dst->deny = malloc(src->n_deny * sizeof(*dst->deny))))) {
+                loop_settings_done(dst);
                 return -ENOMEM;
         }
         if (src->n_allow)
@@ -67,6 +72,10 @@ int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *sr
 }
 
 void loop_settings_done(struct loop_settings *s) {
+        for (size_t i = 0; i < ARRAY_SIZE(s->banner); i++) {
+                free((char *) s->banner[i]);
+                s->banner[i] = NULL;
+        }
         free(s->allow);
         free(s->deny);
         s->allow = s->deny = NULL;

@@ -46,6 +46,7 @@ struct loop_settings {
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;
         bool log_connections;
+        const char *banner[4]; /* per service (enum service_kind); owned by the settings */
 };
 
 /* What every worker's loop shares: connection ids unique across workers,

@@ -70,6 +70,7 @@ static void resolve_admin_group(struct tcpd *t) {
 }
 
 static unsigned fd_budget;
+_Static_assert(_SERVICE_MAX <= ARRAY_SIZE(((struct loop_settings *) 0)->banner), "a banner for every service");
 
 #define settings_from(c)                                                                                    \
         {                                                                                                   \
@@ -136,6 +137,10 @@ static uint64_t open_connections(const struct tcpd *t) {
 /* Settings and stop requests go to every worker. */
 static void post_settings(struct tcpd *t, const struct config *c) {
         struct loop_settings ls = settings_from(c);
+
+        /* borrowed here: each worker's copy owns its own */
+        for (int i = 0; i < _SERVICE_MAX; i++)
+                ls.banner[i] = c->services[i].banner;
 
         for (unsigned i = 0; i < t->n_workers; i++)
                 if (loop_post_settings(&t->loops[i], &ls) < 0)
@@ -455,7 +460,7 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                 if (svc < 0) {
                         r = log_error_errno(-EINVAL,
                                             "socket %d from systemd is named '%s', which is no service of tcpd "
-                                            "(known: echo; the control socket is 'control'); set "
+                                            "(known: echo, discard, chargen; the control socket is 'control'); set "
                                             "FileDescriptorName= in the socket unit",
                                             fd, name);
                         close(fd);

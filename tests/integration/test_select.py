@@ -82,7 +82,8 @@ def test_service_selection():
     s = connect(d.port())
     echo_roundtrip(s, b"x")
     check(len(d.ctl("list", "--service", "echo", json_out=True)) == 1, "echo selects the echo connection")
-    p = d.ctl("list", "--service", "chargen", ok=(1,))
+    check("no connections" in d.ctl("list", "--service", "chargen").stdout, "no chargen connection")
+    p = d.ctl("list", "--service", "gopher", ok=(1,))
     check("service" in p.stderr, f"an unknown service is refused by name: {p.stderr}")
     d.stop()
 

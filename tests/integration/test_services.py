@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""inetd's other built-ins: discard (RFC 863) and chargen (RFC 864), a
+banner per service, each chosen by the settings or by systemd's
+FileDescriptorName."""
+
+import socket
+import time
+
+from tcpdtest import (Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact, run_config_check,
+                      wait_for)
+
+SERVICES = ("[echo]\nlisten = 127.0.0.1:0\n[discard]\nlisten = 127.0.0.1:0\n"
+            "[chargen]\nlisten = 127.0.0.1:0\n")
+
+
+def service_port(d, name):
+    for li in d.status()["listeners"]:
+        if li["service"] == name:
+            return int(li["address"].rsplit(":", 1)[1])
+    raise AssertionError(f"no {name} listener")
+
+
+def chargen_expected(n, start_line=0):
+    """The first n bytes of RFC 864's pattern as tcpd (and inetd) send it."""
+    out = bytearray()
+    line = start_line
+    while len(out) < n:
+        out += bytes(32 + (line + i) % 95 for i in range(72)) + b"\r\n"
+        line += 1
+    return bytes(out[:n])
+
+
+def test_discard():
+    d = Daemon(SERVICES)
+    s = connect(service_port(d, "discard"))
+    s.sendall(b"x" * 200000)
+    s.settimeout(0.5)
+    try:
+        data = s.recv(10)
+        check(False, f"discard sent something back: {data!r}")
+    except socket.timeout:
+        pass
+    wait_for(lambda: d.status()["bytes_in"] == 200000, what="200000 bytes counted in")
+    check(d.status()["bytes_out"] == 0, "nothing out")
+    conns = d.ctl("list", "--service", "discard", json_out=True)
+    check(len(conns) == 1 and conns[0]["service"] == "discard", f"{conns}")
+    s.shutdown(socket.SHUT_WR)
+    check(reads_eof(s), "discard closes after the client's FIN")
+    d.stop()
+
+
+def test_chargen_pattern_and_fin():
+    d = Daemon(SERVICES)
+    s = connect(service_port(d, "chargen"))
+    data = recv_exact(s, 300000)
+    check(data == chargen_expected(300000), "the RFC 864 pattern, byte for byte, across several cycles")
+    s.sendall(b"ignored input")  # thrown away
+    check(len(recv_exact(s, 1000)) == 1000, "still generating after input")
+    s.shutdown(socket.SHUT_WR)
+    check(reads_eof(s, timeout=10), "chargen closes after the client's FIN")
+    d.stop()
+
+
+def test_chargen_back_pressure():
+    """A client that does not read costs tcpd nothing but its socket buffer:
+    tcpd stops sending (bytes out stay put) and its memory does not grow."""
+    d = Daemon(SERVICES)
+    slow = [connect(service_port(d, "chargen")) for _ in range(20)]
+    for s in slow:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    time.sleep(1)
+    out1 = d.status()["bytes_out"]
+    rss1 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    time.sleep(1)
+    out2 = d.status()["bytes_out"]
+    rss2 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    check(out2 == out1, f"nothing more sent to clients that do not read: {out1} -> {out2}")
+    check(rss2 - rss1 < 256, f"tcpd's memory stays put: {rss1} -> {rss2} KiB")
+    check(d.status()["connections_open"] == 20, "they stay open")
+    # and the loop still serves others
+    e = connect(service_port(d, "echo"))
+    echo_roundtrip(e, b"still served")
+    # a slow reader gets the pattern intact once it reads
+    check(recv_exact(slow[0], 50000) == chargen_expected(50000), "intact after the stall")
+    r = d.ctl("kick", "--service", "chargen", json_out=True)
+    check(r["kicked"] == 20, f"{r}")
+    d.stop()
+
+
+def test_banners():
+    d = Daemon("[echo]\nlisten = 127.0.0.1:0\nbanner = welcome to echo\n"
+               "[chargen]\nlisten = 127.0.0.1:0\nbanner = chargen: RFC 864\n"
+               "[discard]\nlisten = 127.0.0.1:0\nbanner = discard\n")
+    e = connect(service_port(d, "echo"))
+    check(recv_exact(e, 17) == b"welcome to echo\r\n", "echo's banner first")
+    echo_roundtrip(e, b"then the echo")
+    c = connect(service_port(d, "chargen"))
+    check(recv_exact(c, 18) == b"chargen: RFC 864\r\n", "chargen's banner first")
+    check(recv_exact(c, 5000) == chargen_expected(5000), "then the pattern from its start")
+    x = connect(service_port(d, "discard"))
+    check(recv_exact(x, 9) == b"discard\r\n", "discard's banner")
+    # a reload changes the banner for new connections
+    d.write_config("[echo]\nlisten = 127.0.0.1:%d\nbanner = new banner\n" % service_port(d, "echo"))
+    d.ctl("reload")
+    e2 = connect(service_port(d, "echo"))
+    check(recv_exact(e2, 12) == b"new banner\r\n", "the reloaded banner")
+    echo_roundtrip(e, b"the old connection echoes on")
+    d.stop()
+
+
+def test_banner_errors():
+    p, path = run_config_check("[echo]\nbanner = " + "x" * 161 + "\n")
+    check(p.returncode == 1 and f"{path}:2" in p.stderr and "160" in p.stderr, p.stderr)
+    p, path = run_config_check("[chargen]\nbanner = a\tb\n")
+    check(p.returncode == 1 and f"{path}:2" in p.stderr and "control" in p.stderr, p.stderr)
+    p, path = run_config_check("[echo]\nmotd = hi\n")
+    check(p.returncode == 1 and "banner" in p.stderr, f"the known keys are named: {p.stderr}")
+    p, _ = run_config_check("[echo]\nbanner = hello there\n")
+    check(p.returncode == 0 and "banner = hello there" in p.stdout, p.stdout)
+
+
+def test_activated_by_name():
+    # systemd-socket-activate binds both and starts tcpd at the first
+    # connection; tcpd names its own control socket
+    ports = {"chargen": free_port(), "discard": free_port()}
+    d = Daemon("", activate=[f"127.0.0.1:{ports['chargen']}", f"127.0.0.1:{ports['discard']}"],
+               fdnames=["chargen", "discard"], wait_ready=False)
+    c = None
+
+    def connected():
+        nonlocal c
+        try:
+            c = connect(ports["chargen"])
+            return True
+        except ConnectionRefusedError:
+            return False
+    wait_for(connected, what="systemd-socket-activate listening")
+    d.wait_notify("READY=1")
+    check(recv_exact(c, 1000) == chargen_expected(1000), "chargen from FileDescriptorName=chargen")
+    listeners = d.status()["listeners"]
+    check(sorted(li["service"] for li in listeners) == ["chargen", "discard"] and
+          all(li["activated"] for li in listeners), f"{listeners}")
+    x = connect(ports["discard"])
+    x.sendall(b"dropped")
+    wait_for(lambda: d.status()["bytes_in"] >= 7, what="discard counted the bytes")
+    d.stop()
+
+
+if __name__ == "__main__":
+    main([test_discard, test_chargen_pattern_and_fin, test_chargen_back_pressure, test_banners, test_banner_errors,
+          test_activated_by_name])
