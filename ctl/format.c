@@ -113,7 +113,20 @@ void format_status(FILE *f, json_t *st) {
         fputc('\n', f);
 }
 
-enum { COL_ID, COL_PEER, COL_LOCAL, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT, COL_STATE, _COL_MAX };
+enum {
+        COL_ID, COL_PEER, COL_LOCAL, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT,
+        COL_RTT, COL_RTTVAR, COL_RETRANS, COL_CWND, COL_UNACKED, /* with -i only */
+        COL_STATE, _COL_MAX
+};
+#define COL_TCP_FIRST COL_RTT
+#define COL_TCP_LAST COL_UNACKED
+
+/* The TCP_INFO columns: shown when the connections carry them (list -i). */
+static bool show_tcp;
+
+static bool col_shown(int k) {
+        return show_tcp || k < COL_TCP_FIRST || k > COL_TCP_LAST;
+}
 
 static const struct {
         const char *title;
@@ -128,6 +141,11 @@ static const struct {
         [COL_IDLE] = { "IDLE", true, false },
         [COL_IN] = { "IN", true, false },
         [COL_OUT] = { "OUT", true, false },
+        [COL_RTT] = { "RTT", true, false },
+        [COL_RTTVAR] = { "RTTVAR", true, false },
+        [COL_RETRANS] = { "RETRANS", true, false },
+        [COL_CWND] = { "CWND", true, false },
+        [COL_UNACKED] = { "UNACKED", true, false },
         [COL_STATE] = { "STATE", false, true },
 };
 
@@ -152,6 +170,20 @@ static void fill_row(json_t *c, char row[_COL_MAX][CELL]) {
         format_size(num(c, "bytes_in"), row[COL_IN], CELL);
         format_size(num(c, "bytes_out"), row[COL_OUT], CELL);
         strncpy(row[COL_STATE], str(c, "state"), CELL - 1);
+        {
+                json_t *tcp = json_object_get(c, "tcp");
+
+                /* milliseconds with three decimals, as ss -i prints them */
+                if (tcp) {
+                        snprintf(row[COL_RTT], CELL, "%.3fms", num(tcp, "rtt_usec") / 1000.0);
+                        snprintf(row[COL_RTTVAR], CELL, "%.3fms", num(tcp, "rttvar_usec") / 1000.0);
+                        snprintf(row[COL_RETRANS], CELL, "%llu", num(tcp, "retransmits"));
+                        snprintf(row[COL_CWND], CELL, "%llu", num(tcp, "cwnd"));
+                        snprintf(row[COL_UNACKED], CELL, "%llu", num(tcp, "unacked"));
+                } else
+                        for (int k = COL_TCP_FIRST; k <= COL_TCP_LAST; k++)
+                                snprintf(row[k], CELL, "-");
+        }
         row[COL_PEER][CELL - 1] = row[COL_LOCAL][CELL - 1] = row[COL_SERVICE][CELL - 1] = row[COL_STATE][CELL - 1] = 0;
 }
 
@@ -196,12 +228,13 @@ const char *format_ellipsize(const char *s, size_t cols, char *buf, size_t n) {
  * the table fits the terminal. When only ids and numbers are left the
  * terminal wraps the lines: a cut number would be a wrong number. */
 static void fit_columns(size_t width[_COL_MAX]) {
-        size_t total = COLUMN_GAP * (_COL_MAX - 1);
+        size_t total = 0;
 
         if (term.columns == 0)
                 return;
         for (int k = 0; k < _COL_MAX; k++)
-                total += width[k];
+                if (col_shown(k))
+                        total += width[k] + (k ? COLUMN_GAP : 0);
         while (total > term.columns) {
                 int widest = -1;
 
@@ -210,7 +243,8 @@ static void fit_columns(size_t width[_COL_MAX]) {
 
                         if (min < term.ellipsis_cols + 4)
                                 min = term.ellipsis_cols + 4;
-                        if (columns[k].elide && width[k] > min && (widest < 0 || width[k] > width[widest]))
+                        if (col_shown(k) && columns[k].elide && width[k] > min &&
+                            (widest < 0 || width[k] > width[widest]))
                                 widest = k;
                 }
                 if (widest < 0)
@@ -233,8 +267,13 @@ static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const c
         if (header && term.color)
                 fputs(ANSI_BOLD, f);
         for (int k = 0; k < _COL_MAX; k++) {
-                size_t cols = text_cols(cells[k]), blank = cols < width[k] ? width[k] - cols : 0;
+                size_t cols, blank;
                 bool last = k == _COL_MAX - 1;
+
+                if (!col_shown(k))
+                        continue;
+                cols = text_cols(cells[k]);
+                blank = cols < width[k] ? width[k] - cols : 0;
 
                 if (columns[k].right)
                         pad(f, blank);
@@ -267,7 +306,7 @@ struct conn_table {
 
 static const char *const sort_names[_SORT_MAX] = {
         [SORT_ID] = "id", [SORT_AGE] = "age", [SORT_IDLE] = "idle",
-        [SORT_IN] = "in", [SORT_OUT] = "out", [SORT_PEER] = "peer",
+        [SORT_IN] = "in", [SORT_OUT] = "out", [SORT_PEER] = "peer", [SORT_RTT] = "rtt",
 };
 
 int conn_sort_key(const char *name) {
@@ -280,6 +319,7 @@ int conn_sort_key(const char *name) {
 struct conn_table *conn_table_new(void) {
         struct conn_table *t = calloc(1, sizeof(*t));
 
+        show_tcp = false; /* until a connection comes with TCP_INFO */
         for (int k = 0; t && k < _COL_MAX; k++)
                 t->width[k] = strlen(columns[k].title);
         return t;
@@ -345,6 +385,9 @@ int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
         r->key[SORT_IN] = num(conn, "bytes_in");
         r->key[SORT_OUT] = num(conn, "bytes_out");
         r->key[SORT_PEER] = peer_key(conn);
+        r->key[SORT_RTT] = json_object_get(conn, "tcp") ? num(json_object_get(conn, "tcp"), "rtt_usec") : 0;
+        if (json_object_get(conn, "tcp"))
+                show_tcp = true;
         for (int k = 0; k < _COL_MAX; k++) {
                 size_t len = strlen(row[k]), cols = text_cols(row[k]);
 

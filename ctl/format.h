@@ -20,14 +20,14 @@ void format_status(FILE *f, json_t *status);
 void format_connections(FILE *f, json_t *connections);
 /* The same table built one connection at a time, as the replies stream in. */
 struct conn_table;
-enum { SORT_ID, SORT_AGE, SORT_IDLE, SORT_IN, SORT_OUT, SORT_PEER, _SORT_MAX };
-/* The --sort key by name (id, age, idle, in, out, peer), or -1. */
+enum { SORT_ID, SORT_AGE, SORT_IDLE, SORT_IN, SORT_OUT, SORT_PEER, SORT_RTT, _SORT_MAX };
+/* The --sort key by name (id, age, idle, in, out, peer, rtt), or -1. */
 int conn_sort_key(const char *name);
 struct conn_table *conn_table_new(void);
 struct conn_table *conn_table_free(struct conn_table *t);
 /* keep_json: keep conn itself too, for conn_table_print_json(). */
 int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json);
-/* Orders the rows: id and peer ascending; age, idle, in and out largest first. */
+/* Orders the rows: id and peer ascending; age, idle, in, out and rtt largest first. */
 void conn_table_sort(struct conn_table *t, int key);
 void conn_table_print(FILE *f, struct conn_table *t);
 /* The kept connections as one JSON array. */

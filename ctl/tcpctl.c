@@ -274,6 +274,7 @@ static int cmd_list(int argc, char **argv) {
         static const struct option options[] = {
                 SELECT_OPTIONS,
                 { "sort", required_argument, NULL, OPT_SORT },
+                { "tcp-info", no_argument, NULL, 'i' },
                 {},
         };
         json_t *params = json_object();
@@ -282,21 +283,28 @@ static int cmd_list(int argc, char **argv) {
         int c, r;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "+p:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+p:i", options, NULL)) >= 0) {
                 r = add_selection(params, c, optarg);
                 if (r == 1)
                         continue;
+                if (c == 'i') {
+                        json_object_set_new(params, "tcp_info", json_true());
+                        continue;
+                }
                 if (r == EXIT_USAGE) {
                         json_decref(params);
                         return EXIT_USAGE;
                 }
                 if (c == OPT_SORT && conn_sort_key(optarg) >= 0) {
                         sort = optarg;
+                        if (conn_sort_key(optarg) == SORT_RTT) /* needs TCP_INFO */
+                                json_object_set_new(params, "tcp_info", json_true());
                         continue;
                 }
                 json_decref(params);
                 if (c == OPT_SORT)
-                        return usage_error("list: --sort: '%s' is not one of id, age, idle, in, out, peer", optarg);
+                        return usage_error("list: --sort: '%s' is not one of id, age, idle, in, out, peer, rtt",
+                                           optarg);
                 return usage_error("list: unknown option");
         }
         if (optind < argc) {
@@ -503,7 +511,7 @@ static const struct command {
         const char *help;
 } commands[] = {
         { "status", cmd_status, "", "show the daemon's state, listeners and counters" },
-        { "list", cmd_list, "[SELECTION] [--sort KEY]", "list connections, one row each" },
+        { "list", cmd_list, "[-i] [SELECTION] [--sort KEY]", "list connections, one row each" },
         { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)" },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
@@ -528,7 +536,8 @@ static void help(void) {
                "      --idle-over=TIME   idle at least this long (90s, 10min)\n"
                "      --older-than=TIME  open at least this long\n"
                "\nOptions of list:\n"
-               "      --sort=KEY         id (default), age, idle, in, out or peer; longest and largest first\n"
+               "  -i, --tcp-info         add what the kernel knows (TCP_INFO): RTT, RTTVAR, RETRANS, CWND, UNACKED\n"
+               "      --sort=KEY         id (default), age, idle, in, out, peer or rtt; longest and largest first\n"
                "\nOptions of kick:\n"
                "  -a, --all              every connection\n"
                "      --reset            close with an RST instead of a FIN\n"

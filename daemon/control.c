@@ -40,6 +40,7 @@ struct conn_reply {
         json_t *msg, *conn;
         json_t *id, *service, *peer, *peer_address, *peer_port, *local, *connected_usec, *age_usec, *idle_usec,
                 *bytes_in, *bytes_out, *state;
+        json_t *tcp, *rtt_usec, *rttvar_usec, *retransmits, *cwnd, *unacked; /* with tcp_info */
 };
 
 struct control_client {
@@ -167,11 +168,12 @@ static bool check_params(struct control_client *cl, json_t *params, const char *
 }
 
 static void conn_reply_free(struct conn_reply *r) {
+        json_decref(r->tcp);
         json_decref(r->msg);
         memset(r, 0, sizeof(*r));
 }
 
-static int conn_reply_init(struct conn_reply *r) {
+static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
         struct {
                 const char *key;
                 json_t **v;
@@ -206,6 +208,20 @@ static int conn_reply_init(struct conn_reply *r) {
                         return -ENOMEM;
                 }
         }
+        if (tcp_info) {
+                r->tcp = json_pack("{s:i,s:i,s:i,s:i,s:i}", "rtt_usec", 0, "rttvar_usec", 0, "retransmits", 0, "cwnd",
+                                   0, "unacked", 0);
+                if (!r->tcp) {
+                        conn_reply_free(r);
+                        return -ENOMEM;
+                }
+                r->rtt_usec = json_object_get(r->tcp, "rtt_usec");
+                r->rttvar_usec = json_object_get(r->tcp, "rttvar_usec");
+                r->retransmits = json_object_get(r->tcp, "retransmits");
+                r->cwnd = json_object_get(r->tcp, "cwnd");
+                r->unacked = json_object_get(r->tcp, "unacked");
+                json_incref(r->tcp); /* one reference in conn while present, one here */
+        }
         return 0;
 }
 
@@ -225,6 +241,15 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
         k |= json_integer_set(r->bytes_in, (json_int_t) i->bytes_in);
         k |= json_integer_set(r->bytes_out, (json_int_t) i->bytes_out);
         k |= json_string_set(r->state, i->state);
+        if (r->tcp && i->has_tcp) {
+                k |= json_integer_set(r->rtt_usec, i->rtt_usec);
+                k |= json_integer_set(r->rttvar_usec, i->rttvar_usec);
+                k |= json_integer_set(r->retransmits, i->retransmits);
+                k |= json_integer_set(r->cwnd, i->cwnd);
+                k |= json_integer_set(r->unacked, i->unacked);
+                k |= json_object_set(r->conn, "tcp", r->tcp);
+        } else if (r->tcp)
+                (void) json_object_del(r->conn, "tcp"); /* the kernel had nothing to say */
         if (continues)
                 k |= json_object_set(r->msg, "continues", json_true());
         else
@@ -378,9 +403,10 @@ static void op_send(struct control_client *cl, struct op *op, msg_fn done) {
 }
 
 static void method_list_connections(struct control_client *cl, struct vl_call *call) {
-        static const char *const known[] = { "peer", "service", "idle_over_usec", "older_than_usec", NULL };
+        static const char *const known[] = { "peer", "service", "idle_over_usec", "older_than_usec", "tcp_info", NULL };
         struct list_op *op;
         struct conn_filter f;
+        json_t *tcp_info;
 
         if (!check_params(cl, call->params, known))
                 return;
@@ -388,10 +414,13 @@ static void method_list_connections(struct control_client *cl, struct vl_call *c
                 return reply_error(cl, VARLINK_ERROR_EXPECTED_MORE, NULL);
         if (parse_filter(cl, call->params, &f) < 0)
                 return;
+        if (vl_param(call->params, "tcp_info", JSON_TRUE, &tcp_info) < 0)
+                return reply_invalid_parameter(cl, "tcp_info");
         op = calloc(1, sizeof(*op));
         if (!op)
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         op->filter = f;
+        op->tcp_info = tcp_info && json_is_true(tcp_info);
         cl->stream_oneway = call->oneway;
         op_send(cl, &op->op, list_done);
         list_op_post(op);
@@ -555,7 +584,7 @@ static void client_stream(struct control_client *cl) {
                         cl->streaming = op = NULL;
                         break;
                 }
-                if ((!cl->stream_reply.msg && conn_reply_init(&cl->stream_reply) < 0) ||
+                if ((!cl->stream_reply.msg && conn_reply_init(&cl->stream_reply, op->tcp_info) < 0) ||
                     conn_reply_set(&cl->stream_reply, &op->items[cl->streamed], cl->streamed + 1 < op->n) < 0 ||
                     vl_put_message(&cl->out, cl->stream_reply.msg) < 0) {
                         /* out of memory mid-list: the client sees the list end early */

@@ -1,5 +1,7 @@
 /* Loop-side handlers for the control plane's requests. */
 #include <stdio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "conn.h"
@@ -84,6 +86,20 @@ static void list_run(struct msg *m) {
                 i->idle_usec = now > c->last_active ? now - c->last_active : 0;
                 i->bytes_in = c->bytes_in;
                 i->bytes_out = c->bytes_out;
+                if (op->tcp_info) {
+                        struct tcp_info ti;
+                        socklen_t tl = sizeof(ti);
+
+                        /* one system call per connection: only when asked */
+                        if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+                                i->has_tcp = true;
+                                i->rtt_usec = ti.tcpi_rtt;
+                                i->rttvar_usec = ti.tcpi_rttvar;
+                                i->retransmits = ti.tcpi_total_retrans;
+                                i->cwnd = ti.tcpi_snd_cwnd;
+                                i->unacked = ti.tcpi_unacked;
+                        }
+                }
         }
         op->n = n;
         op_next(&op->op, list_run);

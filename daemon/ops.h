@@ -19,6 +19,8 @@ struct conn_info {
         union sockaddr_in46 peer, local;
         uint64_t connected_usec, age_usec, idle_usec;
         uint64_t bytes_in, bytes_out;
+        bool has_tcp; /* what the kernel knows (TCP_INFO), when asked for */
+        uint32_t rtt_usec, rttvar_usec, retransmits, cwnd, unacked;
 };
 
 /* What list and kick select by; every condition set must hold. */
@@ -48,6 +50,7 @@ struct op {
 struct list_op {
         struct op op;
         struct conn_filter filter;
+        bool tcp_info;
         struct conn_info *items; /* sorted by id when it comes back */
         size_t n, cap;
 };

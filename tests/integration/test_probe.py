@@ -422,9 +422,10 @@ def test_bash_completion():
     check(complete([TCPCTL, "probe", "-c", ""]) == [], "nothing to offer for a count")
     check(complete([TCPCTL, "kick", "--"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--all", "--reset"]),
           "kick's options")
-    check(complete([TCPCTL, "list", "--sort", ""]) == sorted(["id", "age", "idle", "in", "out", "peer"]), "sort keys")
+    check(complete([TCPCTL, "list", "--sort", ""]) == sorted(["id", "age", "idle", "in", "out", "peer", "rtt"]),
+          "sort keys")
     check(complete([TCPCTL, "log-level", "de"]) == ["debug"], "log levels")
-    check(complete([TCPCTL, "list", "-"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--sort"]),
+    check(complete([TCPCTL, "list", "-"]) == sorted(["--tcp-info", "--peer", "--service", "--idle-over", "--older-than", "--sort"]),
           "list's options")
 
     d = Daemon(LISTEN)

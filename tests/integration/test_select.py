@@ -111,6 +111,30 @@ def test_sort():
     d.stop()
 
 
+def test_tcp_info():
+    d = Daemon(LISTEN)
+    port = d.port()
+    conns = [connect(port) for _ in range(3)]
+    for s in conns:
+        echo_roundtrip(s, b"x" * 1000)
+    plain = d.ctl("list", json_out=True)
+    check(all("tcp" not in c for c in plain), "no TCP_INFO unless asked")
+    check("RTT" not in d.ctl("list").stdout, "no TCP columns unless asked")
+    info = d.ctl("list", "-i", json_out=True)
+    for c in info:
+        t = c.get("tcp")
+        check(t and t["rtt_usec"] > 0 and t["cwnd"] > 0 and t["retransmits"] == 0 and t["unacked"] >= 0,
+              f"TCP_INFO of a loopback connection: {c}")
+    table = d.ctl("list", "--tcp-info").stdout.splitlines()
+    check(table[0].split() == ["ID", "PEER", "LOCAL", "SERVICE", "AGE", "IDLE", "IN", "OUT", "RTT", "RTTVAR",
+                               "RETRANS", "CWND", "UNACKED", "STATE"], table[0])
+    check(all(line.split()[8].endswith("ms") for line in table[1:]), "\n".join(table))
+    by_rtt = d.ctl("list", "--sort", "rtt", json_out=True)
+    rtts = [c["tcp"]["rtt_usec"] for c in by_rtt]
+    check(rtts == sorted(rtts, reverse=True), f"--sort rtt asks for TCP_INFO and orders largest first: {rtts}")
+    d.stop()
+
+
 def test_selection_usage_errors():
     d = Daemon(LISTEN)
     for args in (["list", "--idle-over", "0"], ["list", "--idle-over", "soon"], ["list", "--sort", "size"],
@@ -162,5 +186,5 @@ def test_log_level():
 
 
 if __name__ == "__main__":
-    main([test_idle_over_and_older_than, test_kick_reset, test_service_selection, test_sort, test_selection_usage_errors,
+    main([test_idle_over_and_older_than, test_kick_reset, test_service_selection, test_sort, test_tcp_info, test_selection_usage_errors,
           test_log_level])
