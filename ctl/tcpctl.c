@@ -3,7 +3,10 @@
  * service itself); tables for people, --json for scripts. */
 #include <getopt.h>
 #include <stdarg.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -19,6 +22,17 @@
 
 #define EXIT_USAGE 2
 #define CALL_TIMEOUT_SEC 30
+
+/* tcpctl monitor runs until Ctrl-C (or SIGTERM): then it ends cleanly. */
+static volatile sig_atomic_t stop_requested;
+#define EXIT_STOPPED 100 /* internal: a signal ended a wait */
+/* A monitor waits for events as long as it takes. */
+static bool call_no_timeout;
+
+static void on_stop_signal(int sig) {
+        stop_requested = 1;
+}
+
 /* Replies may be larger than calls: one connection each, but be generous. */
 #define REPLY_MAX (16 * 1024 * 1024)
 
@@ -60,7 +74,8 @@ static int ctl_connect(struct ctl *c) {
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
                 return fail("cannot create a socket: %m");
-        (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        if (!call_no_timeout)
+                (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
                 if (errno == EACCES || errno == EPERM)
@@ -109,7 +124,18 @@ static int read_reply(struct ctl *c, struct vl_reply *reply) {
                 dst = vl_buf_reserve(&c->in, 64 * 1024);
                 if (!dst)
                         return fail("out of memory");
+                if (call_no_timeout) {
+                        /* a signal between a check and recv() would be
+                         * missed: wait in short steps instead */
+                        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                        if (stop_requested)
+                                return EXIT_STOPPED;
+                        if (poll(&p, 1, 200) <= 0)
+                                continue;
+                }
                 n = recv(c->fd, dst, 64 * 1024, 0);
+                if (n < 0 && errno == EINTR && stop_requested)
+                        return EXIT_STOPPED;
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -439,6 +465,73 @@ static int cmd_log_level(int argc, char **argv) {
                            argv[1]);
 }
 
+static const char *jstr(json_t *o, const char *key) {
+        const char *v = json_string_value(json_object_get(o, key));
+        return v ? v : "";
+}
+
+static unsigned long long jnum(json_t *o, const char *key) {
+        return (unsigned long long) json_integer_value(json_object_get(o, key));
+}
+
+static int print_event(json_t *params, void *userdata) {
+        json_t *e = json_object_get(params, "event");
+        const char *type = jstr(e, "type");
+        time_t secs = (time_t) (jnum(e, "time_usec") / 1000000);
+        char when[32], in[32], out[32];
+        struct tm tm;
+
+        if (arg_json) {
+                /* one object a line, as it comes: for jq and log shippers */
+                json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                fputc('\n', stdout);
+                fflush(stdout);
+                return 0;
+        }
+        if (streq(type, "started")) {
+                fprintf(stderr, "monitoring tcpd on %s (%llu workers); Ctrl-C to stop\n", arg_socket,
+                        jnum(e, "workers"));
+                return 0;
+        }
+        localtime_r(&secs, &tm);
+        strftime(when, sizeof(when), "%H:%M:%S", &tm);
+        printf("%s.%03llu ", when, jnum(e, "time_usec") / 1000 % 1000);
+        if (streq(type, "connected"))
+                printf("connected %llu %s %s\n", jnum(e, "id"), jstr(e, "peer"), jstr(e, "service"));
+        else if (streq(type, "closed"))
+                printf("closed    %llu %s %s: %s, %s in, %s out\n", jnum(e, "id"), jstr(e, "peer"),
+                       jstr(e, "service"), jstr(e, "reason"), format_size(jnum(e, "bytes_in"), in, sizeof(in)),
+                       format_size(jnum(e, "bytes_out"), out, sizeof(out)));
+        else if (streq(type, "refused"))
+                printf("refused   %s by %s\n", jstr(e, "peer"), jstr(e, "rule"));
+        else if (streq(type, "reload"))
+                printf(json_is_true(json_object_get(e, "ok")) ? "reload    ok\n" : "reload    failed: %s\n",
+                       jstr(e, "error"));
+        else if (streq(type, "dropped"))
+                printf("dropped   %llu events: this monitor did not read fast enough\n", jnum(e, "count"));
+        else
+                printf("%s\n", type);
+        fflush(stdout);
+        return 0;
+}
+
+static int cmd_monitor(int argc, char **argv) {
+        struct sigaction sa = { .sa_handler = on_stop_signal }; /* no SA_RESTART: a signal ends the wait */
+        int r;
+
+        if (argc > 1)
+                return usage_error("monitor takes no arguments");
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        call_no_timeout = true;
+        r = call(TCPD_METHOD_MONITOR, NULL, true, print_event, NULL);
+        if (r == EXIT_STOPPED)
+                return 0;
+        if (r == 0) /* the stream ended: tcpd stopped */
+                return fail("tcpd ended the event stream");
+        return r;
+}
+
 /* Durations for probe: systemd's units, a bare number in seconds. */
 static int parse_probe_duration(const char *opt, const char *arg, bool zero_ok, uint64_t *usec) {
         if (parse_duration(arg, usec) < 0 || *usec > PROBE_DURATION_MAX || (*usec == 0 && !zero_ok))
@@ -515,6 +608,7 @@ static const struct command {
         { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)" },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
+        { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
         { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")" },
 };
 

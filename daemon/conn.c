@@ -12,6 +12,7 @@
 #include "fdstore.h"
 #include "listener.h"
 #include "log.h"
+#include "monitor.h"
 
 /* recv() and send() are cancellation points: in a process with threads,
  * glibc brackets every call with enabling and disabling asynchronous
@@ -213,6 +214,10 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
                 fdstore_add(l, fd);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
+        if (monitor_active(l))
+                monitor_note(l, &(struct monitor_event) { .type = MONITOR_CONNECTED, .service = c->service,
+                                                         .id = c->id, .time_usec = c->connected_usec,
+                                                         .peer = c->peer });
         if (svc < ARRAY_SIZE(l->settings.banner) && l->settings.banner[svc])
                 conn_banner(l, c, l->settings.banner[svc]);
         return 0;
@@ -260,6 +265,13 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         char reason[64];
         unsigned suppressed = 0;
         bool notable = why == CLOSE_ERROR || why == CLOSE_RESET;
+
+        if (monitor_active(l))
+                monitor_note(l, &(struct monitor_event) { .type = MONITOR_CLOSED, .service = c->service,
+                                                         .why = (uint8_t) why, .id = c->id,
+                                                         .time_usec = now_usec(CLOCK_REALTIME),
+                                                         .bytes_in = c->bytes_in, .bytes_out = c->bytes_out,
+                                                         .peer = c->peer });
 
         switch (why) {
         case CLOSE_KICKED:

@@ -14,6 +14,7 @@
 #include "limits.h"
 #include "listener.h"
 #include "log.h"
+#include "monitor.h"
 #include "ops.h"
 #include "tcpd-build.h"
 #include "tcpd/protocol.h"
@@ -57,6 +58,8 @@ struct control_client {
         size_t streamed;
         bool stream_oneway;
         bool kick_oneway;
+        bool monitor; /* a Monitor call: events stream until it goes */
+        uint64_t monitor_dropped; /* events it missed since the last it got */
         bool closing; /* close once the output is written */
         bool read_eof; /* the client shut down its side: answer what came, then close */
         uint64_t last_progress; /* CLOCK_MONOTONIC: output last moved, or was empty */
@@ -72,6 +75,7 @@ struct control {
         sd_event_source *stall_timer; /* drops clients that stopped reading */
         struct control_client *clients;
         unsigned n_clients;
+        unsigned n_monitors;
 };
 
 static struct ratelimit control_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
@@ -101,6 +105,10 @@ static int client_update_events(struct control_client *cl) {
          * client pipelines then cannot grow our memory */
         if (!cl->waiting && !cl->streaming && !cl->closing && !cl->read_eof &&
             vl_buf_pending(&cl->out) <= CONTROL_MAX_OUTPUT)
+                ev |= EPOLLIN;
+        /* a monitor's call never ends: later calls wait, but its hang-up
+         * must still be seen */
+        if (cl->monitor)
                 ev |= EPOLLIN;
         /* a list being streamed wants to hear when there is room again,
          * even if what was queued so far all went out at once */
@@ -328,7 +336,7 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                 json_decref(workers);
                 return;
         }
-        tcpd_stats(t, s);
+        loop_stats_sum(t->loops, t->n_workers, s);
         /* how the connections are spread over the workers */
         for (unsigned i = 0; i < t->n_workers && workers; i++)
                 json_array_append_new(workers, json_integer((json_int_t) stat_get(t->loops[i].stats.open)));
@@ -524,6 +532,109 @@ static void method_set_log_level(struct control_client *cl, struct vl_call *call
               false);
 }
 
+/* ---- tcpctl monitor ---- */
+
+/* A monitor that does not read gets no more than this queued; past it,
+ * events for it are counted, and the count is the next thing it reads. */
+#define CONTROL_MONITOR_MAX_OUTPUT (64 * 1024)
+
+static json_t *monitor_event_json(const struct monitor_event *e) {
+        static const char *const types[] = { [MONITOR_CONNECTED] = "connected", [MONITOR_CLOSED] = "closed",
+                                             [MONITOR_REFUSED] = "refused" };
+        char peer[ADDR_STRLEN];
+        json_t *o = json_pack("{s:s,s:I,s:s,s:i}", "type", types[e->type], "time_usec", (json_int_t) e->time_usec,
+                              "peer", addr_format(&e->peer, peer, sizeof(peer)), "worker", (int) e->worker);
+
+        if (!o)
+                return NULL;
+        if (e->type != MONITOR_REFUSED) {
+                json_object_set_new(o, "id", json_integer((json_int_t) e->id));
+                json_object_set_new(o, "service", json_string(service_name(e->service)));
+        }
+        if (e->type == MONITOR_CLOSED) {
+                json_object_set_new(o, "reason", json_string(close_reason_name(e->why)));
+                json_object_set_new(o, "bytes_in", json_integer((json_int_t) e->bytes_in));
+                json_object_set_new(o, "bytes_out", json_integer((json_int_t) e->bytes_out));
+        }
+        if (e->type == MONITOR_REFUSED)
+                json_object_set_new(o, "rule", json_string(refusal_name(e->why)));
+        return o;
+}
+
+/* Queues one event (stolen) for every monitor that keeps up. */
+static void monitor_send(struct control *ctl, json_t *event, uint64_t dropped_before) {
+        json_t *msg = json_pack("{s:{s:o},s:b}", "parameters", "event", event, "continues", 1);
+        struct control_client *cl, *next;
+
+        for (cl = ctl->clients; cl; cl = next) {
+                next = cl->next;
+                if (!cl->monitor)
+                        continue;
+                cl->monitor_dropped += dropped_before;
+                if (!msg || vl_buf_pending(&cl->out) >= CONTROL_MONITOR_MAX_OUTPUT) {
+                        cl->monitor_dropped++;
+                        continue;
+                }
+                if (cl->monitor_dropped) {
+                        /* what it missed, then what happened now */
+                        json_t *d = json_pack("{s:{s:{s:s,s:I}},s:b}", "parameters", "event", "type", "dropped",
+                                              "count", (json_int_t) cl->monitor_dropped, "continues", 1);
+                        if (d && vl_put_message(&cl->out, d) == 0)
+                                cl->monitor_dropped = 0;
+                        json_decref(d);
+                }
+                if (vl_put_message(&cl->out, msg) < 0)
+                        cl->monitor_dropped++;
+                (void) client_flush(cl); /* may free cl */
+        }
+        json_decref(msg);
+}
+
+static void monitor_deliver(struct msg *m) {
+        struct monitor_batch *b = (struct monitor_batch *) m;
+        struct tcpd *t = b->owner;
+        uint64_t dropped = b->dropped;
+
+        __atomic_sub_fetch(&t->shared.monitor_in_flight, 1, __ATOMIC_RELAXED);
+        for (size_t i = 0; t->control && t->control->n_monitors && i < b->n; i++) {
+                monitor_send(t->control, monitor_event_json(&b->ev[i]), dropped);
+                dropped = 0;
+        }
+        free(b);
+}
+
+void control_monitor_reload(struct control *ctl, const char *error) {
+        json_t *e;
+
+        if (!ctl || !ctl->n_monitors)
+                return;
+        e = json_pack("{s:s,s:I,s:b}", "type", "reload", "time_usec", (json_int_t) now_usec(CLOCK_REALTIME), "ok",
+                      !error);
+        if (e && error)
+                json_object_set_new(e, "error", json_string(error));
+        monitor_send(ctl, e, 0);
+}
+
+static void method_monitor(struct control_client *cl, struct vl_call *call) {
+        struct tcpd *t = cl->ctl->t;
+
+        if (!check_params(cl, call->params, NULL))
+                return;
+        if (!call->more)
+                return reply_error(cl, VARLINK_ERROR_EXPECTED_MORE, NULL);
+        cl->monitor = true;
+        cl->ctl->n_monitors++;
+        t->shared.monitor_inbox = &t->inbox;
+        t->shared.monitor_deliver = monitor_deliver;
+        t->shared.monitor_owner = t;
+        __atomic_add_fetch(&t->shared.monitors, 1, __ATOMIC_RELEASE);
+        /* the first reply says the stream is live: what happens from here
+         * on is in it */
+        reply(cl, json_pack("{s:{s:s,s:I,s:i}}", "event", "type", "started", "time_usec",
+                            (json_int_t) now_usec(CLOCK_REALTIME), "workers", (int) t->n_workers),
+              true);
+}
+
 static const struct method {
         const char *name;
         void (*run)(struct control_client *cl, struct vl_call *call);
@@ -535,6 +646,7 @@ static const struct method {
         { TCPD_METHOD_KICK, method_kick },
         { TCPD_METHOD_RELOAD, method_reload },
         { TCPD_METHOD_SET_LOG_LEVEL, method_set_log_level },
+        { TCPD_METHOD_MONITOR, method_monitor },
 };
 
 static bool interface_is(const char *method, const char *dot, const char *iface) {
@@ -675,7 +787,7 @@ static void client_process(struct control_client *cl) {
                 int r;
 
                 client_stream(cl);
-                if (cl->waiting || cl->streaming || cl->closing)
+                if (cl->waiting || cl->streaming || cl->closing || cl->monitor)
                         break;
                 /* More calls wait while this much is unread: the memory a
                  * client costs stays bounded, however much it pipelines. */
@@ -756,6 +868,10 @@ static void client_free(struct control_client *cl) {
         if (!cl)
                 return;
         ctl = cl->ctl;
+        if (cl->monitor) {
+                ctl->n_monitors--;
+                __atomic_sub_fetch(&ctl->t->shared.monitors, 1, __ATOMIC_RELAXED);
+        }
         if (cl->waiting)
                 cl->waiting->userdata = NULL; /* the loop still has it; list_done/kick_done free it */
         list_op_free(cl->streaming);
@@ -803,7 +919,8 @@ static int control_on_stall_timer(sd_event_source *s, uint64_t usec, void *userd
 
         for (cl = ctl->clients; cl; cl = next) {
                 next = cl->next;
-                if (vl_buf_pending(&cl->out) && now - cl->last_progress > CONTROL_STALL_USEC) {
+                /* a monitor that stopped reading loses events, not its place */
+                if (!cl->monitor && vl_buf_pending(&cl->out) && now - cl->last_progress > CONTROL_STALL_USEC) {
                         unsigned suppressed;
                         if (ratelimit_pass(&control_rl, now, &suppressed))
                                 log_notice("control client pid %d uid %u does not read its replies; dropped",
@@ -1008,8 +1125,9 @@ int control_open(struct tcpd *t, int fd, struct control **ret) {
 }
 
 bool control_busy(const struct control *ctl) {
+        /* a monitor's stream has no end to wait for */
         for (const struct control_client *cl = ctl ? ctl->clients : NULL; cl; cl = cl->next)
-                if (cl->waiting || cl->streaming || vl_buf_pending(&cl->out))
+                if (!cl->monitor && (cl->waiting || cl->streaming || vl_buf_pending(&cl->out)))
                         return true;
         return false;
 }

@@ -12,5 +12,7 @@ void control_stop_accepting(struct control *c);
 /* Serves a connected socket as a control client (what accept does; also
  * how the fuzzer feeds bytes in). Takes fd. */
 int control_add_client(struct control *c, int fd);
+/* Tells every tcpctl monitor about a reload (error: NULL when it worked). */
+void control_monitor_reload(struct control *c, const char *error);
 /* Whether some client still waits for (part of) an answer. */
 bool control_busy(const struct control *c);

@@ -9,6 +9,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "monitor.h"
 
 #define LOOP_BATCH 256
 #define ACCEPT_BATCH 64
@@ -32,6 +33,9 @@ static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum
         close(fd);
         STAT_INC(l, refused);
         STAT_INC(l, refused_by[why]);
+        if (monitor_active(l))
+                monitor_note(l, &(struct monitor_event) { .type = MONITOR_REFUSED, .why = (uint8_t) why,
+                                                         .time_usec = now_usec(CLOCK_REALTIME), .peer = *peer });
         if (ratelimit_pass(&refuse_rl, l->now, &suppressed)) {
                 char host[ADDR_STRLEN], peer_field[ADDR_STRLEN + 16], rule[64];
                 const char *fields[] = { "TCPD_EVENT=refuse", peer_field, rule, NULL };
@@ -119,6 +123,12 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
         sum->bytes_out += stat_get(s->bytes_out);
 }
 
+void loop_stats_sum(const struct loop *loops, unsigned n, struct loop_stats *sum) {
+        memset(sum, 0, sizeof(*sum));
+        for (unsigned i = 0; i < n; i++)
+                loop_stats_add(sum, &loops[i].stats);
+}
+
 int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_event *event,
               const struct loop_settings *s) {
         int r;
@@ -157,6 +167,8 @@ int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_eve
 }
 
 void loop_done(struct loop *l) {
+        free(l->monitor);
+        l->monitor = NULL;
         while (l->head)
                 conn_close(l, l->head, CLOSE_SHUTDOWN);
         conn_linger_expire(l, true);
@@ -464,6 +476,8 @@ int loop_run(struct loop *l) {
                 conn_linger_expire(l, false);
                 if (l->n_store_pending)
                         fdstore_flush(l);
+                if (l->monitor)
+                        monitor_flush(l);
                 loop_reap(l);
                 if (l->accept_paused && l->now >= l->accept_resume_at)
                         accept_resume(l);

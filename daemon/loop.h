@@ -60,6 +60,12 @@ struct loop_shared {
         uint64_t conn_fds;  /* atomic: their descriptors, lingering ones too */
         pthread_mutex_t sources_lock;
         struct table sources; /* key -> struct source */
+        /* tcpctl monitor: how many listen, and where batches go */
+        unsigned monitors;          /* atomic */
+        unsigned monitor_in_flight; /* atomic */
+        struct mailbox *monitor_inbox;
+        msg_fn monitor_deliver;
+        void *monitor_owner;
 };
 
 /* Counters owned by the loop. Each is written by its loop's thread only, as
@@ -84,6 +90,7 @@ struct loop_stats {
 
 /* Adds a loop's counters to *sum (from any thread). */
 void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
+
 
 /* A listener as one loop sees it. A retired one stays here, unwatched,
  * until the batch ends (a later event in the batch may still point at it);
@@ -136,6 +143,9 @@ struct loop {
         int *store_pending;
         size_t n_store_pending, store_cap;
 
+        struct monitor_batch *monitor; /* events for tcpctl monitor, this batch */
+        uint64_t monitor_dropped;
+
         char *rbuf; /* one read buffer for every connection */
         size_t rbuf_size;
 };
@@ -153,6 +163,8 @@ int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_eve
 int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src);
 void loop_settings_done(struct loop_settings *s);
 void loop_done(struct loop *l);
+/* Every loop's counters, added up. */
+void loop_stats_sum(const struct loop *loops, unsigned n, struct loop_stats *sum);
 /* Runs until loop_quit(). */
 int loop_run(struct loop *l);
 

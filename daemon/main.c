@@ -122,9 +122,7 @@ static unsigned compute_fd_budget(unsigned adopted) {
 }
 
 void tcpd_stats(const struct tcpd *t, struct loop_stats *sum) {
-        memset(sum, 0, sizeof(*sum));
-        for (unsigned i = 0; i < t->n_workers; i++)
-                loop_stats_add(sum, &t->loops[i].stats);
+        loop_stats_sum(t->loops, t->n_workers, sum);
 }
 
 static uint64_t open_connections(const struct tcpd *t) {
@@ -338,6 +336,7 @@ int tcpd_reload(struct tcpd *t, char **error) {
 done:
         sd_notify(0, "READY=1");
         update_status(t, true);
+        control_monitor_reload(t->control, r < 0 ? (*error ? *error : "failed") : NULL);
         return r;
 }
 

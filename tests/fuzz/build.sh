@@ -35,7 +35,7 @@ CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-
         -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
         -D_GNU_SOURCE -DINI_HANDLER_LINENO=1 -I$OUT -I. -Iinclude -Ilib -Idaemon
         $(pkg-config --cflags jansson inih libsystemd) ${EXTRA_CFLAGS:-}"
-LIBS=$(pkg-config --libs jansson inih libsystemd)
+LIBS="$(pkg-config --libs jansson inih libsystemd) -lpthread"
 
 build() {
         target=$1
@@ -48,5 +48,5 @@ build() {
 build fuzz_varlink lib/varlink.c lib/protocol.c lib/util.c
 build fuzz_config daemon/config.c daemon/log.c lib/addr.c lib/units.c lib/util.c
 build fuzz_control daemon/control.c daemon/config.c daemon/conn.c daemon/fdstore.c daemon/limits.c \
-        daemon/listener.c daemon/log.c daemon/loop.c daemon/mailbox.c daemon/ops.c daemon/table.c \
+        daemon/listener.c daemon/log.c daemon/loop.c daemon/mailbox.c daemon/monitor.c daemon/ops.c daemon/table.c \
         lib/addr.c lib/protocol.c lib/units.c lib/util.c lib/varlink.c

@@ -1,7 +1,8 @@
 /* libFuzzer target: the control socket end to end. Each input is what a
  * control client sends (any bytes, split into writes at places the input
  * picks); tcpd's own control code reads it from a socket, dispatches it
- * (GetInfo, GetStatus, ListConnections, Kick, Reload, errors) and writes
+ * (GetInfo, GetStatus, ListConnections, Kick, Reload, SetLogLevel, Monitor,
+ * errors) and writes
  * replies; the harness reads every reply and checks it is a NUL-terminated
  * Varlink reply that parses. A client stuck forever, a reply that does not
  * parse, or anything a sanitizer sees fails. */
@@ -23,6 +24,8 @@
 #include "varlink.h"
 
 static struct tcpd T;
+static struct loop L; /* one worker, run by hand below */
+static struct loop *LP[1] = { &L };
 
 /* main.c is not linked in: what control.c calls of it. */
 int tcpd_reload(struct tcpd *t, char **error) {
@@ -45,7 +48,12 @@ static void setup(void) {
 
         log_max_level = LOG_EMERG - 1; /* quiet */
         T.config = config_new();
-        if (!T.config || sd_event_new(&T.event) < 0 || loop_init(&T.loop, NULL, &ls) < 0 ||
+        if (loop_shared_init(&T.shared) < 0)
+                abort();
+        T.shared.n_loops = T.n_workers = 1;
+        T.loops = &L;
+        T.loop_ptrs = LP;
+        if (!T.config || sd_event_new(&T.event) < 0 || loop_init(&L, 0, &T.shared, NULL, &ls) < 0 ||
             mailbox_init(&T.inbox) < 0 || sd_event_add_io(T.event, NULL, T.inbox.efd, EPOLLIN, on_inbox, NULL) < 0)
                 abort();
         T.start_monotonic = now_usec(CLOCK_MONOTONIC);
@@ -88,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 setup();
                 ready = true;
         }
+        log_level_set(LOG_EMERG - 1); /* an input may have called SetLogLevel */
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
                 abort();
         if (control_add_client(T.control, sv[0]) < 0)
@@ -108,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                 shutdown(sv[1], SHUT_WR);
                 } else if (size == 0 && round == 0)
                         shutdown(sv[1], SHUT_WR);
-                mailbox_dispatch(&T.loop.inbox);
+                mailbox_dispatch(&L.inbox);
                 r = sd_event_run(T.event, 0);
                 if (r < 0)
                         abort();

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""tcpctl monitor: a live stream of connections, closes, refusals and
+reloads; a monitor that does not read loses events (and is told how many),
+never slows the daemon, and is not dropped for it."""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+
+from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, main, wait_for
+
+LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
+
+
+class Monitor:
+    """tcpctl [--json] monitor as a child process, read line by line."""
+
+    def __init__(self, d, json_out=True):
+        cmd = [TCPCTL, "-s", d.control] + (["--json"] if json_out else []) + ["monitor"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.json = json_out
+        self.lines = []
+        self.fd = self.proc.stdout.fileno()
+        self.buf = b""
+        if json_out:
+            first = self.next()
+            check(first["type"] == "started", f"the stream starts with 'started': {first}")
+
+    def next(self, timeout=10):
+        # our own buffer: select() cannot see lines already in a file
+        # object's buffer
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            r, _, _ = select.select([self.fd], [], [], max(0, deadline - time.monotonic()))
+            check(r, "no event within the timeout")
+            data = os.read(self.fd, 65536)
+            check(data, f"monitor ended: {self.proc.stderr.read() if self.proc.poll() is not None else ''}")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        line = line.decode() + "\n"
+        self.lines.append(line)
+        return json.loads(line) if self.json else line
+
+    def until(self, pred, limit=100):
+        for _ in range(limit):
+            e = self.next()
+            if pred(e):
+                return e
+        raise AssertionError("event not seen")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(10)
+        check(rc == 0, f"monitor exits 0 on Ctrl-C, not {rc}: {self.proc.stderr.read()}")
+
+
+def test_events():
+    d = Daemon("[tcpd]\nadmin_group = root\ndeny = 127.0.0.9\n" + LISTEN)
+    port = d.port()
+    m = Monitor(d)
+    s = connect(port)
+    echo_roundtrip(s, b"hello")
+    e = m.next()
+    check(e["type"] == "connected" and e["peer"] == f"127.0.0.1:{s.getsockname()[1]}" and e["service"] == "echo"
+          and e["id"] > 0 and e["time_usec"] > 0, f"connected: {e}")
+    cid = e["id"]
+    s.close()
+    e = m.next()
+    check(e["type"] == "closed" and e["id"] == cid and e["reason"] == "closed by peer" and e["bytes_in"] == 5
+          and e["bytes_out"] == 5, f"closed: {e}")
+    k = connect(port)
+    echo_roundtrip(k, b"x")
+    kid = m.next()["id"]
+    d.ctl("kick", str(kid))
+    e = m.next()
+    check(e["type"] == "closed" and e["id"] == kid and e["reason"] == "kicked", f"kicked: {e}")
+    try:
+        r = socket.socket()
+        r.bind(("127.0.0.9", 0))
+        r.connect(("127.0.0.1", port))
+        r.recv(1)
+    except OSError:
+        pass
+    e = m.next()
+    check(e["type"] == "refused" and e["rule"] == "deny" and e["peer"].startswith("127.0.0.9:"), f"refused: {e}")
+    d.ctl("reload")
+    e = m.next()
+    check(e == {**e, "type": "reload", "ok": True}, f"reload: {e}")
+    with open(d.config, "a") as f:
+        f.write("bogus_key = 1\n")
+    d.ctl("reload", ok=(1,))
+    e = m.next()
+    check(e["type"] == "reload" and e["ok"] is False and "bogus_key" in e["error"], f"failed reload: {e}")
+    m.stop()
+    d.stop()
+
+
+def test_human_lines():
+    d = Daemon(LISTEN)
+    m = Monitor(d, json_out=False)
+    wait_for(lambda: "monitoring tcpd" in (m.proc.stderr.readline() or ""), what="the header on stderr")
+    s = connect(d.port())
+    echo_roundtrip(s, b"abc")
+    line = m.next()
+    check(" connected " in line and f"127.0.0.1:{s.getsockname()[1]} echo" in line, line)
+    s.close()
+    line = m.next()
+    check(" closed " in line and "closed by peer, 3B in, 3B out" in line, line)
+    m.stop()
+    d.stop()
+
+
+def test_every_worker_reports():
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    m = Monitor(d)
+    port = d.port()
+    conns = []
+    for i in range(200):
+        conns.append(connect(port))
+        echo_roundtrip(conns[-1], b"w")
+    seen = set()
+    for _ in range(200):
+        e = m.next()
+        check(e["type"] == "connected", f"{e}")
+        seen.add(e["worker"])
+    check(seen == {0, 1}, f"events from both workers: {seen}")
+    m.stop()
+    d.stop()
+
+
+def test_monitor_that_does_not_read():
+    d = Daemon("[tcpd]\ncontrol_socket_mode = 0666\n" + LISTEN)
+    port = d.port()
+    lazy = socket.socket(socket.AF_UNIX)
+    lazy.connect(d.control)
+    lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lazy.sendall(b'{"method":"org.tcpd.Daemon.Monitor","more":true}\0')
+    time.sleep(0.3)
+    rss0 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    start = time.monotonic()
+    for i in range(3000):  # 6000 events, far past what the lazy monitor holds
+        s = connect(port)
+        s.close()
+    flood = time.monotonic() - start
+    t = time.monotonic()
+    st = d.status()
+    check(time.monotonic() - t < 1.0, "status answers at once")
+    check(st["connections_total"] == 3000, f"{st['connections_total']}")
+    s = connect(port)
+    echo_roundtrip(s, b"echo is not slowed")
+    rss1 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    check(rss1 - rss0 < 4096, f"memory bounded: {rss0} -> {rss1} KiB")
+    check(flood < 30, f"the flood took {flood:.1f}s")
+    # now read: the monitor was kept, and is told what it missed
+    lazy.settimeout(5)
+    buf = b""
+    deadline = time.monotonic() + 10
+    while b'"dropped"' not in buf and time.monotonic() < deadline:
+        s.close()
+        s = connect(port)  # an event after the backlog drains carries the count
+        try:
+            buf += lazy.recv(1 << 20)
+        except socket.timeout:
+            pass
+    events = [json.loads(x)["parameters"]["event"] for x in buf.split(b"\0") if x]
+    dropped = [e for e in events if e["type"] == "dropped"]
+    check(dropped and dropped[0]["count"] > 0, f"a 'dropped' event with the count: {events[-3:]}")
+    check(sum(e["count"] for e in dropped) + len([e for e in events if e["type"] in ("connected", "closed")]) >= 6000,
+          "every event either delivered or counted as dropped")
+    lazy.close()
+    d.stop()
+
+
+def test_monitor_needs_more():
+    d = Daemon(LISTEN)
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(d.control)
+    c.sendall(b'{"method":"org.tcpd.Daemon.Monitor"}\0')
+    c.settimeout(5)
+    reply = json.loads(c.recv(4096).rstrip(b"\0"))
+    check(reply.get("error") == "org.varlink.service.ExpectedMore", f"{reply}")
+    p = subprocess.run([TCPCTL, "-s", d.control, "monitor", "extra"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 2, f"usage error: {p.returncode}")
+    d.stop()
+
+
+if __name__ == "__main__":
+    main([test_events, test_human_lines, test_every_worker_reports, test_monitor_that_does_not_read,
+          test_monitor_needs_more])
