@@ -498,8 +498,8 @@ static int print_event(json_t *params, void *userdata) {
         printf("%s.%03llu ", when, jnum(e, "time_usec") / 1000 % 1000);
         if (streq(type, "connected"))
                 printf("connected %llu %s %s\n", jnum(e, "id"), jstr(e, "peer"), jstr(e, "service"));
-        else if (streq(type, "closed"))
-                printf("closed    %llu %s %s: %s, %s in, %s out\n", jnum(e, "id"), jstr(e, "peer"),
+        else if (streq(type, "closed") || streq(type, "kicked"))
+                printf("%-9s %llu %s %s: %s, %s in, %s out\n", type, jnum(e, "id"), jstr(e, "peer"),
                        jstr(e, "service"), jstr(e, "reason"), format_size(jnum(e, "bytes_in"), in, sizeof(in)),
                        format_size(jnum(e, "bytes_out"), out, sizeof(out)));
         else if (streq(type, "refused"))

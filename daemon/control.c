@@ -542,7 +542,9 @@ static json_t *monitor_event_json(const struct monitor_event *e) {
         static const char *const types[] = { [MONITOR_CONNECTED] = "connected", [MONITOR_CLOSED] = "closed",
                                              [MONITOR_REFUSED] = "refused" };
         char peer[ADDR_STRLEN];
-        json_t *o = json_pack("{s:s,s:I,s:s,s:i}", "type", types[e->type], "time_usec", (json_int_t) e->time_usec,
+        /* a kick is a close too, but the one an admin watches for */
+        const char *type = e->type == MONITOR_CLOSED && e->why == CLOSE_KICKED ? "kicked" : types[e->type];
+        json_t *o = json_pack("{s:s,s:I,s:s,s:i}", "type", type, "time_usec", (json_int_t) e->time_usec,
                               "peer", addr_format(&e->peer, peer, sizeof(peer)), "worker", (int) e->worker);
 
         if (!o)

@@ -77,7 +77,7 @@ def test_events():
     kid = m.next()["id"]
     d.ctl("kick", str(kid))
     e = m.next()
-    check(e["type"] == "closed" and e["id"] == kid and e["reason"] == "kicked", f"kicked: {e}")
+    check(e["type"] == "kicked" and e["id"] == kid and e["reason"] == "kicked", f"kicked: {e}")
     try:
         r = socket.socket()
         r.bind(("127.0.0.9", 0))
