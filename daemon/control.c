@@ -228,7 +228,7 @@ static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
                 r->retransmits = json_object_get(r->tcp, "retransmits");
                 r->cwnd = json_object_get(r->tcp, "cwnd");
                 r->unacked = json_object_get(r->tcp, "unacked");
-                json_incref(r->tcp); /* one reference in conn while present, one here */
+                /* ours, from json_pack; conn takes one more while it holds it */
         }
         return 0;
 }

@@ -16,6 +16,12 @@ from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, main, wait_
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 
 
+def sanitized(d):
+    """True when tcpd was built with AddressSanitizer."""
+    with open(f"/proc/{d.proc.pid}/exe", "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class Monitor:
     """tcpctl [--json] monitor as a child process, read line by line."""
 
@@ -135,26 +141,40 @@ def test_every_worker_reports():
 def test_monitor_that_does_not_read():
     d = Daemon("[tcpd]\ncontrol_socket_mode = 0666\n" + LISTEN)
     port = d.port()
+
+    def rss():
+        return int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+
+    def flood(n=3000):
+        start = time.monotonic()
+        for _ in range(n):
+            connect(port).close()
+        return time.monotonic() - start
+
+    # the same flood without a monitor first: what it costs anyway (under
+    # ASan, freed memory sits in quarantine and RSS grows with any churn)
+    rss_a = rss()
+    time_a = flood()
+    growth_a = rss() - rss_a
     lazy = socket.socket(socket.AF_UNIX)
     lazy.connect(d.control)
     lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     lazy.sendall(b'{"method":"org.tcpd.Daemon.Monitor","more":true}\0')
     time.sleep(0.3)
-    rss0 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
-    start = time.monotonic()
-    for i in range(3000):  # 6000 events, far past what the lazy monitor holds
-        s = connect(port)
-        s.close()
-    flood = time.monotonic() - start
+    rss0 = rss()
+    time_b = flood()  # 6000 events, far past what the lazy monitor holds
     t = time.monotonic()
     st = d.status()
     check(time.monotonic() - t < 1.0, "status answers at once")
-    check(st["connections_total"] == 3000, f"{st['connections_total']}")
+    check(st["connections_total"] == 6000, f"{st['connections_total']}")
     s = connect(port)
     echo_roundtrip(s, b"echo is not slowed")
-    rss1 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
-    check(rss1 - rss0 < 4096, f"memory bounded: {rss0} -> {rss1} KiB")
-    check(flood < 30, f"the flood took {flood:.1f}s")
+    growth_b = rss() - rss0
+    # under ASan every event's freed JSON waits in the allocator's quarantine
+    # (up to 256 MB), so only the plain build can show the bound tightly
+    slack = 65536 if sanitized(d) else 4096
+    check(growth_b < growth_a + slack, f"memory bounded: {growth_b} KiB with the monitor, {growth_a} without")
+    check(time_b < 2 * time_a + 2, f"the flood took {time_b:.1f}s with the monitor, {time_a:.1f}s without")
     # now read: the monitor was kept, and is told what it missed
     lazy.settimeout(5)
     buf = b""
