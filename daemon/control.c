@@ -592,6 +592,14 @@ static void monitor_send(struct control *ctl, json_t *event, uint64_t dropped_be
         json_decref(msg);
 }
 
+/* Whether some monitor has room for another event. */
+static bool monitor_room(const struct control *ctl) {
+        for (const struct control_client *cl = ctl->clients; cl; cl = cl->next)
+                if (cl->monitor && vl_buf_pending(&cl->out) < CONTROL_MONITOR_MAX_OUTPUT)
+                        return true;
+        return false;
+}
+
 static void monitor_deliver(struct msg *m) {
         struct monitor_batch *b = (struct monitor_batch *) m;
         struct tcpd *t = b->owner;
@@ -599,6 +607,14 @@ static void monitor_deliver(struct msg *m) {
 
         __atomic_sub_fetch(&t->shared.monitor_in_flight, 1, __ATOMIC_RELAXED);
         for (size_t i = 0; t->control && t->control->n_monitors && i < b->n; i++) {
+                if (!monitor_room(t->control)) {
+                        /* nobody can take an event now: count the rest of
+                         * the batch as dropped without building them */
+                        for (struct control_client *cl = t->control->clients; cl; cl = cl->next)
+                                if (cl->monitor)
+                                        cl->monitor_dropped += dropped + (b->n - i);
+                        break;
+                }
                 monitor_send(t->control, monitor_event_json(&b->ev[i]), dropped);
                 dropped = 0;
         }
