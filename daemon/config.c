@@ -690,6 +690,9 @@ void config_print(const struct config *c, FILE *f) {
                         fprintf(f, "listen =\n");
                 for (size_t j = 0; j < s->n_listen; j++)
                         fprintf(f, "listen = %s\n", s->listen[j].text);
-                fprintf(f, "banner =%s%s\n", s->banner ? " " : "", s->banner ? s->banner : "");
+                /* inih takes " ;" for the start of a comment: a banner that
+                 * begins with ';' (written "banner =;...") prints as it came */
+                fprintf(f, "banner =%s%s\n", s->banner && s->banner[0] != ';' ? " " : "",
+                        s->banner ? s->banner : "");
         }
 }

@@ -117,6 +117,13 @@ def test_banner_errors():
     check(p.returncode == 1 and "banner" in p.stderr, f"the known keys are named: {p.stderr}")
     p, _ = run_config_check("[echo]\nbanner = hello there\n")
     check(p.returncode == 0 and "banner = hello there" in p.stdout, p.stdout)
+    # " ;" starts an inline comment for inih: a banner that begins with ';'
+    # (written "banner =;-)") must print back the same way (found by fuzz_config)
+    p, _ = run_config_check("[echo]\nbanner =;-)\n")
+    check(p.returncode == 0 and "banner =;-)\n" in p.stdout, p.stdout)
+    again, _ = run_config_check(p.stdout)
+    check(again.returncode == 0 and again.stdout.split("\n", 1)[1] == p.stdout.split("\n", 1)[1],
+          "the printed settings load back to the same")
 
 
 def test_activated_by_name():
