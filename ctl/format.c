@@ -1,6 +1,7 @@
 /* Formatting of the daemon's replies for tcpctl. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <arpa/inet.h>
 
@@ -494,6 +495,38 @@ void format_json_element(FILE *f, json_t *v, bool first) {
                         fputs("  ", f);
         }
         free(text);
+}
+
+void format_event(FILE *f, json_t *e) {
+        const char *type = str(e, "type");
+        time_t secs = (time_t) (num(e, "time_usec") / 1000000);
+        char when[32], in[32], out[32];
+        struct tm tm;
+
+        localtime_r(&secs, &tm);
+        strftime(when, sizeof(when), "%H:%M:%S", &tm);
+        fprintf(f, "%s.%03llu ", when, num(e, "time_usec") / 1000 % 1000);
+        if (streq(type, "connected"))
+                fprintf(f, "connected %llu %s %s\n", num(e, "id"), str(e, "peer"), str(e, "service"));
+        else if (streq(type, "closed") || streq(type, "kicked"))
+                fprintf(f, "%-9s %llu %s %s: %s, %s in, %s out\n", type, num(e, "id"), str(e, "peer"),
+                        str(e, "service"), str(e, "reason"), format_size(num(e, "bytes_in"), in, sizeof(in)),
+                        format_size(num(e, "bytes_out"), out, sizeof(out)));
+        else if (streq(type, "refused"))
+                fprintf(f, "refused   %s by %s\n", str(e, "peer"), str(e, "rule"));
+        else if (streq(type, "reload") && json_is_true(json_object_get(e, "ok")))
+                fprintf(f, "reload    ok\n");
+        else if (streq(type, "reload"))
+                fprintf(f, "reload    failed: %s\n", str(e, "error"));
+        else if (streq(type, "dropped"))
+                fprintf(f, "dropped   %llu events: this monitor did not read fast enough\n", num(e, "count"));
+        else
+                fprintf(f, "%s\n", type);
+}
+
+void format_json_line(FILE *f, json_t *v) {
+        json_dumpf(v, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fputc('\n', f);
 }
 
 void format_json(FILE *f, json_t *v) {

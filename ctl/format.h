@@ -39,5 +39,9 @@ void format_kick(FILE *f, json_t *reply);
 /* s cut to cols columns by replacing its middle with the ellipsis; s itself
  * when it fits. */
 const char *format_ellipsize(const char *s, size_t cols, char *buf, size_t n);
+/* A Monitor event as one line: time, type, then what the type has. */
+void format_event(FILE *f, json_t *event);
+/* Any JSON value on one line (JSON lines). */
+void format_json_line(FILE *f, json_t *v);
 /* Any JSON value, pretty-printed, with a final newline. */
 void format_json(FILE *f, json_t *v);

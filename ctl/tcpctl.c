@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <time.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -465,52 +464,17 @@ static int cmd_log_level(int argc, char **argv) {
                            argv[1]);
 }
 
-static const char *jstr(json_t *o, const char *key) {
-        const char *v = json_string_value(json_object_get(o, key));
-        return v ? v : "";
-}
-
-static unsigned long long jnum(json_t *o, const char *key) {
-        return (unsigned long long) json_integer_value(json_object_get(o, key));
-}
-
 static int print_event(json_t *params, void *userdata) {
         json_t *e = json_object_get(params, "event");
-        const char *type = jstr(e, "type");
-        time_t secs = (time_t) (jnum(e, "time_usec") / 1000000);
-        char when[32], in[32], out[32];
-        struct tm tm;
 
-        if (arg_json) {
+        if (arg_json)
                 /* one object a line, as it comes: for jq and log shippers */
-                json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                fputc('\n', stdout);
-                fflush(stdout);
-                return 0;
-        }
-        if (streq(type, "started")) {
-                fprintf(stderr, "monitoring tcpd on %s (%llu workers); Ctrl-C to stop\n", arg_socket,
-                        jnum(e, "workers"));
-                return 0;
-        }
-        localtime_r(&secs, &tm);
-        strftime(when, sizeof(when), "%H:%M:%S", &tm);
-        printf("%s.%03llu ", when, jnum(e, "time_usec") / 1000 % 1000);
-        if (streq(type, "connected"))
-                printf("connected %llu %s %s\n", jnum(e, "id"), jstr(e, "peer"), jstr(e, "service"));
-        else if (streq(type, "closed") || streq(type, "kicked"))
-                printf("%-9s %llu %s %s: %s, %s in, %s out\n", type, jnum(e, "id"), jstr(e, "peer"),
-                       jstr(e, "service"), jstr(e, "reason"), format_size(jnum(e, "bytes_in"), in, sizeof(in)),
-                       format_size(jnum(e, "bytes_out"), out, sizeof(out)));
-        else if (streq(type, "refused"))
-                printf("refused   %s by %s\n", jstr(e, "peer"), jstr(e, "rule"));
-        else if (streq(type, "reload"))
-                printf(json_is_true(json_object_get(e, "ok")) ? "reload    ok\n" : "reload    failed: %s\n",
-                       jstr(e, "error"));
-        else if (streq(type, "dropped"))
-                printf("dropped   %llu events: this monitor did not read fast enough\n", jnum(e, "count"));
+                format_json_line(stdout, e);
+        else if (streq(json_string_value(json_object_get(e, "type")) ?: "", "started"))
+                fprintf(stderr, "monitoring tcpd on %s (%lld workers); Ctrl-C to stop\n", arg_socket,
+                        (long long) json_integer_value(json_object_get(e, "workers")));
         else
-                printf("%s\n", type);
+                format_event(stdout, e);
         fflush(stdout);
         return 0;
 }

@@ -435,8 +435,8 @@ static void method_list_connections(struct control_client *cl, struct vl_call *c
 }
 
 static void method_kick(struct control_client *cl, struct vl_call *call) {
-        static const char *const known[] = { "ids",  "peer", "service", "idle_over_usec", "older_than_usec",
-                                             "all",  "reset", NULL };
+        static const char *const known[] = { "ids", "peer", "service", "idle_over_usec", "older_than_usec",
+                                             "all", "reset", NULL };
         struct conn_filter f;
         struct kick_op *op;
         json_t *ids, *all, *reset, *v;

@@ -279,6 +279,7 @@ static int apply_listeners(struct tcpd *t, const struct config *c) {
 
 int tcpd_reload(struct tcpd *t, char **error) {
         struct config_errors errs = { 0 };
+        uint64_t n_open;
         struct config *c = NULL;
         char buf[64];
         int r;
@@ -312,10 +313,11 @@ int tcpd_reload(struct tcpd *t, char **error) {
                 log_notice("workers changed; it takes effect at the next start");
         for (struct listener *li = t->listeners; li; li = li->next)
                 listener_set_options(li, c);
-        if (c->max_connections && c->max_connections < open_connections(t))
+        n_open = open_connections(t);
+        if (c->max_connections && c->max_connections < n_open)
                 log_notice("max_connections lowered to %u with %llu open: existing connections stay, new ones are "
                            "refused until fewer are open",
-                           c->max_connections, (unsigned long long) open_connections(t));
+                           c->max_connections, (unsigned long long) n_open);
         if (c->max_connections_per_source &&
             (!t->config->max_connections_per_source || c->max_connections_per_source < t->config->max_connections_per_source))
                 log_notice("max_connections_per_source lowered to %u: sources above it keep their connections, and "

@@ -75,6 +75,22 @@ def echo_roundtrip(s, payload):
     check(got == payload, "echo differs from what was sent")
 
 
+def refused(port, host="127.0.0.1", source=None):
+    """True if tcpd refused this connection at once (a reset, or a close
+    before any echo) instead of serving it."""
+    try:
+        s = connect(port, host=host, source=source, timeout=5)
+    except ConnectionResetError:
+        return True
+    try:
+        s.sendall(b"?")
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    finally:
+        s.close()
+
+
 def reads_eof(s, timeout=TIMEOUT):
     """True if the peer closed: recv returns b'' (a reset counts as closed too)."""
     s.settimeout(timeout)

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, main, recv_exact, wait_for
+from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, main, recv_exact, refused, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 KIB, MIB = 1024, 1024 * 1024
@@ -44,21 +44,6 @@ def rss_kib(d, key="VmRSS"):
 
 def dual_stack_port(d):
     return int(d.status()["listeners"][0]["address"].rsplit(":", 1)[1])
-
-
-def refused(port, host="127.0.0.1", source=None):
-    """True if tcpd closed this connection at once instead of echoing."""
-    try:
-        s = connect(port, host=host, source=source, timeout=5)
-    except ConnectionResetError:
-        return True
-    try:
-        s.sendall(b"?")
-        return s.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    finally:
-        s.close()
 
 
 def varlink_status(d):

@@ -3,29 +3,12 @@
 connection rate, max_lifetime, keepalive. Refusals are resets, counted by
 rule in tcpctl status."""
 
-import socket
 import struct
 import time
 
-from tcpdtest import Daemon, check, connect, echo_roundtrip, main, reads_eof, wait_for
+from tcpdtest import Daemon, check, connect, echo_roundtrip, main, reads_eof, refused, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0 [::1]:0\n"
-
-
-def refused(port, host="127.0.0.1", source=None):
-    """True if tcpd reset this connection at once."""
-    try:
-        s = connect(port, host=host, source=source, timeout=5)
-    except ConnectionResetError:
-        return True
-    try:
-        s.sendall(b"?")
-        data = s.recv(1)
-        return data == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    finally:
-        s.close()
 
 
 def test_allow_and_deny():

@@ -7,8 +7,8 @@ import signal
 import socket
 import threading
 
-from tcpdtest import (Daemon, TestFailure, check, connect, echo_roundtrip, main, reads_eof, recv_exact,
-                      run_config_check, wait_for)
+from tcpdtest import (Daemon, TestFailure, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact,
+                      refused, run_config_check, wait_for)
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 # connections are given to whichever worker the kernel wakes: open them
@@ -150,7 +150,7 @@ def test_reload_reaches_every_worker():
     conns = spread(d, 2, want_each=2)
     port = d.port()
     # a new listener and a deny rule: every worker must apply both
-    new_port = _free_port()
+    new_port = free_port()
     d.write_config(f"[tcpd]\nworkers = 2\ndeny = 127.0.0.7\n[echo]\nlisten = 127.0.0.1:{port} "
                    f"127.0.0.1:{new_port}\n")
     d.signal(signal.SIGHUP)
@@ -160,7 +160,7 @@ def test_reload_reaches_every_worker():
         echo_roundtrip(s, b"new %d" % i)
         conns.append(s)
     for i in range(40):
-        check(_refused(port, "127.0.0.7"), f"attempt {i} from a denied source was refused")
+        check(refused(port, source="127.0.0.7"), f"attempt {i} from a denied source was refused")
     check(d.status()["refused"]["deny"] == 40, "every worker applied deny=")
     check(min(d.status()["worker_connections"]) > 0, "both workers still serve")
     for s in conns:
@@ -205,28 +205,6 @@ def test_bad_workers_values():
     check(p.returncode == 0 and "workers = 4" in p.stdout, p.stdout + p.stderr)
     p, _ = run_config_check("[tcpd]\n")
     check("workers = auto" in p.stdout, p.stdout)
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _refused(port, source):
-    try:
-        s = connect(port, source=source, timeout=5)
-    except ConnectionResetError:
-        return True
-    try:
-        s.sendall(b"?")
-        return s.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    finally:
-        s.close()
 
 
 if __name__ == "__main__":
