@@ -11,6 +11,12 @@
 struct listener {
         struct ev ev; /* first: what epoll hands back */
         int fd;
+        /* Where tcpd binds a listener itself and runs several workers: one
+         * socket per worker in one SO_REUSEPORT group (fds[0] == fd), so the
+         * kernel spreads connections with no wait queue shared between
+         * workers. NULL for one worker and for sockets from systemd. */
+        int *fds;
+        unsigned n_fds;
         enum service_kind service;
         union sockaddr_in46 addr; /* as bound, from getsockname() */
         bool activated;
@@ -20,9 +26,14 @@ struct listener {
         struct listener *next; /* the control plane's list */
 };
 
-/* Binds one listen= entry. Logs what went wrong, with the entry's line. */
+/* Binds one listen= entry, with one socket per worker when workers > 1.
+ * Logs what went wrong, with the entry's line. */
 int listener_bind(const char *config_path, const struct listen_spec *spec, enum service_kind svc, unsigned backlog,
-                  struct listener **ret);
+                  unsigned workers, struct listener **ret);
+/* The socket worker `index` accepts on. */
+static inline int listener_fd(const struct listener *l, unsigned index) {
+        return l->n_fds > 1 ? l->fds[index % l->n_fds] : l->fd;
+}
 /* Wraps a socket passed by systemd. */
 int listener_adopt(int fd, enum service_kind svc, struct listener **ret);
 struct listener *listener_free(struct listener *l);

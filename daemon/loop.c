@@ -194,6 +194,8 @@ void loop_done(struct loop *l) {
 #define LISTENER_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
 
 int loop_add_listener(struct loop *l, struct listener *li) {
+        int fd = listener_fd(li, l->index);
+
         if (l->n_listeners == l->listeners_cap) {
                 size_t cap = l->listeners_cap ? l->listeners_cap * 2 : 4;
                 struct loop_listener *p = realloc(l->listeners, cap * sizeof(*p));
@@ -203,30 +205,31 @@ int loop_add_listener(struct loop *l, struct listener *li) {
                 l->listeners_cap = cap;
         }
         if (!l->accept_paused) {
-                int r = epoll_add(l, li->fd, LISTENER_EVENTS, li);
+                int r = epoll_add(l, fd, LISTENER_EVENTS, li);
                 if (r < 0)
                         return r;
         }
-        l->listeners[l->n_listeners++] = (struct loop_listener) { .li = listener_ref(li) };
+        l->listeners[l->n_listeners++] = (struct loop_listener) { .li = listener_ref(li), .fd = fd };
         return 0;
 }
 
 void loop_retire_listener(struct loop *l, struct listener *li) {
         for (size_t i = 0; i < l->n_listeners; i++)
                 if (l->listeners[i].li == li && !l->listeners[i].retired) {
-                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
+                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->listeners[i].fd, NULL);
                         l->listeners[i].retired = true;
                         l->listeners_retired = true;
                         return;
                 }
 }
 
-/* Whether an event for li may still be acted on in this batch. */
-static bool loop_watches(const struct loop *l, const struct listener *li) {
+/* This loop's entry for li, while an event for it may still be acted on in
+ * this batch. */
+static struct loop_listener *loop_watches(struct loop *l, const struct listener *li) {
         for (size_t i = 0; i < l->n_listeners; i++)
                 if (l->listeners[i].li == li)
-                        return !l->listeners[i].retired;
-        return false;
+                        return l->listeners[i].retired ? NULL : &l->listeners[i];
+        return NULL;
 }
 
 static void loop_reap(struct loop *l) {
@@ -261,7 +264,7 @@ static void accept_pause(struct loop *l, int err) {
         l->accept_resume_at = l->now + ACCEPT_RETRY_USEC;
         for (size_t i = 0; i < l->n_listeners; i++)
                 if (!l->listeners[i].retired)
-                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->listeners[i].li->fd, NULL);
+                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->listeners[i].fd, NULL);
         /* at the limit with clients churning, pause and resume alternate:
          * say so once in a while, not at every close */
         if (!ratelimit_pass(&pause_rl, l->now, &suppressed))
@@ -281,7 +284,7 @@ static void accept_resume(struct loop *l) {
         l->accept_paused = false;
         for (size_t i = 0; i < l->n_listeners; i++)
                 if (!l->listeners[i].retired)
-                        (void) epoll_add(l, l->listeners[i].li->fd, LISTENER_EVENTS, l->listeners[i].li);
+                        (void) epoll_add(l, l->listeners[i].fd, LISTENER_EVENTS, l->listeners[i].li);
         log_debug("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
 }
 
@@ -299,7 +302,9 @@ void loop_conn_closed(struct loop *l, struct conn *c) {
                 l->quit = true;
 }
 
-static void accept_batch(struct loop *l, struct listener *li) {
+static void accept_batch(struct loop *l, const struct loop_listener *ll) {
+        const struct listener *li = ll->li;
+
         for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
                 union sockaddr_in46 peer;
                 socklen_t len = sizeof(peer);
@@ -314,7 +319,7 @@ static void accept_batch(struct loop *l, struct listener *li) {
                         accept_pause(l, 0);
                         return;
                 }
-                fd = accept4(li->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                fd = accept4(ll->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) {
                         switch (errno) {
                         case EAGAIN:
@@ -360,16 +365,18 @@ static void accept_batch(struct loop *l, struct listener *li) {
  * registers again, which moves it to the back of the queue: the next
  * connections go to the other loops. Two epoll_ctl() then, and none while
  * the loops are even (measured: re-registering after every wake-up cost 40%
- * more CPU per connection at 50 short connections at a time). */
-static void loop_accept(struct loop *l, struct listener *li) {
+ * more CPU per connection at 50 short connections at a time). A socket of
+ * the loop's own in a SO_REUSEPORT group needs none of it: the kernel
+ * spreads connections over the group by a hash of their addresses. */
+static void loop_accept(struct loop *l, struct loop_listener *ll) {
         uint64_t total, n = l->shared->n_loops;
 
-        accept_batch(l, li);
-        if (n < 2 || l->accept_paused)
+        accept_batch(l, ll);
+        if (n < 2 || l->accept_paused || ll->li->n_fds > 1)
                 return;
         total = __atomic_load_n(&l->shared->open, __ATOMIC_RELAXED);
-        if (l->stats.open * n > total + n * 2 && epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL) == 0)
-                (void) epoll_add(l, li->fd, LISTENER_EVENTS, li);
+        if (l->stats.open * n > total + n * 2 && epoll_ctl(l->epfd, EPOLL_CTL_DEL, ll->fd, NULL) == 0)
+                (void) epoll_add(l, ll->fd, LISTENER_EVENTS, ll->li);
 }
 
 static void loop_expire(struct loop *l) {
@@ -456,10 +463,13 @@ int loop_run(struct loop *l) {
                         case EV_LINGER:
                                 conn_linger_handle(l, (struct conn *) e, evs[i].events);
                                 break;
-                        case EV_LISTENER:
-                                if (loop_watches(l, (struct listener *) e))
-                                        loop_accept(l, (struct listener *) e);
+                        case EV_LISTENER: {
+                                struct loop_listener *ll = loop_watches(l, (struct listener *) e);
+
+                                if (ll)
+                                        loop_accept(l, ll);
                                 break;
+                        }
                         case EV_MAILBOX:
                                 mailbox_dispatch(&l->inbox);
                                 break;

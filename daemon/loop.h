@@ -97,6 +97,7 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
  * then the loop drops its reference. */
 struct loop_listener {
         struct listener *li;
+        int fd; /* the socket this loop accepts on: li's, or its own in li's group */
         bool retired;
 };
 
@@ -123,8 +124,10 @@ struct loop {
         struct conn *dead_conns;
         bool listeners_retired;
 
-        /* Listening sockets are shared by every loop, each registered with
-         * EPOLLEXCLUSIVE so a new connection wakes one loop, not all. */
+        /* Listening sockets: each loop has its own socket in a SO_REUSEPORT
+         * group where tcpd binds them itself; sockets from systemd are
+         * shared by every loop, each registered with EPOLLEXCLUSIVE so a new
+         * connection wakes one loop, not all. */
         struct loop_listener *listeners;
         size_t n_listeners, listeners_cap;
         bool accept_paused;         /* out of file descriptors */

@@ -226,7 +226,7 @@ static int bind_listeners(struct tcpd *t, const struct config *c, struct listene
                                 (void) listen(have->fd, (int) c->backlog); /* applies a new backlog */
                                 continue;
                         }
-                        r = listener_bind(c->path, spec, svc, c->backlog, &li);
+                        r = listener_bind(c->path, spec, svc, c->backlog, t->n_workers, &li);
                         if (r < 0) {
                                 while (new) {
                                         li = new->next;

@@ -5,6 +5,7 @@ status, list, kick, reload, the limits and shutdown cover them all."""
 import os
 import signal
 import socket
+import subprocess
 import threading
 
 from tcpdtest import (Daemon, TestFailure, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact,
@@ -196,6 +197,84 @@ def test_shutdown_drains_every_worker():
     d.check_clean()
 
 
+def listening_sockets(pid, port):
+    """How many listening TCP sockets on port the process holds."""
+    inodes = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            held += 1
+    return held
+
+
+def test_own_listening_socket_per_worker():
+    # where tcpd binds, each worker has its own socket in one SO_REUSEPORT
+    # group: the kernel spreads connections, no worker re-registers
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    port = d.port()
+    check(listening_sockets(d.proc.pid, port) == 2, "two listening sockets, one per worker")
+    conns = []
+    for i in range(200):
+        s = connect(port)
+        echo_roundtrip(s, b"r%d" % i)
+        conns.append(s)
+    per = d.status()["worker_connections"]
+    # a hash of 200 source ports: each side is ~100 +- 7
+    check(sum(per) == 200 and min(per) >= 60, f"connections spread over the group: {per}")
+    # keepalive is set on every socket of the group (accepted ones inherit it)
+    out = subprocess.run(["ss", "-Htno", "state", "established", f"sport = :{port}"], capture_output=True,
+                         text=True).stdout.splitlines()
+    check(len(out) == 200 and all("timer:(keepalive" in line for line in out), f"keepalive: {out[:3]}")
+
+    # a second tcpd on the same port must fail as it would with one socket,
+    # not join the group and take half of the connections
+    for workers in (2, 1):
+        other = Daemon(f"[tcpd]\nworkers = {workers}\n[echo]\nlisten = 127.0.0.1:{port}\n", wait_ready=False)
+        check(other.wait_exit() == 1, f"a second tcpd (workers = {workers}) exited {other.returncode}")
+        check(f"{other.config}:" in other.stderr() and "Address already in use" in other.stderr(),
+              other.stderr())
+    for i in range(50):
+        s = connect(port)
+        echo_roundtrip(s, b"after %d" % i)
+        conns.append(s)
+    check(d.status()["connections_open"] == 250, "every connection went to the first tcpd")
+    for s in conns:
+        s.close()
+    d.stop()
+
+
+def test_activated_socket_is_shared_by_workers():
+    # a socket from systemd is one socket: every worker waits on it
+    port = free_port()
+    d = Daemon("[tcpd]\nworkers = 2\n", activate=[f"127.0.0.1:{port}"], fdnames=["echo"], wait_ready=False)
+    # systemd-socket-activate starts tcpd at the first connection
+    def try_connect():
+        try:
+            return connect(port)
+        except ConnectionRefusedError:
+            return None
+    first = wait_for(try_connect, what="activation")
+    d.wait_notify("READY=1")
+    echo_roundtrip(first, b"first")
+    tcpd_pid = int(d.status()["pid"])
+    check(listening_sockets(tcpd_pid, port) == 1, "one shared listening socket")
+    conns = spread(d, 2, want_each=3, keep=[first])
+    for s in conns:
+        echo_roundtrip(s, b"shared")
+        s.close()
+    d.stop()
+
+
 def test_bad_workers_values():
     for value in ("0", "257", "many", "-1"):
         p, path = run_config_check(f"[tcpd]\nworkers = {value}\n")
@@ -210,4 +289,5 @@ def test_bad_workers_values():
 if __name__ == "__main__":
     main([test_status_counts_every_worker, test_auto_is_one_per_cpu, test_list_and_kick_cover_every_worker,
           test_max_connections_is_exact_across_workers, test_per_source_limit_across_workers,
-          test_reload_reaches_every_worker, test_shutdown_drains_every_worker, test_bad_workers_values])
+          test_reload_reaches_every_worker, test_shutdown_drains_every_worker, test_own_listening_socket_per_worker,
+          test_activated_socket_is_shared_by_workers, test_bad_workers_values])
