@@ -489,10 +489,16 @@ void format_json_element(FILE *f, json_t *v, bool first) {
 
         /* as format_json() prints the whole array: each element indented */
         fputs(first ? "[\n  " : ",\n  ", f);
-        for (const char *p = text; p && *p; p++) {
-                fputc(*p, f);
-                if (*p == '\n')
-                        fputs("  ", f);
+        /* line by line: a --json list of 19,000 is 6 MB, a character at a
+         * time was a tenth of tcpctl's time */
+        for (const char *p = text, *nl; p && *p; p = nl + 1) {
+                nl = strchr(p, '\n');
+                if (!nl) {
+                        fputs(p, f);
+                        break;
+                }
+                fwrite(p, 1, (size_t) (nl - p + 1), f);
+                fputs("  ", f);
         }
         free(text);
 }

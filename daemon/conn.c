@@ -197,7 +197,8 @@ static void conn_banner(struct loop *l, struct conn *c, const char *banner) {
         }
 }
 
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src) {
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, uint32_t local,
+              struct source *src) {
         struct conn *c = conn_new(l, fd, peer);
         int r;
 
@@ -205,6 +206,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
                 return -ENOMEM;
         c->id = loop_new_id(l);
         c->service = (uint8_t) svc;
+        c->local = local;
         c->connected_usec = now_usec(CLOCK_REALTIME);
         c->src = src;
         r = conn_attach(l, c);

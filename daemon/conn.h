@@ -39,6 +39,7 @@ struct conn {
         uint16_t gen_off; /* chargen: where in the pattern the next byte is */
         uint32_t events; /* the epoll interest now set */
         int fd;
+        uint32_t local; /* 1 + index in the loop's local addresses; 0: ask the socket */
         uint64_t id;
         uint64_t connected_usec; /* CLOCK_REALTIME */
         uint64_t started;        /* CLOCK_MONOTONIC */
@@ -52,7 +53,8 @@ struct conn {
 };
 
 /* A connection accepted on fd; registers it with the loop. Takes fd. */
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, struct source *src);
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, uint32_t local,
+              struct source *src);
 
 /* What a previous tcpd handed over about a connection (see fdstore.c). */
 struct conn_saved {

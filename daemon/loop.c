@@ -188,10 +188,41 @@ void loop_done(struct loop *l) {
         l->event = sd_event_unref(l->event);
         free(l->rbuf);
         l->rbuf = NULL;
+        free(l->locals);
+        l->locals = NULL;
+        l->n_locals = 0;
 }
 
 /* EPOLLEXCLUSIVE: one connection in the queue wakes one waiting loop. */
 #define LISTENER_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
+
+static bool addr_is_wildcard(const union sockaddr_in46 *a) {
+        if (a->sa.sa_family == AF_INET)
+                return a->in.sin_addr.s_addr == htonl(INADDR_ANY);
+        return IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr);
+}
+
+/* What conn.local is for connections accepted on li: 0 where each may have
+ * another local address (a wildcard listener). */
+static uint32_t loop_local(struct loop *l, const struct listener *li) {
+        union sockaddr_in46 *p;
+
+        if (addr_is_wildcard(&li->addr))
+                return 0;
+        for (uint32_t i = 0; i < l->n_locals; i++)
+                if (addr_equal(&l->locals[i], &li->addr))
+                        return i + 1;
+        p = realloc(l->locals, (l->n_locals + 1) * sizeof(*p));
+        if (!p)
+                return 0;
+        l->locals = p;
+        l->locals[l->n_locals++] = li->addr;
+        return l->n_locals;
+}
+
+const union sockaddr_in46 *loop_local_address(const struct loop *l, uint32_t local) {
+        return local && local <= l->n_locals ? &l->locals[local - 1] : NULL;
+}
 
 int loop_add_listener(struct loop *l, struct listener *li) {
         int fd = listener_fd(li, l->index);
@@ -209,7 +240,8 @@ int loop_add_listener(struct loop *l, struct listener *li) {
                 if (r < 0)
                         return r;
         }
-        l->listeners[l->n_listeners++] = (struct loop_listener) { .li = listener_ref(li), .fd = fd };
+        l->listeners[l->n_listeners++] =
+                (struct loop_listener) { .li = listener_ref(li), .fd = fd, .local = loop_local(l, li) };
         return 0;
 }
 
@@ -347,7 +379,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         refuse(l, fd, &peer, why);
                         continue;
                 }
-                r = conn_open(l, fd, &peer, li->service, src);
+                r = conn_open(l, fd, &peer, li->service, ll->local, src);
                 if (r < 0) {
                         limits_release(l, src);
                         limits_open_sub(l);

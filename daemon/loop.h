@@ -98,6 +98,7 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
 struct loop_listener {
         struct listener *li;
         int fd; /* the socket this loop accepts on: li's, or its own in li's group */
+        uint32_t local; /* what its connections' conn.local is */
         bool retired;
 };
 
@@ -130,6 +131,11 @@ struct loop {
          * connection wakes one loop, not all. */
         struct loop_listener *listeners;
         size_t n_listeners, listeners_cap;
+        /* The addresses of listeners bound to one address: a connection's
+         * local address is its listener's, and a list needs no
+         * getsockname() for it. Only grows (by distinct addresses). */
+        union sockaddr_in46 *locals;
+        uint32_t n_locals;
         bool accept_paused;         /* out of file descriptors */
         uint64_t accept_resume_at;
 
@@ -174,6 +180,8 @@ int loop_run(struct loop *l);
 /* Starts accepting on li (taking a reference). Only on the loop's thread,
  * or before it runs: others post listener_post_add() (ops.h). */
 int loop_add_listener(struct loop *l, struct listener *li);
+/* A connection's local address from its conn.local, or NULL: ask the socket. */
+const union sockaddr_in46 *loop_local_address(const struct loop *l, uint32_t local);
 /* Stops accepting on li; its reference goes once the current batch is done. */
 void loop_retire_listener(struct loop *l, struct listener *li);
 

@@ -79,7 +79,11 @@ static void list_run(struct msg *m) {
                 i->service = c->service;
                 i->state = conn_state_name(c);
                 i->peer = c->peer;
-                if (getsockname(c->fd, &i->local.sa, &len) == 0)
+                /* a listener bound to one address gave it; a wildcard
+                 * one's connections each need a system call */
+                if (loop_local_address(l, c->local))
+                        i->local = *loop_local_address(l, c->local);
+                else if (getsockname(c->fd, &i->local.sa, &len) == 0)
                         addr_normalize(&i->local);
                 i->connected_usec = c->connected_usec;
                 i->age_usec = now - c->started;

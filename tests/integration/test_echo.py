@@ -154,12 +154,42 @@ def test_dual_stack_peers_shown_as_ipv4():
     echo_roundtrip(s, b"mapped")
     conns = d.connections()
     check(conns[0]["peer_address"] == "127.0.0.1", f"peer shown as {conns[0]['peer']}")
-    check(conns[0]["local"].startswith("127.0.0.1:"), f"local shown as {conns[0]['local']}")
+    check(conns[0]["local"] == f"127.0.0.1:{port}", f"local shown as {conns[0]['local']}")
     check(d.ctl("list", "--peer", "127.0.0.0/8", json_out=True), "CIDR filter must match the IPv4 form")
+    # a wildcard listener's connections each have the address they reached
+    others = [(connect(port, host="127.0.0.2"), f"127.0.0.2:{port}"), (connect(port, host="::1"), f"[::1]:{port}")]
+    for o, _ in others:
+        echo_roundtrip(o, b"where")
+    local = {c["peer_port"]: c["local"] for c in d.connections()}
+    for o, want in others:
+        check(local[o.getsockname()[1]] == want, f"local {local} for {want}")
+        o.close()
     s.close()
+    d.stop()
+
+
+def test_local_address_per_listener():
+    # listeners bound to one address each: a connection's local address is
+    # its listener's (tcpd keeps it instead of asking the socket)
+    d = Daemon("[echo]\nlisten = 127.0.0.1:0 127.0.0.3:0 [::1]:0\n")
+    addrs = [li["address"] for li in d.status()["listeners"]]
+    check(len(addrs) == 3, str(addrs))
+    clients = {}
+    for a in addrs * 3:
+        host, port = a.rsplit(":", 1)
+        s = connect(int(port), host=host.strip("[]"))
+        echo_roundtrip(s, b"local")
+        clients[s.getsockname()[1]] = (s, a)
+    conns = d.connections()
+    check(len(conns) == 9, f"{len(conns)} listed")
+    for c in conns:
+        check(c["local"] == clients[c["peer_port"]][1], f"{c} came in on {clients[c['peer_port']][1]}")
+    for s, _ in clients.values():
+        s.close()
     d.stop()
 
 
 if __name__ == "__main__":
     main([test_self_bound_ephemeral_port, test_many_clients_byte_exact, test_sender_that_reads_only_at_the_end,
-          test_fin_flushes_then_closes, test_reset_is_counted_not_fatal, test_dual_stack_peers_shown_as_ipv4])
+          test_fin_flushes_then_closes, test_reset_is_counted_not_fatal, test_dual_stack_peers_shown_as_ipv4,
+          test_local_address_per_listener])
