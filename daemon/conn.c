@@ -300,6 +300,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         }
 
         table_remove(&l->table, c->id);
+        loop_conn_unlinking(l, c);
         if (c->prev)
                 c->prev->next = c->next;
         else

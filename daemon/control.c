@@ -55,8 +55,8 @@ struct control_client {
         struct op *waiting;        /* an op sent to a loop: input waits */
         struct list_op *streaming; /* a list being written out */
         struct conn_reply stream_reply;
-        size_t streamed;
-        bool stream_oneway;
+        struct conn_info held; /* the next reply: sent once it is known whether it is the last */
+        bool have_held;
         bool kick_oneway;
         bool monitor; /* a Monitor call: events stream until it goes */
         uint64_t monitor_dropped; /* events it missed since the last it got */
@@ -398,7 +398,8 @@ static int parse_filter(struct control_client *cl, json_t *params, struct conn_f
         return 0;
 }
 
-static void list_done(struct msg *m);
+static void list_part_done(struct msg *m);
+static void client_stream(struct control_client *cl);
 static void kick_done(struct msg *m);
 
 static void op_send(struct control_client *cl, struct op *op, msg_fn done) {
@@ -424,14 +425,17 @@ static void method_list_connections(struct control_client *cl, struct vl_call *c
                 return;
         if (vl_param(call->params, "tcp_info", JSON_TRUE, &tcp_info) < 0)
                 return reply_invalid_parameter(cl, "tcp_info");
-        op = calloc(1, sizeof(*op));
+        if (call->oneway)
+                return; /* a list nobody reads: nothing to do */
+        op = list_op_new(cl->ctl->t->loop_ptrs, cl->ctl->t->n_workers, &cl->ctl->t->inbox, list_part_done);
         if (!op)
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+        op->userdata = cl;
         op->filter = f;
         op->tcp_info = tcp_info && json_is_true(tcp_info);
-        cl->stream_oneway = call->oneway;
-        op_send(cl, &op->op, list_done);
-        list_op_post(op);
+        cl->streaming = op;
+        cl->have_held = false;
+        client_stream(cl);
 }
 
 static void method_kick(struct control_client *cl, struct vl_call *call) {
@@ -699,64 +703,101 @@ out:
 
 /* ---- answers from the loop ---- */
 
+/* Ends a list: at once where no part is with a loop or walking one,
+ * otherwise once every part has come back done. */
+static void list_cancel(struct list_op *op) {
+        bool busy = false;
+
+        op->userdata = NULL;
+        for (size_t k = 0; k < op->n_parts; k++) {
+                struct list_part *p = &op->parts[k];
+
+                if (p->in_flight)
+                        busy = true;
+                else if (p->started && !p->done) {
+                        list_part_release(p);
+                        busy = true;
+                }
+        }
+        if (!busy)
+                list_op_free(op);
+}
+
+static void stream_end(struct control_client *cl) {
+        list_cancel(cl->streaming);
+        cl->streaming = NULL;
+        cl->have_held = false;
+        conn_reply_free(&cl->stream_reply);
+}
+
+static int stream_put(struct control_client *cl, const struct conn_info *i, bool continues) {
+        if (!cl->stream_reply.msg && conn_reply_init(&cl->stream_reply, cl->streaming->tcp_info) < 0)
+                return -ENOMEM;
+        if (conn_reply_set(&cl->stream_reply, i, continues) < 0)
+                return -ENOMEM;
+        return vl_put_message(&cl->out, cl->stream_reply.msg);
+}
+
+/* Merges the parts by id while the client keeps up. Every part that is not
+ * done must have an entry (or be asked for its next chunk) before the
+ * smallest can go; one entry is held back until it is known whether it is
+ * the last ("continues"). */
 static void client_stream(struct control_client *cl) {
         struct list_op *op = cl->streaming;
 
         while (op && vl_buf_pending(&cl->out) < CONTROL_STREAM_LOW) {
-                if (cl->stream_oneway || op->op.error || op->n == 0 || cl->streamed >= op->n) {
-                        if (!cl->stream_oneway) {
-                                if (op->op.error)
-                                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
-                                else if (op->n == 0)
-                                        reply(cl, NULL, false);
+                struct list_part *best = NULL;
+                bool wait = false;
+
+                for (size_t k = 0; k < op->n_parts; k++) {
+                        struct list_part *p = &op->parts[k];
+
+                        if (p->in_flight) {
+                                wait = true;
+                        } else if (p->pos < p->n) {
+                                if (!best || p->items[p->pos].id < best->items[best->pos].id)
+                                        best = p;
+                        } else if (!p->done) {
+                                list_part_request(p);
+                                wait = true;
                         }
-                        list_op_free(op);
-                        cl->streaming = op = NULL;
-                        break;
                 }
-                if ((!cl->stream_reply.msg && conn_reply_init(&cl->stream_reply, op->tcp_info) < 0) ||
-                    conn_reply_set(&cl->stream_reply, &op->items[cl->streamed], cl->streamed + 1 < op->n) < 0 ||
-                    vl_put_message(&cl->out, cl->stream_reply.msg) < 0) {
+                if (wait)
+                        return; /* list_part_done() comes back here */
+                if (!best) {
+                        /* every part is done: the held entry is the last */
+                        if (!cl->have_held)
+                                reply(cl, NULL, false); /* nothing matched */
+                        else if (stream_put(cl, &cl->held, false) < 0)
+                                cl->closing = true;
+                        stream_end(cl);
+                        return;
+                }
+                if (cl->have_held && stream_put(cl, &cl->held, true) < 0) {
                         /* out of memory mid-list: the client sees the list end early */
                         cl->closing = true;
-                        list_op_free(op);
-                        cl->streaming = op = NULL;
-                        break;
+                        stream_end(cl);
+                        return;
                 }
-                cl->streamed++;
-                if (cl->streamed == op->n) {
-                        list_op_free(op);
-                        cl->streaming = op = NULL;
-                        conn_reply_free(&cl->stream_reply);
-                }
+                cl->held = best->items[best->pos++];
+                cl->have_held = true;
         }
 }
 
-static int info_cmp(const void *a, const void *b) {
-        const struct conn_info *x = a, *y = b;
-        return x->id < y->id ? -1 : x->id > y->id;
+static void list_part_done(struct msg *m) {
+        struct list_part *p = (struct list_part *) m;
+        struct control_client *cl = p->op->userdata;
+
+        p->in_flight = false;
+        if (!cl)
+                list_cancel(p->op);
+        else
+                client_process(cl);
 }
 
 static int id_cmp(const void *a, const void *b) {
         const uint64_t *x = a, *y = b;
         return *x < *y ? -1 : *x > *y;
-}
-
-static void list_done(struct msg *m) {
-        struct list_op *op = (struct list_op *) m;
-        struct control_client *cl = op->op.userdata;
-
-        if (!cl) {
-                list_op_free(op);
-                return;
-        }
-        /* each worker's part is in its accept order: one list in id order */
-        if (op->n > 1)
-                qsort(op->items, op->n, sizeof(*op->items), info_cmp);
-        cl->waiting = NULL;
-        cl->streaming = op;
-        cl->streamed = 0;
-        client_process(cl);
 }
 
 static void kick_done(struct msg *m) {
@@ -892,8 +933,8 @@ static void client_free(struct control_client *cl) {
         }
         if (cl->waiting)
                 cl->waiting->userdata = NULL; /* the loop still has it; list_done/kick_done free it */
-        list_op_free(cl->streaming);
-        conn_reply_free(&cl->stream_reply);
+        if (cl->streaming)
+                stream_end(cl);
         sd_event_source_disable_unref(cl->source);
         close(cl->fd);
         vl_buf_free(&cl->in);

@@ -173,6 +173,7 @@ void fdstore_handover(struct loop *l) {
                 __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
                 c->fd = -1;
                 table_remove(&l->table, c->id);
+                loop_conn_unlinking(l, c);
                 l->head = next;
                 if (next)
                         next->prev = NULL;
@@ -190,6 +191,34 @@ void fdstore_handover(struct loop *l) {
         l->lru_head = l->lru_tail = NULL;
         conn_linger_expire(l, true);
         l->quit = true;
+}
+
+static int conn_id_cmp(const void *a, const void *b) {
+        const struct conn *x = *(struct conn *const *) a, *y = *(struct conn *const *) b;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The fd store hands sockets back in its own order, and only some have
+ * their saved ids: put the loop's list back in id order, which lists walk
+ * in (ops.h). If there is no memory for it, lists come out of order. */
+static void sort_by_id(struct loop *l) {
+        size_t n = 0, i = 0;
+        struct conn **v;
+
+        for (struct conn *c = l->head; c; c = c->next)
+                n++;
+        if (n < 2 || !(v = calloc(n, sizeof(*v))))
+                return;
+        for (struct conn *c = l->head; c; c = c->next)
+                v[i++] = c;
+        qsort(v, n, sizeof(*v), conn_id_cmp);
+        for (i = 0; i < n; i++) {
+                v[i]->prev = i ? v[i - 1] : NULL;
+                v[i]->next = i + 1 < n ? v[i + 1] : NULL;
+        }
+        l->head = v[0];
+        l->tail = v[n - 1];
+        free(v);
 }
 
 static uint64_t pair_key(const union sockaddr_in46 *peer, const union sockaddr_in46 *local) {
@@ -311,9 +340,11 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         if (n_state)
                 /* read once: a later restart must not see it again */
                 sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_STATE_NAME);
-        for (size_t k = 0; k < n_loops; k++)
+        for (size_t k = 0; k < n_loops; k++) {
                 if (loops[k]->settings.max_connections_per_source || loops[k]->settings.max_connection_rate)
                         limits_rebuild(loops[k]); /* adopted connections count for their sources */
+                sort_by_id(loops[k]);
+        }
         log_info("adopted %zu connections from the fd store (%zu with their saved state)", adopted, with_state);
         return 0;
 }

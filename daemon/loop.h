@@ -95,6 +95,12 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
 /* A listener as one loop sees it. A retired one stays here, unwatched,
  * until the batch ends (a later event in the batch may still point at it);
  * then the loop drops its reference. */
+/* Where a list's walk of a loop's connections goes on (ops.h). */
+struct list_cursor {
+        struct conn *next;
+        struct list_cursor *prev, *link;
+};
+
 struct loop_listener {
         struct listener *li;
         int fd; /* the socket this loop accepts on: li's, or its own in li's group */
@@ -114,7 +120,8 @@ struct loop {
         bool event_armed;
 
         struct table table;       /* id -> conn */
-        struct conn *head, *tail; /* in accept order */
+        struct conn *head, *tail; /* in accept order, which is id order */
+        struct list_cursor *cursors; /* lists walking head..tail */
         struct conn *lru_head, *lru_tail; /* least recently active first */
         struct conn *linger_head, *linger_tail; /* oldest first */
         uint64_t lingering;
@@ -191,6 +198,13 @@ void loop_stop(struct loop *l);
 /* Close whatever is still open now and quit. */
 void loop_stop_now(struct loop *l);
 
+/* Called before c leaves head..tail: walks that would visit it next go
+ * on past it. */
+void loop_cursors_skip(struct loop *l, struct conn *c);
+static inline void loop_conn_unlinking(struct loop *l, struct conn *c) {
+        if (l->cursors)
+                loop_cursors_skip(l, c);
+}
 /* Called by the connection code when c went away: frees it after the
  * batch, and lets a paused accept resume. */
 void loop_conn_closed(struct loop *l, struct conn *c);

@@ -55,68 +55,124 @@ static int grow(void **items, size_t *cap, size_t have, size_t want, size_t size
         return 0;
 }
 
-static void list_run(struct msg *m) {
-        struct list_op *op = (struct list_op *) m;
-        struct loop *l = op->op.loops[op->op.hop];
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        size_t n = op->n;
+static void conn_info_fill(struct conn_info *i, struct loop *l, struct conn *c, uint64_t now, bool tcp_info) {
+        socklen_t len = sizeof(i->local);
 
-        /* A snapshot in a compact binary form; the control plane turns it
-         * into one reply per connection as its client reads them. */
-        if (grow((void **) &op->items, &op->cap, op->n, l->stats.open, sizeof(*op->items)) < 0) {
-                op->op.error = -ENOMEM;
-                op_next(&op->op, list_run);
-                return;
-        }
-        for (struct conn *c = l->head; c; c = c->next) {
-                struct conn_info *i;
-                socklen_t len = sizeof(i->local);
+        *i = (struct conn_info) {
+                .id = c->id,
+                .service = c->service,
+                .state = conn_state_name(c),
+                .peer = c->peer,
+                .connected_usec = c->connected_usec,
+                .age_usec = now - c->started,
+                .idle_usec = now > c->last_active ? now - c->last_active : 0,
+                .bytes_in = c->bytes_in,
+                .bytes_out = c->bytes_out,
+        };
+        /* a listener bound to one address gave it; a wildcard one's
+         * connections each need a system call */
+        if (loop_local_address(l, c->local))
+                i->local = *loop_local_address(l, c->local);
+        else if (getsockname(c->fd, &i->local.sa, &len) == 0)
+                addr_normalize(&i->local);
+        if (tcp_info) {
+                struct tcp_info ti;
+                socklen_t tl = sizeof(ti);
 
-                if (!conn_filter_match(&op->filter, c, now))
-                        continue;
-                i = &op->items[n++];
-                i->id = c->id;
-                i->service = c->service;
-                i->state = conn_state_name(c);
-                i->peer = c->peer;
-                /* a listener bound to one address gave it; a wildcard
-                 * one's connections each need a system call */
-                if (loop_local_address(l, c->local))
-                        i->local = *loop_local_address(l, c->local);
-                else if (getsockname(c->fd, &i->local.sa, &len) == 0)
-                        addr_normalize(&i->local);
-                i->connected_usec = c->connected_usec;
-                i->age_usec = now - c->started;
-                i->idle_usec = now > c->last_active ? now - c->last_active : 0;
-                i->bytes_in = c->bytes_in;
-                i->bytes_out = c->bytes_out;
-                if (op->tcp_info) {
-                        struct tcp_info ti;
-                        socklen_t tl = sizeof(ti);
-
-                        /* one system call per connection: only when asked */
-                        if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
-                                i->has_tcp = true;
-                                i->rtt_usec = ti.tcpi_rtt;
-                                i->rttvar_usec = ti.tcpi_rttvar;
-                                i->retransmits = ti.tcpi_total_retrans;
-                                i->cwnd = ti.tcpi_snd_cwnd;
-                                i->unacked = ti.tcpi_unacked;
-                        }
+                /* one system call per connection: only when asked */
+                if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+                        i->has_tcp = true;
+                        i->rtt_usec = ti.tcpi_rtt;
+                        i->rttvar_usec = ti.tcpi_rttvar;
+                        i->retransmits = ti.tcpi_total_retrans;
+                        i->cwnd = ti.tcpi_snd_cwnd;
+                        i->unacked = ti.tcpi_unacked;
                 }
         }
-        op->n = n;
-        op_next(&op->op, list_run);
 }
 
-void list_op_post(struct list_op *op) {
-        op_start(&op->op, list_run);
+static void cursor_link(struct loop *l, struct list_cursor *cur) {
+        cur->prev = NULL;
+        cur->link = l->cursors;
+        if (l->cursors)
+                l->cursors->prev = cur;
+        l->cursors = cur;
+}
+
+static void cursor_unlink(struct loop *l, struct list_cursor *cur) {
+        if (cur->prev)
+                cur->prev->link = cur->link;
+        else
+                l->cursors = cur->link;
+        if (cur->link)
+                cur->link->prev = cur->prev;
+        cur->prev = cur->link = NULL;
+        cur->next = NULL;
+}
+
+void loop_cursors_skip(struct loop *l, struct conn *c) {
+        for (struct list_cursor *cur = l->cursors; cur; cur = cur->link)
+                if (cur->next == c)
+                        cur->next = c->next;
+}
+
+/* On the part's loop: the next LIST_CHUNK connections that match, in the
+ * loop's list order (id order). A chunk costs the loop a few hundred
+ * microseconds at most, however many connections it has. */
+static void chunk_run(struct msg *m) {
+        struct list_part *p = (struct list_part *) m;
+        struct list_op *op = p->op;
+        struct loop *l = p->loop;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (!p->started) {
+                p->started = true;
+                p->cursor.next = l->head;
+                cursor_link(l, &p->cursor);
+        }
+        if (p->release)
+                p->cursor.next = NULL;
+        while (p->cursor.next && p->n < LIST_CHUNK) {
+                struct conn *c = p->cursor.next;
+
+                p->cursor.next = c->next;
+                if (conn_filter_match(&op->filter, c, now))
+                        conn_info_fill(&p->items[p->n++], l, c, now, op->tcp_info);
+        }
+        if (!p->cursor.next) {
+                cursor_unlink(l, &p->cursor);
+                p->done = true;
+        }
+        mailbox_post(op->reply_to, &p->msg, op->done);
+}
+
+struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox *reply_to, msg_fn done) {
+        struct list_op *op = calloc(1, sizeof(*op) + n_loops * sizeof(op->parts[0]));
+
+        if (!op)
+                return NULL;
+        op->reply_to = reply_to;
+        op->done = done;
+        op->n_parts = n_loops;
+        for (size_t k = 0; k < n_loops; k++) {
+                op->parts[k].op = op;
+                op->parts[k].loop = loops[k];
+        }
+        return op;
+}
+
+void list_part_request(struct list_part *p) {
+        p->n = p->pos = 0;
+        p->in_flight = true;
+        mailbox_post(&p->loop->inbox, &p->msg, chunk_run);
+}
+
+void list_part_release(struct list_part *p) {
+        p->release = true;
+        list_part_request(p);
 }
 
 void list_op_free(struct list_op *op) {
-        if (!op)
-                return;
-        free(op->items);
         free(op);
 }
 

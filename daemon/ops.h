@@ -47,12 +47,37 @@ struct op {
         int error; /* negative errno when the loop could not do it */
 };
 
+/* A list walks each loop's connections (kept in id order) a chunk at a
+ * time, so its memory is bounded whatever the number of connections: one
+ * part per loop, each with a cursor the loop keeps past connections that
+ * close, and room for LIST_CHUNK entries. The control plane merges the parts
+ * by id and asks a part's loop for its next chunk when the part runs dry.
+ * Not a snapshot: a connection that closes before the walk reaches it is
+ * not listed, one that opens meanwhile may be. */
+#define LIST_CHUNK 128
+
+struct list_op;
+
+struct list_part {
+        struct msg msg;
+        struct list_op *op;
+        struct loop *loop;
+        struct list_cursor cursor; /* in loop's cursors from the first chunk until done */
+        bool started, done;        /* set by the loop */
+        bool release;              /* stop the walk: nobody wants the rest */
+        bool in_flight;            /* the control plane's: the loop has it */
+        size_t n, pos;             /* entries, and the next one to send */
+        struct conn_info items[LIST_CHUNK];
+};
+
 struct list_op {
-        struct op op;
+        struct mailbox *reply_to;
+        msg_fn done;    /* runs there for each part that comes back */
+        void *userdata; /* the requester's; NULL once it went away */
         struct conn_filter filter;
         bool tcp_info;
-        struct conn_info *items; /* sorted by id when it comes back */
-        size_t n, cap;
+        size_t n_parts;
+        struct list_part parts[];
 };
 
 struct kick_op {
@@ -68,7 +93,12 @@ struct kick_op {
         size_t n_kicked, cap;
 };
 
-void list_op_post(struct list_op *op);
+/* One part per loop, none asked for yet. */
+struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox *reply_to, msg_fn done);
+/* Sends the part to its loop for the next chunk (replacing what it held). */
+void list_part_request(struct list_part *p);
+/* Sends the part to its loop to end its walk; it comes back done. */
+void list_part_release(struct list_part *p);
 void kick_op_post(struct kick_op *op);
 void list_op_free(struct list_op *op);
 void kick_op_free(struct kick_op *op);

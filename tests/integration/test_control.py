@@ -293,6 +293,50 @@ def test_long_list_streamed_to_a_slow_reader():
     d.stop()
 
 
+def test_list_walks_connections_as_they_are():
+    """A list walks each worker's connections a chunk at a time, so tcpd's
+    memory for it does not grow with the number of connections. It is not a
+    snapshot: a connection that closes before the walk reaches it is not
+    listed, one that opens meanwhile is; ids still come in order, once."""
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    port = d.port()
+    n = 3000
+    echoes = []
+    while len(echoes) < n:
+        echoes += [connect(port) for _ in range(200)]
+        wait_for(lambda: d.status()["connections_open"] == len(echoes), what=f"{len(echoes)} connections open")
+    id_of = {c["peer_port"]: c["id"] for c in d.connections()}
+    order = sorted(echoes, key=lambda s: id_of[s.getsockname()[1]])
+    v = Varlink(d.control)
+    v.send(LIST, {}, more=True)
+    replies = [v.recv()]
+    time.sleep(0.3)  # tcpd fills the socket (about 1,000 replies) and waits for us
+    # the last 500 by id: the walk cannot be there yet
+    gone = order[-500:]
+    gone_ids = {id_of[s.getsockname()[1]] for s in gone}
+    for s in gone:
+        s.close()
+    wait_for(lambda: d.status()["connections_open"] == n - 500, what="500 closed")
+    new = [connect(port) for _ in range(50)]
+    for s in new:
+        echo_roundtrip(s, b"new")
+    while replies[-1].get("continues"):
+        replies.append(v.recv())
+    ids = [r["parameters"]["connection"]["id"] for r in replies]
+    check(ids == sorted(set(ids)), "ids ascending, each once")
+    check(not gone_ids & set(ids), f"{len(gone_ids & set(ids))} connections listed after they closed")
+    now = {c["peer_port"]: c["id"] for c in d.connections()}
+    new_ids = {now[s.getsockname()[1]] for s in new}
+    check(new_ids <= set(ids), f"{len(new_ids - set(ids))} of 50 new connections missing")
+    kept = {id_of[s.getsockname()[1]] for s in order[:-500]}
+    check(kept <= set(ids), f"{len(kept - set(ids))} open connections missing")
+    check(len(ids) == n - 500 + 50, f"{len(ids)} listed")
+    v.close()
+    for s in order[:-500] + new:
+        s.close()
+    d.stop()
+
+
 def test_kick_rejects_bad_parameters():
     d = Daemon(LISTEN)
     port = d.port()
@@ -730,6 +774,7 @@ def test_disconnect_while_list_in_flight():
 if __name__ == "__main__":
     main([test_get_info, test_get_interface_description, test_unknown_method_and_interface,
           test_unknown_parameter_named, test_list_connections, test_long_list_streamed_to_a_slow_reader,
+          test_list_walks_connections_as_they_are,
           test_kick_rejects_bad_parameters,
           test_pipelined_calls_answered_in_order, test_malformed_json_keeps_connection, test_invalid_utf8_is_an_error,
           test_message_size_limit, test_mebibyte_without_nul_closes_client, test_deep_nesting, test_huge_numbers,
