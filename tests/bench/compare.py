@@ -193,6 +193,15 @@ def median_of(runs, key):
     return statistics.median(vals) if vals else None
 
 
+def paired_ratio(a_runs, b_runs, key):
+    """The median of the per-round ratios: round i of A ran right next to
+    round i of B, so a machine that drifts (a shared VM does, by 30 % over a
+    minute) moves both sides of each ratio alike."""
+    ratios = [float(x[key]) / float(y[key]) for x, y in zip(a_runs, b_runs)
+              if x.get(key) not in (None, "na") and y.get(key) not in (None, "na") and float(y[key])]
+    return statistics.median(ratios) if ratios else None
+
+
 def write_ini(path, control, port, settings):
     lines = ["[tcpd]", f"control_socket = {control}", "log_level = warning"]
     lines += [f"{k} = {v}" for k, v in settings]
@@ -292,8 +301,8 @@ def compare(a, workdir):
 
 
 def report(a, argv, results, host):
-    print(f"| shape | metric | tcpd | {a.b_name} | tcpd/{a.b_name} |")
-    print("|---|---|---:|---:|---:|")
+    print(f"| shape | metric | tcpd | {a.b_name} | tcpd/{a.b_name} | paired |")
+    print("|---|---|---:|---:|---:|---:|")
     summary = []
     for name, desc, _, metrics in a.shapes:
         first = True
@@ -301,17 +310,19 @@ def report(a, argv, results, host):
             t = median_of(results[(name, "tcpd")], key)
             r = median_of(results[(name, a.b_name)], key)
             ratio = t / r if t is not None and r else None
+            paired = paired_ratio(results[(name, "tcpd")], results[(name, a.b_name)], key)
             print(f"| {desc if first else ''} | {label} | {fmt(t)} | {fmt(r)} | "
-                  f"{'n/a' if ratio is None else f'{ratio:.2f}'} |")
+                  f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {'n/a' if paired is None else f'{paired:.2f}'} |")
             if first and ratio is not None:
-                summary.append(f"{name} {key} {ratio:.2f}")
+                summary.append(f"{name} {key} {ratio:.2f} (paired {'n/a' if paired is None else f'{paired:.2f}'})")
             first = False
     print()
     print(f"Medians of {a.rounds} alternating run{'s' if a.rounds != 1 else ''} per server and shape, "
           f"{a.time:g} s each after {a.warmup:g} s of warm-up; load generator on CPU "
           f"{a.bench_cpu if a.bench_cpu is not None else 'any'}, servers on CPU "
           f"{a.server_cpu if a.server_cpu is not None else 'any'}. A ratio above 1 is tcpd higher: better "
-          f"for rates, worse for latency and CPU.")
+          f"for rates, worse for latency and CPU. 'paired' is the median of the ratios of runs made one right "
+          f"after the other, which a machine whose speed drifts disturbs less.")
     extra = ", ".join(f"{k} = {v}" for k, v in a.settings)
     print(f"tcpd settings: log_level = warning{', ' + extra if extra else ''}.")
     if a.baseline:

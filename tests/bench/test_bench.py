@@ -4,6 +4,7 @@ and tcpd, fail against servers that corrupt, reorder or drop bytes or hang
 up, and compare.py runs end to end. Correctness only: no timing is asserted."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -205,8 +206,12 @@ def test_compare_quick():
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     check(p.returncode == 0, f"compare.py exited {p.returncode}:\n{p.stdout}{p.stderr}")
     check("| echo C=1 S=64 | requests/s |" in p.stdout, f"no table row:\n{p.stdout}")
-    check(p.stdout.rstrip().splitlines()[-1].startswith("summary: tcpd/ref-echo echo-c1 rps "),
-          f"no summary line:\n{p.stdout}")
+    check(re.match(r"summary: tcpd/ref-echo echo-c1 rps \d+\.\d\d \(paired \d+\.\d\d\)$",
+                   p.stdout.rstrip().splitlines()[-1]), f"no summary line:\n{p.stdout}")
+    row = re.search(r"^\| echo C=1 S=64 \| requests/s \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", p.stdout, re.M)
+    check(row, f"no ratio columns:\n{p.stdout}")
+    # one round each: the paired ratio is that round's, the same as the ratio of the medians
+    check(abs(float(row.group(3)) - float(row.group(4))) < 0.011, f"paired ratio of one round:\n{p.stdout}")
 
 
 if __name__ == "__main__":
