@@ -111,6 +111,7 @@ struct config *config_new(void) {
         c->control_socket_mode = 0660;
         c->admin_group = strdup(TCPD_ADMIN_GROUP);
         c->backlog = 128;
+        c->worker_batch = true;
         c->max_buffered = 64 * 1024;
         c->shutdown_timeout_usec = 5 * USEC_PER_SEC;
         c->source_prefix_ipv6 = 64;
@@ -266,6 +267,15 @@ static int parse_workers(struct parse_ctx *p, const char *v, void *field, const 
                 return -EINVAL;
         }
         *(unsigned *) field = (unsigned) n;
+        return 0;
+}
+
+static int parse_worker_scheduling(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        if (!streq(v, "inherit") && !streq(v, "batch")) {
+                *why = "expected 'batch' or 'inherit'";
+                return -EINVAL;
+        }
+        *(bool *) field = streq(v, "batch");
         return 0;
 }
 
@@ -431,6 +441,7 @@ static const struct key {
         { "admin_group", parse_group, FIELD(admin_group) },
         { "backlog", parse_backlog, FIELD(backlog) },
         { "workers", parse_workers, FIELD(workers) },
+        { "worker_scheduling", parse_worker_scheduling, FIELD(worker_batch) },
         { "max_connections", parse_max_conn, FIELD(max_connections) },
         { "max_buffered", parse_buffered, FIELD(max_buffered) },
         { "idle_timeout", parse_timeout, FIELD(idle_timeout_usec) },
@@ -509,7 +520,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                         }
                 if (r == -ENOENT)
                         why = "known keys: log_level, log_connections, control_socket, control_socket_mode, "
-                              "admin_group, backlog, workers, max_connections, max_buffered, idle_timeout, "
+                              "admin_group, backlog, workers, worker_scheduling, max_connections, max_buffered, idle_timeout, "
                               "shutdown_timeout, max_lifetime, max_connections_per_source, source_prefix_ipv6, "
                               "max_connection_rate, allow, deny, keepalive, keepalive_idle, keepalive_interval, "
                               "keepalive_count, user_timeout";
@@ -657,6 +668,7 @@ void config_print(const struct config *c, FILE *f) {
                 fprintf(f, "workers = %u\n", c->workers);
         else
                 fprintf(f, "workers = auto\n");
+        fprintf(f, "worker_scheduling = %s\n", c->worker_batch ? "batch" : "inherit");
         fprintf(f, "max_connections = %u\n", c->max_connections);
         fprintf(f, "max_buffered = %llu\n", (unsigned long long) c->max_buffered);
         fprintf(f, "idle_timeout = %s\n", format_duration_exact(c->idle_timeout_usec, buf, sizeof(buf)));

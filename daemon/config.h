@@ -46,6 +46,7 @@ struct config {
         char *admin_group;
         unsigned backlog;
         unsigned workers; /* 0: one per CPU tcpd may run on */
+        bool worker_batch; /* worker_scheduling = batch (the default): SCHED_BATCH for the workers */
         unsigned max_connections; /* 0: limited only by open files */
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;     /* 0: none */

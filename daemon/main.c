@@ -311,6 +311,8 @@ int tcpd_reload(struct tcpd *t, char **error) {
                 log_notice("control_socket changed to %s; it takes effect at the next start", c->control_socket);
         if (c->workers != t->config->workers)
                 log_notice("workers changed; it takes effect at the next start");
+        if (c->worker_batch != t->config->worker_batch)
+                log_notice("worker_scheduling changed; it takes effect at the next start");
         for (struct listener *li = t->listeners; li; li = li->next)
                 listener_set_options(li, c);
         n_open = open_connections(t);
@@ -557,6 +559,18 @@ static void *worker_main(void *userdata) {
 
         snprintf(name, sizeof(name), "tcpd-worker-%u", l->index);
         (void) pthread_setname_np(pthread_self(), name);
+        if (t->config->worker_batch && sched_getscheduler(0) == SCHED_OTHER) {
+                /* No wake-up preemption: a worker woken while another thread
+                 * runs on its CPU waits for the end of that one's slice
+                 * instead of switching at once. Workers sharing a CPU then
+                 * take turns in whole batches of events (measured in
+                 * BENCHMARKS.md). A policy the service unit set
+                 * (CPUSchedulingPolicy=) is left as it is. */
+                struct sched_param sp = { .sched_priority = 0 };
+                r = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+                if (r)
+                        log_warning_errno(-r, "worker %u: cannot use SCHED_BATCH", l->index);
+        }
         r = loop_run(l);
         /* allocated up front would be tidier, but a lost message here would
          * leave the control plane waiting: retry until it is there */

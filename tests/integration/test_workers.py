@@ -275,6 +275,44 @@ def test_activated_socket_is_shared_by_workers():
     d.stop()
 
 
+def thread_policies(pid):
+    """{thread name: scheduling policy number} of a process's threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[name] = int(fields[38])  # field 41 of stat(5): policy
+    return out
+
+
+def test_workers_run_sched_batch():
+    # the default: workers under SCHED_BATCH, the control thread not
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    pol = thread_policies(d.proc.pid)
+    check(pol.get("tcpd-worker-0") == os.SCHED_BATCH and pol.get("tcpd-worker-1") == os.SCHED_BATCH,
+          f"worker policies {pol}")
+    check(pol.get("tcpd") == os.SCHED_OTHER, f"the control thread keeps SCHED_OTHER: {pol}")
+    echo_roundtrip(connect(d.port()), b"batch")
+    # a change is noted on reload and waits for the next start
+    d.write_config("[tcpd]\nworkers = 2\nworker_scheduling = inherit\n" + LISTEN.replace(":0", f":{d.port()}"))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "worker_scheduling changed; it takes effect at the next start" in d.stderr(), what="notice")
+    d.stop()
+    d = Daemon("[tcpd]\nworkers = 2\nworker_scheduling = inherit\n" + LISTEN)
+    pol = thread_policies(d.proc.pid)
+    check(pol.get("tcpd-worker-0") == os.SCHED_OTHER, f"inherit: {pol}")
+    d.stop()
+    # a policy set for the whole process (CPUSchedulingPolicy=idle, say) is not overridden
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN, prefix=("chrt", "-i", "0"))
+    pol = thread_policies(d.proc.pid)
+    check(pol.get("tcpd-worker-0") == os.SCHED_IDLE, f"an inherited SCHED_IDLE stays: {pol}")
+    d.stop()
+    p, path = run_config_check("[tcpd]\nworker_scheduling = fifo\n")
+    check(p.returncode == 1 and f"{path}:2" in p.stderr and "'batch' or 'inherit'" in p.stderr, p.stderr)
+
+
 def test_bad_workers_values():
     for value in ("0", "257", "many", "-1"):
         p, path = run_config_check(f"[tcpd]\nworkers = {value}\n")
@@ -290,4 +328,4 @@ if __name__ == "__main__":
     main([test_status_counts_every_worker, test_auto_is_one_per_cpu, test_list_and_kick_cover_every_worker,
           test_max_connections_is_exact_across_workers, test_per_source_limit_across_workers,
           test_reload_reaches_every_worker, test_shutdown_drains_every_worker, test_own_listening_socket_per_worker,
-          test_activated_socket_is_shared_by_workers, test_bad_workers_values])
+          test_activated_socket_is_shared_by_workers, test_workers_run_sched_batch, test_bad_workers_values])

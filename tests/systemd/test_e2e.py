@@ -185,6 +185,18 @@ def run_e2e(box, dest, t, clients):
             f"CapEff {fields['CapEff'].strip()} CapPrm {fields['CapPrm'].strip()}"
         print(f"#    tcpd runs as uid {uids[0]}")
 
+    with t.check("the unit's sandbox lets the workers use SCHED_BATCH (worker_scheduling = batch)"):
+        pid = unit_props(box, "tcpd.service", "MainPID")["MainPID"]
+        policies = {}
+        for tid in box.run(["ls", f"/proc/{pid}/task"]).stdout.split():
+            comm = box.run(["cat", f"/proc/{pid}/task/{tid}/comm"]).stdout.strip()
+            stat = box.run(["cat", f"/proc/{pid}/task/{tid}/stat"]).stdout
+            policies[comm] = int(stat.rsplit(")", 1)[1].split()[38])
+        workers = {k: v for k, v in policies.items() if k.startswith("tcpd-worker-")}
+        assert workers and all(v == 3 for v in workers.values()), f"policies {policies} (3 is SCHED_BATCH)"
+        r = box.run(["journalctl", "-u", "tcpd", "-o", "cat", "--no-pager"], check=False)
+        assert "SCHED_BATCH" not in r.stdout, r.stdout
+
     with t.check("systemctl status tcpd shows the STATUS= line, kept current"):
         # tcpd refreshes its status every second
         fresh = wait_for(lambda: unit_props(box, "tcpd.service", "StatusText")["StatusText"]
