@@ -557,8 +557,6 @@ static void *worker_main(void *userdata) {
         char name[16];
         int r;
 
-        snprintf(name, sizeof(name), "tcpd-worker-%u", l->index);
-        (void) pthread_setname_np(pthread_self(), name);
         if (t->config->worker_batch && sched_getscheduler(0) == SCHED_OTHER) {
                 /* No wake-up preemption: a worker woken while another thread
                  * runs on its CPU waits for the end of that one's slice
@@ -571,6 +569,10 @@ static void *worker_main(void *userdata) {
                 if (r)
                         log_warning_errno(-r, "worker %u: cannot use SCHED_BATCH", l->index);
         }
+        /* named after the policy is set: a thread named tcpd-worker-N runs
+         * under its final policy (the tests rely on it) */
+        snprintf(name, sizeof(name), "tcpd-worker-%u", l->index);
+        (void) pthread_setname_np(pthread_self(), name);
         r = loop_run(l);
         /* allocated up front would be tidier, but a lost message here would
          * leave the control plane waiting: retry until it is there */

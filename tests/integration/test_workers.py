@@ -287,10 +287,20 @@ def thread_policies(pid):
     return out
 
 
+def worker_policies(pid, workers):
+    """thread_policies() once every worker has named itself (a worker sets
+    its name and policy as its thread starts, which READY=1 does not wait
+    for)."""
+    def named():
+        pol = thread_policies(pid)
+        return pol if all(f"tcpd-worker-{i}" in pol for i in range(workers)) else None
+    return wait_for(named, what="worker threads named")
+
+
 def test_workers_run_sched_batch():
     # the default: workers under SCHED_BATCH, the control thread not
     d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
-    pol = thread_policies(d.proc.pid)
+    pol = worker_policies(d.proc.pid, 2)
     check(pol.get("tcpd-worker-0") == os.SCHED_BATCH and pol.get("tcpd-worker-1") == os.SCHED_BATCH,
           f"worker policies {pol}")
     check(pol.get("tcpd") == os.SCHED_OTHER, f"the control thread keeps SCHED_OTHER: {pol}")
@@ -301,12 +311,12 @@ def test_workers_run_sched_batch():
     wait_for(lambda: "worker_scheduling changed; it takes effect at the next start" in d.stderr(), what="notice")
     d.stop()
     d = Daemon("[tcpd]\nworkers = 2\nworker_scheduling = inherit\n" + LISTEN)
-    pol = thread_policies(d.proc.pid)
+    pol = worker_policies(d.proc.pid, 2)
     check(pol.get("tcpd-worker-0") == os.SCHED_OTHER, f"inherit: {pol}")
     d.stop()
     # a policy set for the whole process (CPUSchedulingPolicy=idle, say) is not overridden
     d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN, prefix=("chrt", "-i", "0"))
-    pol = thread_policies(d.proc.pid)
+    pol = worker_policies(d.proc.pid, 2)
     check(pol.get("tcpd-worker-0") == os.SCHED_IDLE, f"an inherited SCHED_IDLE stays: {pol}")
     d.stop()
     p, path = run_config_check("[tcpd]\nworker_scheduling = fifo\n")
