@@ -738,10 +738,36 @@ static int stream_put(struct control_client *cl, const struct conn_info *i, bool
         return vl_put_message(&cl->out, cl->stream_reply.msg);
 }
 
+enum { PART_HEAD, PART_WAIT, PART_END };
+
+/* Whether p has an entry to send (then it is items[cur][pos]), must be
+ * waited for, or is at its end. While one half is being sent, the loop
+ * fills the other, so a part rarely runs dry. */
+static int part_head(struct list_part *p) {
+        for (;;) {
+                if (p->pos < p->n[p->cur]) {
+                        if (!p->in_flight && !p->next_ready && !p->done)
+                                list_part_request(p); /* fill the other half meanwhile */
+                        return PART_HEAD;
+                }
+                if (p->next_ready) {
+                        p->cur = p->fill;
+                        p->pos = 0;
+                        p->next_ready = false;
+                        continue;
+                }
+                if (p->in_flight)
+                        return PART_WAIT;
+                if (p->done)
+                        return PART_END;
+                list_part_request(p);
+                return PART_WAIT;
+        }
+}
+
 /* Merges the parts by id while the client keeps up. Every part that is not
- * done must have an entry (or be asked for its next chunk) before the
- * smallest can go; one entry is held back until it is known whether it is
- * the last ("continues"). */
+ * at its end must have an entry before the smallest can go; one entry is
+ * held back until it is known whether it is the last ("continues"). */
 static void client_stream(struct control_client *cl) {
         struct list_op *op = cl->streaming;
 
@@ -752,14 +778,14 @@ static void client_stream(struct control_client *cl) {
                 for (size_t k = 0; k < op->n_parts; k++) {
                         struct list_part *p = &op->parts[k];
 
-                        if (p->in_flight) {
-                                wait = true;
-                        } else if (p->pos < p->n) {
-                                if (!best || p->items[p->pos].id < best->items[best->pos].id)
+                        switch (part_head(p)) {
+                        case PART_HEAD:
+                                if (!best || p->items[p->cur][p->pos].id < best->items[best->cur][best->pos].id)
                                         best = p;
-                        } else if (!p->done) {
-                                list_part_request(p);
+                                break;
+                        case PART_WAIT:
                                 wait = true;
+                                break;
                         }
                 }
                 if (wait)
@@ -779,7 +805,7 @@ static void client_stream(struct control_client *cl) {
                         stream_end(cl);
                         return;
                 }
-                cl->held = best->items[best->pos++];
+                cl->held = best->items[best->cur][best->pos++];
                 cl->have_held = true;
         }
 }
@@ -789,6 +815,7 @@ static void list_part_done(struct msg *m) {
         struct control_client *cl = p->op->userdata;
 
         p->in_flight = false;
+        p->next_ready = true;
         if (!cl)
                 list_cancel(p->op);
         else

@@ -132,12 +132,12 @@ static void chunk_run(struct msg *m) {
         }
         if (p->release)
                 p->cursor.next = NULL;
-        while (p->cursor.next && p->n < LIST_CHUNK) {
+        while (p->cursor.next && p->n[p->fill] < LIST_CHUNK) {
                 struct conn *c = p->cursor.next;
 
                 p->cursor.next = c->next;
                 if (conn_filter_match(&op->filter, c, now))
-                        conn_info_fill(&p->items[p->n++], l, c, now, op->tcp_info);
+                        conn_info_fill(&p->items[p->fill][p->n[p->fill]++], l, c, now, op->tcp_info);
         }
         if (!p->cursor.next) {
                 cursor_unlink(l, &p->cursor);
@@ -162,7 +162,9 @@ struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox 
 }
 
 void list_part_request(struct list_part *p) {
-        p->n = p->pos = 0;
+        p->fill = !p->cur;
+        p->n[p->fill] = 0;
+        p->next_ready = false;
         p->in_flight = true;
         mailbox_post(&p->loop->inbox, &p->msg, chunk_run);
 }

@@ -50,8 +50,8 @@ struct op {
 /* A list walks each loop's connections (kept in id order) a chunk at a
  * time, so its memory is bounded whatever the number of connections: one
  * part per loop, each with a cursor the loop keeps past connections that
- * close, and room for LIST_CHUNK entries. The control plane merges the parts
- * by id and asks a part's loop for its next chunk when the part runs dry.
+ * close, and two halves of LIST_CHUNK entries. The control plane merges the
+ * parts by id, sending from one half while the loop fills the other.
  * Not a snapshot: a connection that closes before the walk reaches it is
  * not listed, one that opens meanwhile may be. */
 #define LIST_CHUNK 128
@@ -65,9 +65,11 @@ struct list_part {
         struct list_cursor cursor; /* in loop's cursors from the first chunk until done */
         bool started, done;        /* set by the loop */
         bool release;              /* stop the walk: nobody wants the rest */
-        bool in_flight;            /* the control plane's: the loop has it */
-        size_t n, pos;             /* entries, and the next one to send */
-        struct conn_info items[LIST_CHUNK];
+        bool in_flight;            /* the control plane's: the loop is filling half `fill` */
+        bool next_ready;           /* half `fill` came back filled */
+        unsigned cur, fill;        /* the half being sent, the one filled */
+        size_t n[2], pos;          /* entries in each half; the next to send from cur */
+        struct conn_info items[2][LIST_CHUNK];
 };
 
 struct list_op {
@@ -95,7 +97,7 @@ struct kick_op {
 
 /* One part per loop, none asked for yet. */
 struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox *reply_to, msg_fn done);
-/* Sends the part to its loop for the next chunk (replacing what it held). */
+/* Sends the part to its loop to fill the half not being sent. */
 void list_part_request(struct list_part *p);
 /* Sends the part to its loop to end its walk; it comes back done. */
 void list_part_release(struct list_part *p);
