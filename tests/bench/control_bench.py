@@ -99,11 +99,12 @@ def varlink_status_ms(path, n, interval):
     return out
 
 
-def tcpctl_status_ms(tcpctl, path, n):
+def spawn_ms(argv, n):
+    """n runs of a command, one at a time, each timed from fork to exit."""
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        subprocess.run([tcpctl, "-s", path, "status"], stdout=subprocess.DEVNULL, check=True, timeout=10)
+        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, timeout=10)
         out.append((time.perf_counter() - t) * 1000)
     return out
 
@@ -116,15 +117,20 @@ def status_under_load(a, conns, size):
     d = Tcpd(a.tcpd, a.workers)
     try:
         load = subprocess.Popen([a.bench, "-m", "echo", "-p", str(d.port), "-c", str(conns), "-s", str(size),
-                                 "-t", str(a.time + 2), "-w", "0"], stdout=subprocess.PIPE, text=True)
+                                 "-t", str(a.time + 6), "-w", "0"], stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         raw = varlink_status_ms(d.control, a.calls, 0.005)
-        ctl = tcpctl_status_ms(a.tcpctl, d.control, min(a.calls, 200))
+        ctl = spawn_ms([a.tcpctl, "-s", d.control, "status"], min(a.calls, 200))
+        # what creating any process costs under the same load: the floor
+        # under tcpctl's own figure
+        true = spawn_ms(["true"], min(a.calls, 200))
+        alive = load.poll() is None
         out, _ = load.communicate(timeout=a.time + 30)
         bench = next((l for l in out.splitlines() if l.startswith("BENCH ")), "")
         rps = dict(kv.split("=", 1) for kv in bench.split()[1:]).get("rps", "?")
         print(f"status during echo C={conns} S={size} ({rps} requests/s): raw Varlink {summary(raw)}; "
-              f"tcpctl status {summary(ctl)}", flush=True)
+              f"tcpctl status {summary(ctl)}; /bin/true {summary(true)}"
+              f"{'' if alive else ' (the load ended before the last of these)'}", flush=True)
         return raw, ctl
     finally:
         d.stop()
