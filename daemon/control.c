@@ -646,9 +646,6 @@ static void method_monitor(struct control_client *cl, struct vl_call *call) {
                 return reply_error(cl, VARLINK_ERROR_EXPECTED_MORE, NULL);
         cl->monitor = true;
         cl->ctl->n_monitors++;
-        t->shared.monitor_inbox = &t->inbox;
-        t->shared.monitor_deliver = monitor_deliver;
-        t->shared.monitor_owner = t;
         __atomic_add_fetch(&t->shared.monitors, 1, __ATOMIC_RELEASE);
         /* the first reply says the stream is live: what happens from here
          * on is in it */
@@ -1180,6 +1177,12 @@ int control_open(struct tcpd *t, int fd, struct control **ret) {
                 return log_error_errno(-ENOMEM, "cannot set up the control socket");
         ctl->t = t;
         ctl->fd = -1;
+        /* where workers send monitor events: set once, before any worker
+         * runs, so they read it without a lock (they look only while
+         * shared.monitors > 0) */
+        t->shared.monitor_inbox = &t->inbox;
+        t->shared.monitor_deliver = monitor_deliver;
+        t->shared.monitor_owner = t;
         if (fd >= 0) {
                 ctl->fd = fd;
                 if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {

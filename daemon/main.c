@@ -311,7 +311,7 @@ int tcpd_reload(struct tcpd *t, char **error) {
                 log_notice("control_socket changed to %s; it takes effect at the next start", c->control_socket);
         if (c->workers != t->config->workers)
                 log_notice("workers changed; it takes effect at the next start");
-        if (c->worker_batch != t->config->worker_batch)
+        if (c->worker_batch != t->worker_batch)
                 log_notice("worker_scheduling changed; it takes effect at the next start");
         for (struct listener *li = t->listeners; li; li = li->next)
                 listener_set_options(li, c);
@@ -557,7 +557,7 @@ static void *worker_main(void *userdata) {
         char name[16];
         int r;
 
-        if (t->config->worker_batch && sched_getscheduler(0) == SCHED_OTHER) {
+        if (t->worker_batch && sched_getscheduler(0) == SCHED_OTHER) {
                 /* No wake-up preemption: a worker woken while another thread
                  * runs on its CPU waits for the end of that one's slice
                  * instead of switching at once. Workers sharing a CPU then
@@ -604,6 +604,8 @@ static int workers_init(struct tcpd *t, const struct loop_settings *ls) {
                 t->loop_ptrs[i] = &t->loops[i];
         }
         t->n_workers = t->shared.n_loops = n;
+        /* a reload replaces t->config while workers may still be starting */
+        t->worker_batch = t->config->worker_batch;
         for (unsigned i = 0; i < n; i++) {
                 r = loop_init(&t->loops[i], i, &t->shared, NULL, ls);
                 if (r < 0)

@@ -26,6 +26,7 @@ struct tcpd {
         struct loop *loops; /* one per worker */
         struct loop **loop_ptrs;
         unsigned n_workers;
+        bool worker_batch; /* worker_scheduling as at the start: read by the workers as they start */
         pthread_t *threads;
         unsigned threads_started;
         unsigned running; /* workers whose loop has not returned */
