@@ -75,6 +75,14 @@ def echo_roundtrip(s, payload):
     check(got == payload, "echo differs from what was sent")
 
 
+def sanitized():
+    """True when tcpd was built with a sanitizer (ASan or TSan): slower, and
+    its allocator keeps freed memory around, so RSS bounds are looser."""
+    with open(TCPD, "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
+
+
 def refused(port, host="127.0.0.1", source=None):
     """True if tcpd refused this connection at once (a reset, or a close
     before any echo) instead of serving it."""

@@ -17,7 +17,8 @@ import subprocess
 import tempfile
 import time
 
-from tcpdtest import TCPD, Daemon, check, connect, echo_roundtrip, main, recv_exact, refused, wait_for
+from tcpdtest import (Daemon, check, connect, echo_roundtrip, main, recv_exact, refused, sanitized,
+                      wait_for)
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 KIB, MIB = 1024, 1024 * 1024
@@ -28,13 +29,6 @@ MP = multiprocessing.get_context("spawn")
 
 
 @functools.lru_cache(maxsize=None)
-def sanitized():
-    """True when tcpd was built with a sanitizer: slower, and its allocator
-    keeps freed memory in quarantine."""
-    with open(TCPD, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
 def rss_kib(d, key="VmRSS"):
     for line in open(f"/proc/{d.proc.pid}/status"):
         if line.startswith(key + ":"):
