@@ -173,7 +173,7 @@ void listener_set_options(struct listener *l, const struct config *c) {
             intvl = (int) (c->keepalive_interval_usec / 1000000), cnt = (int) c->keepalive_count;
         unsigned timeout = (unsigned) (c->user_timeout_usec / 1000);
 
-        for (unsigned i = 0; i < (l->n_fds ? l->n_fds : 1); i++) {
+        for (unsigned i = 0; i < listener_n_fds(l); i++) {
                 int fd = listener_fd(l, i);
 
                 (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
@@ -184,6 +184,11 @@ void listener_set_options(struct listener *l, const struct config *c) {
                 }
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
         }
+}
+
+void listener_set_backlog(struct listener *l, unsigned backlog) {
+        for (unsigned i = 0; i < listener_n_fds(l); i++)
+                (void) listen(listener_fd(l, i), (int) backlog);
 }
 
 struct listener *listener_ref(struct listener *l) {

@@ -34,6 +34,12 @@ int listener_bind(const char *config_path, const struct listen_spec *spec, enum 
 static inline int listener_fd(const struct listener *l, unsigned index) {
         return l->n_fds > 1 ? l->fds[index % l->n_fds] : l->fd;
 }
+/* How many sockets it has: listener_fd() of 0 up to this. */
+static inline unsigned listener_n_fds(const struct listener *l) {
+        return l->n_fds > 1 ? l->n_fds : 1;
+}
+/* A new backlog on every socket of a listener tcpd bound. */
+void listener_set_backlog(struct listener *l, unsigned backlog);
 /* Wraps a socket passed by systemd. */
 int listener_adopt(int fd, enum service_kind svc, struct listener **ret);
 struct listener *listener_free(struct listener *l);

@@ -223,7 +223,7 @@ static int bind_listeners(struct tcpd *t, const struct config *c, struct listene
                                 if (have->service == (enum service_kind) svc && listener_matches(have, spec))
                                         break;
                         if (have) {
-                                (void) listen(have->fd, (int) c->backlog); /* applies a new backlog */
+                                listener_set_backlog(have, c->backlog);
                                 continue;
                         }
                         r = listener_bind(c->path, spec, svc, c->backlog, t->n_workers, &li);

@@ -248,7 +248,17 @@ def test_own_listening_socket_per_worker():
         echo_roundtrip(s, b"after %d" % i)
         conns.append(s)
     check(d.status()["connections_open"] == 250, "every connection went to the first tcpd")
+    # a reload's new backlog reaches every socket of the group (ss shows a
+    # listening socket's backlog as Send-Q)
+    d.write_config(f"[tcpd]\nworkers = 2\nbacklog = 77\n[echo]\nlisten = 127.0.0.1:{port}\n")
+    d.signal(signal.SIGHUP)
+
+    def backlogs():
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
+        return [int(line.split()[2]) for line in out.splitlines()]
+    wait_for(lambda: backlogs() == [77, 77], what=f"backlog 77 on both sockets, not {backlogs()}")
     for s in conns:
+        echo_roundtrip(s, b"after the reload")
         s.close()
     d.stop()
 
