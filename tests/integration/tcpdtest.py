@@ -75,6 +75,18 @@ def echo_roundtrip(s, payload):
     check(got == payload, "echo differs from what was sent")
 
 
+def open_many(d, n, batch=100):
+    """n connections to d's (first IPv4) listener, opened in batches the
+    listen backlog holds (a dropped SYN costs a second), each accepted
+    before the next batch."""
+    port = d.port()
+    conns = []
+    while len(conns) < n:
+        conns += [connect(port) for _ in range(min(batch, n - len(conns)))]
+        wait_for(lambda: d.status()["connections_open"] == len(conns), what=f"{len(conns)} connections open")
+    return conns
+
+
 def sanitized():
     """True when tcpd was built with a sanitizer (ASan or TSan): slower, and
     its allocator keeps freed memory around, so RSS bounds are looser."""

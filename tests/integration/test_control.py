@@ -8,8 +8,8 @@ import json
 import socket
 import time
 
-from tcpdtest import (TIMEOUT, Daemon, TestFailure, check, connect, echo_roundtrip, main, reads_eof, recv_exact,
-                      wait_for)
+from tcpdtest import (TIMEOUT, Daemon, TestFailure, check, connect, echo_roundtrip, main, open_many, reads_eof,
+                      recv_exact, wait_for)
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 
@@ -256,13 +256,8 @@ def test_long_list_streamed_to_a_slow_reader():
     """More connections than fit in one socket buffer of replies: the list
     is written as the client reads, and a call pipelined behind it waits."""
     d = Daemon(LISTEN)
-    port = d.port()
     n = 1000
-    echoes = []
-    while len(echoes) < n:
-        # in batches the listen backlog holds: a dropped SYN costs a second
-        echoes += [connect(port) for _ in range(100)]
-        wait_for(lambda: d.status()["connections_open"] == len(echoes), what=f"{len(echoes)} connections open")
+    echoes = open_many(d, n)
     v = Varlink(d.control, timeout=3)
     v.send_raw(call_bytes(LIST, {}, more=True) + call_bytes(GET_STATUS) +
                call_bytes(LIST, {"peer": "::/0"}, more=True))
@@ -301,10 +296,7 @@ def test_list_walks_connections_as_they_are():
     d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
     port = d.port()
     n = 3000
-    echoes = []
-    while len(echoes) < n:
-        echoes += [connect(port) for _ in range(200)]
-        wait_for(lambda: d.status()["connections_open"] == len(echoes), what=f"{len(echoes)} connections open")
+    echoes = open_many(d, n, batch=200)
     id_of = {c["peer_port"]: c["id"] for c in d.connections()}
     order = sorted(echoes, key=lambda s: id_of[s.getsockname()[1]])
     v = Varlink(d.control)

@@ -10,8 +10,8 @@ import socket
 import subprocess
 import time
 
-from tcpdtest import TCPD, TIMEOUT, Daemon, check, connect, echo_roundtrip, fill_until_blocked, free_port, main, read_to_eof, \
-    reads_eof, run_config_check, wait_for
+from tcpdtest import TCPD, TIMEOUT, Daemon, check, connect, echo_roundtrip, fill_until_blocked, free_port, main, open_many, \
+    read_to_eof, reads_eof, run_config_check, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
 
@@ -167,11 +167,7 @@ def test_sigterm_finishes_a_streaming_list():
     is whole, in id order, and the last one says so."""
     import json
     d = Daemon(LISTEN)
-    port = d.port()
-    clients = []
-    for _ in range(10):  # in batches: a burst over the backlog costs SYN retries
-        clients += [connect(port) for _ in range(100)]
-        wait_for(lambda: d.status()["connections_open"] == len(clients), what="connections accepted")
+    clients = open_many(d, 1000)
     v = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     v.settimeout(TIMEOUT)
     v.connect(d.control)
