@@ -27,6 +27,9 @@
  * CONTROL_STALL_USEC while output waits is dropped. */
 #define CONTROL_MAX_OUTPUT (256 * 1024)
 #define CONTROL_STALL_USEC (5 * 1000 * 1000ULL)
+/* A monitor's events wait for it longer (it loses what does not fit, not
+ * its place), but one that reads nothing at all for this long is gone. */
+#define CONTROL_MONITOR_STALL_USEC (30 * 1000 * 1000ULL)
 /* A streamed list is turned into replies only while less than this waits. */
 #define CONTROL_STREAM_LOW (64 * 1024)
 #define CONTROL_READ_CHUNK (16 * 1024)
@@ -106,9 +109,11 @@ static int client_update_events(struct control_client *cl) {
         if (!cl->waiting && !cl->streaming && !cl->closing && !cl->read_eof &&
             vl_buf_pending(&cl->out) <= CONTROL_MAX_OUTPUT)
                 ev |= EPOLLIN;
-        /* a monitor's call never ends: later calls wait, but its hang-up
-         * must still be seen */
-        if (cl->monitor)
+        /* a monitor's call never ends: later calls wait (within the frame
+         * limit), and a hang-up must be seen; after its half-close there is
+         * nothing left to read, and a level-triggered EOF would fire
+         * forever (a full close still shows as EPOLLHUP) */
+        if (cl->monitor && !cl->read_eof)
                 ev |= EPOLLIN;
         /* a list being streamed wants to hear when there is room again,
          * even if what was queued so far all went out at once */
@@ -136,7 +141,10 @@ static int client_flush(struct control_client *cl) {
         }
         if (!vl_buf_pending(&cl->out) || vl_buf_pending(&cl->out) < before)
                 cl->last_progress = now_usec(CLOCK_MONOTONIC);
-        if ((cl->closing || (cl->read_eof && !cl->waiting && !cl->streaming)) && !vl_buf_pending(&cl->out)) {
+        /* after a half-close, every whole call that came is still answered */
+        if ((cl->closing || (cl->read_eof && !cl->waiting && !cl->streaming && !cl->monitor &&
+                             !vl_frame_ready(&cl->in))) &&
+            !vl_buf_pending(&cl->out)) {
                 client_free(cl);
                 return -EPIPE;
         }
@@ -581,6 +589,8 @@ static void monitor_send(struct control *ctl, json_t *event, uint64_t dropped_be
                         cl->monitor_dropped++;
                         continue;
                 }
+                if (!vl_buf_pending(&cl->out))
+                        cl->last_progress = now_usec(CLOCK_MONOTONIC); /* its stall counts from here */
                 if (cl->monitor_dropped) {
                         /* what it missed, then what happened now */
                         json_t *d = json_pack("{s:{s:{s:s,s:I}},s:b}", "parameters", "event", "type", "dropped",
@@ -635,6 +645,15 @@ void control_monitor_reload(struct control *ctl, const char *error) {
         if (e && error)
                 json_object_set_new(e, "error", json_string(error));
         monitor_send(ctl, e, 0);
+}
+
+/* The client gets no more events. */
+static void monitor_stop(struct control_client *cl) {
+        if (!cl->monitor)
+                return;
+        cl->monitor = false;
+        cl->ctl->n_monitors--;
+        __atomic_sub_fetch(&cl->ctl->t->shared.monitors, 1, __ATOMIC_RELAXED);
 }
 
 static void method_monitor(struct control_client *cl, struct vl_call *call) {
@@ -859,42 +878,68 @@ static void kick_done(struct msg *m) {
 
 /* ---- the client connection ---- */
 
+/* A monitor's call never ends, so what it sends later is never answered:
+ * it may hold one frame's worth, and past that the stream ends with an
+ * error, as for any message too large. */
+static void monitor_check_input(struct control_client *cl) {
+        if (vl_buf_pending(&cl->in) <= VARLINK_MAX_MESSAGE)
+                return;
+        monitor_stop(cl);
+        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", "message too large"));
+        cl->closing = true;
+}
+
 /* Handles every whole call that has arrived, in order, until one has to
  * wait for a loop; then writes what it can. */
 static void client_process(struct control_client *cl) {
         for (;;) {
-                struct vl_call call;
-                const char *why;
-                char *frame;
-                size_t len;
-                int r;
+                bool capped = false;
 
-                client_stream(cl);
-                if (cl->waiting || cl->streaming || cl->closing || cl->monitor)
-                        break;
-                /* More calls wait while this much is unread: the memory a
-                 * client costs stays bounded, however much it pipelines. */
-                if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT)
-                        break;
-                r = vl_frame_next(&cl->in, VARLINK_MAX_MESSAGE, &frame, &len);
-                if (r == 0)
-                        break;
-                if (r < 0) {
-                        /* no NUL in sight: the stream cannot be resynchronised */
-                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER,
-                                    json_pack("{s:s}", "parameter", "message too large"));
-                        cl->closing = true;
-                        break;
+                for (;;) {
+                        struct vl_call call;
+                        const char *why;
+                        char *frame;
+                        size_t len;
+                        int r;
+
+                        client_stream(cl);
+                        if (cl->monitor)
+                                monitor_check_input(cl);
+                        if (cl->waiting || cl->streaming || cl->closing || cl->monitor)
+                                break;
+                        /* More calls wait while this much is unread: the
+                         * memory a client costs stays bounded, however much
+                         * it pipelines. */
+                        if (vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT) {
+                                capped = true;
+                                break;
+                        }
+                        r = vl_frame_next(&cl->in, VARLINK_MAX_MESSAGE, &frame, &len);
+                        if (r == 0)
+                                break;
+                        if (r < 0) {
+                                /* no NUL in sight: the stream cannot be resynchronised */
+                                reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER,
+                                            json_pack("{s:s}", "parameter", "message too large"));
+                                cl->closing = true;
+                                break;
+                        }
+                        r = vl_call_parse(frame, len, &call, &why);
+                        if (r < 0) {
+                                reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", why));
+                                continue;
+                        }
+                        dispatch(cl, &call);
+                        vl_call_done(&call);
                 }
-                r = vl_call_parse(frame, len, &call, &why);
-                if (r < 0) {
-                        reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", why));
-                        continue;
-                }
-                dispatch(cl, &call);
-                vl_call_done(&call);
+                if (client_flush(cl) < 0)
+                        return;
+                /* Calls already read wait only for room: when this flush made
+                 * it (a client that reads fast), go on now, since no event
+                 * will come for input that is no longer in the kernel. */
+                if (!capped || vl_buf_pending(&cl->out) > CONTROL_MAX_OUTPUT)
+                        return;
         }
-        (void) client_flush(cl);
 }
 
 static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -951,10 +996,7 @@ static void client_free(struct control_client *cl) {
         if (!cl)
                 return;
         ctl = cl->ctl;
-        if (cl->monitor) {
-                ctl->n_monitors--;
-                __atomic_sub_fetch(&ctl->t->shared.monitors, 1, __ATOMIC_RELAXED);
-        }
+        monitor_stop(cl);
         if (cl->waiting)
                 cl->waiting->userdata = NULL; /* the loop still has it; list_done/kick_done free it */
         if (cl->streaming)
@@ -1002,8 +1044,10 @@ static int control_on_stall_timer(sd_event_source *s, uint64_t usec, void *userd
 
         for (cl = ctl->clients; cl; cl = next) {
                 next = cl->next;
-                /* a monitor that stopped reading loses events, not its place */
-                if (!cl->monitor && vl_buf_pending(&cl->out) && now - cl->last_progress > CONTROL_STALL_USEC) {
+                /* a monitor that is slow to read loses events, not its
+                 * place; one that reads nothing at all goes too */
+                if (vl_buf_pending(&cl->out) &&
+                    now - cl->last_progress > (cl->monitor ? CONTROL_MONITOR_STALL_USEC : CONTROL_STALL_USEC)) {
                         unsigned suppressed;
                         if (ratelimit_pass(&control_rl, now, &suppressed))
                                 log_notice("control client pid %d uid %u does not read its replies; dropped",

@@ -55,6 +55,12 @@ static void refill(const struct loop *l, struct source *s) {
 
         if (!rate)
                 return;
+        /* Sources are shared by every worker, and each worker's clock is
+         * the one it read at its last wake-up: another worker may have
+         * refilled at a later instant than this one's l->now. Such an older
+         * clock adds nothing (unsigned, it would have filled the bucket). */
+        if (l->now <= s->refilled)
+                return;
         add = (l->now - s->refilled) * rate / 60000; /* usec * per-min -> milli */
         if (add == 0)
                 return;

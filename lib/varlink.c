@@ -86,6 +86,17 @@ int vl_frame_next(struct vl_buf *b, size_t max, char **frame, size_t *len) {
         return 1;
 }
 
+bool vl_frame_ready(struct vl_buf *b) {
+        size_t avail = vl_buf_pending(b);
+
+        if (!b->data || avail <= b->scanned)
+                return false;
+        if (memchr(b->data + b->start + b->scanned, 0, avail - b->scanned))
+                return true;
+        b->scanned = avail;
+        return false;
+}
+
 int vl_param(json_t *obj, const char *key, json_type type, json_t **out) {
         json_t *v = json_object_get(obj, key);
 

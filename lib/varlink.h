@@ -31,6 +31,8 @@ void vl_buf_consume(struct vl_buf *b, size_t n);
  * 0 when no whole frame is there yet, -EMSGSIZE when max bytes have arrived
  * without a NUL. */
 int vl_frame_next(struct vl_buf *b, size_t max, char **frame, size_t *len);
+/* Whether a whole frame waits in b (the next vl_frame_next returns 1). */
+bool vl_frame_ready(struct vl_buf *b);
 
 struct vl_call {
         json_t *root;

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -172,6 +173,13 @@ class Daemon:
         self.notify_path = os.path.join(self.dir, "notify")
         self.notify.bind(self.notify_path)
         self.notify.setblocking(False)
+        # sd_notify() blocks once the socket holds its queue of unread
+        # datagrams (10 by default): read them as they come, all the time,
+        # so that a long test never stalls tcpd on a full queue
+        self._notify_lock = threading.Lock()
+        self._notify_stop = threading.Event()
+        self._notify_thread = threading.Thread(target=self._drain_notify, daemon=True)
+        self._notify_thread.start()
         self.stderr_path = os.path.join(self.dir, "stderr")
         cmd = [*prefix, TCPD, "-c", self.config, *extra_args]
         if activate:
@@ -200,12 +208,30 @@ class Daemon:
         with open(self.config, "w") as f:
             f.write(text)
 
-    def poll_notify(self):
+    def _take_notify(self):
+        # with the lock held: everything queued now, in order
         while True:
             try:
-                self.notify_msgs.append(self.notify.recv(4096).decode())
-            except BlockingIOError:
-                return self.notify_msgs
+                self.notify_msgs.append(self.notify.recv(4096, socket.MSG_DONTWAIT).decode())
+            except (BlockingIOError, OSError):
+                return
+
+    def _drain_notify(self):
+        import select
+        while not self._notify_stop.is_set():
+            try:
+                ready = select.select([self.notify], [], [], 0.1)[0]
+            except (OSError, ValueError):
+                return
+            if ready:
+                with self._notify_lock:
+                    self._take_notify()
+
+    def poll_notify(self):
+        """Every sd_notify message so far, in order."""
+        with self._notify_lock:
+            self._take_notify()
+            return list(self.notify_msgs)
 
     def wait_notify(self, what, timeout=TIMEOUT, after=0):
         def seen():
@@ -277,6 +303,8 @@ class Daemon:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()  # our own child, by PID
             self.proc.wait()
+        self._notify_stop.set()
+        self._notify_thread.join()
         self.notify.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

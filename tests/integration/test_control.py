@@ -703,6 +703,41 @@ def test_half_closed_client_gets_all_replies():
     d.stop()
 
 
+def test_pipelined_past_the_output_cap():
+    """300 calls in one write, whose replies (3.6 KB each) are far more than
+    the 256 KiB tcpd buffers for a client: every call is answered, whether
+    the client reads at once or late, and with or without a half-close."""
+    d = Daemon(LISTEN)
+    n = 300
+    blob = call_bytes(GET_DESCRIPTION, {"interface": "org.tcpd.Daemon"}) * n
+    for half_close in (False, True):
+        for late in (False, True):
+            v = Varlink(d.control)
+            v.send_raw(blob)
+            if half_close:
+                v.s.shutdown(socket.SHUT_WR)
+            if late:
+                time.sleep(0.5)  # tcpd fills its output and stops
+            got = 0
+            v.s.settimeout(5)
+            try:
+                while got < n:
+                    r = v.recv()
+                    check("description" in r["parameters"], f"reply {got}: {r}")
+                    got += 1
+            except (TestFailure, ConnectionResetError, socket.timeout):
+                pass
+            what = f"half-close {half_close}, reading late {late}"
+            check(got == n, f"{got} replies of {n} ({what})")
+            if half_close:
+                check(reads_eof(v.s), f"closed once every call was answered ({what})")
+            else:
+                check(v.no_reply_within(0.3), f"more replies than calls ({what})")
+            v.close()
+    check_echo(d)
+    d.stop()
+
+
 def test_too_many_control_clients():
     d = Daemon(LISTEN)
     port = d.port()
@@ -771,5 +806,6 @@ if __name__ == "__main__":
           test_pipelined_calls_answered_in_order, test_malformed_json_keeps_connection, test_invalid_utf8_is_an_error,
           test_message_size_limit, test_mebibyte_without_nul_closes_client, test_deep_nesting, test_huge_numbers,
           test_call_sent_one_byte_at_a_time, test_oneway_gets_no_reply, test_client_that_never_reads_is_dropped,
-          test_half_closed_client_gets_all_replies, test_too_many_control_clients,
+          test_half_closed_client_gets_all_replies,
+          test_pipelined_past_the_output_cap, test_too_many_control_clients,
           test_disconnect_while_list_in_flight])

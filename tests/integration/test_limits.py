@@ -3,10 +3,12 @@
 connection rate, max_lifetime, keepalive. Refusals are resets, counted by
 rule in tcpctl status."""
 
+import socket
 import struct
+import threading
 import time
 
-from tcpdtest import Daemon, check, connect, echo_roundtrip, main, reads_eof, refused, wait_for
+from tcpdtest import Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, refused, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0 [::1]:0\n"
 
@@ -79,6 +81,68 @@ def test_connection_rate_per_source():
     d.stop()
 
 
+def _rate_flood(d, port, seconds=1.5, threads=4):
+    """Connects from one source in several threads at once, so that both
+    workers accept at the same time; returns (admitted, elapsed) as tcpd
+    counted them."""
+    before = d.status()
+    stop = time.monotonic() + seconds
+
+    def client():
+        while time.monotonic() < stop:
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                pass
+            s.close()
+
+    start = time.monotonic()
+    ts = [threading.Thread(target=client) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.monotonic() - start
+    time.sleep(0.2)
+    after = d.status()
+    refused_n = after["refused"]["max_connection_rate"] - before["refused"]["max_connection_rate"]
+    admitted = after["connections_total"] - before["connections_total"]
+    print(f"  {admitted} admitted, {refused_n} refused by the rate in {elapsed:.1f}s")
+    check(refused_n > 50, f"the flood was a flood: {refused_n} refused")
+    return admitted, elapsed
+
+
+def test_connection_rate_with_two_workers():
+    # workers share a source's bucket: a worker whose clock is older than
+    # another's last refill must not refill it (the per-second and the
+    # per-minute form; sockets tcpd binds, one per worker, and one socket
+    # from systemd that both workers share)
+    for rate, burst, per_s in (("5/s", 5, 5.0), ("600/min", 600, 10.0)):
+        d = Daemon(f"[tcpd]\nworkers = 2\nmax_connection_rate = {rate}\n" + LISTEN)
+        admitted, elapsed = _rate_flood(d, d.port())
+        allowed = burst + per_s * (elapsed + 0.2) + 2
+        check(admitted <= allowed, f"{rate}: {admitted} admitted in {elapsed:.1f}s, at most {allowed:.0f} allowed")
+        d.stop()
+    port = free_port()
+    d = Daemon("[tcpd]\nworkers = 2\nmax_connection_rate = 5/s\n", activate=[f"127.0.0.1:{port}"],
+               fdnames=["echo"], wait_ready=False)
+
+    def first_connection():  # systemd-socket-activate starts tcpd at the first
+        try:
+            return connect(port)
+        except ConnectionRefusedError:
+            return None
+    wait_for(first_connection, what="activation").close()
+    d.wait_notify("READY=1")
+    time.sleep(1.1)  # the first connection's token back
+    admitted, elapsed = _rate_flood(d, port)
+    allowed = 5 + 5 * (elapsed + 0.2) + 2
+    check(admitted <= allowed, f"activated: {admitted} admitted in {elapsed:.1f}s, at most {allowed:.0f} allowed")
+    d.stop()
+
+
 def test_max_lifetime():
     d = Daemon("[tcpd]\nmax_lifetime = 1s\n" + LISTEN)
     s = connect(d.port())
@@ -138,5 +202,6 @@ def test_reload_lowering_limits_keeps_connections():
 
 if __name__ == "__main__":
     main([test_allow_and_deny, test_dual_stack_peers_count_as_ipv4, test_max_connections_per_source,
-          test_ipv6_sources_grouped_by_prefix, test_connection_rate_per_source, test_max_lifetime,
+          test_ipv6_sources_grouped_by_prefix, test_connection_rate_per_source, test_connection_rate_with_two_workers,
+          test_max_lifetime,
           test_keepalive_inherited_from_listener, test_reload_lowering_limits_keeps_connections])

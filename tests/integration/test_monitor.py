@@ -190,6 +190,88 @@ def test_monitor_that_does_not_read():
     d.stop()
 
 
+def _raw_monitor(d):
+    m = socket.socket(socket.AF_UNIX)
+    m.connect(d.control)
+    m.sendall(b'{"method":"org.tcpd.Daemon.Monitor","more":true}\0')
+    m.settimeout(5)
+    first = m.recv(4096)
+    check(b'"started"' in first, f"the stream started: {first!r}")
+    return m
+
+
+def _rss_kib(d):
+    return int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+
+
+def test_monitor_input_is_bounded():
+    """What a monitor sends after its call is never answered: tcpd holds at
+    most one message's worth of it (64 KiB), then ends the stream with an
+    error and closes."""
+    d = Daemon(LISTEN)
+    m = _raw_monitor(d)
+    rss0 = _rss_kib(d)
+    sent = 0
+    m.settimeout(0.5)
+    try:
+        while sent < 64 << 20:  # 64 MiB without a NUL, at most
+            sent += m.send(b"x" * 65536)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout, BlockingIOError):
+        pass
+    check(sent < 16 << 20, f"tcpd kept reading: {sent >> 20} MiB taken")
+    growth = _rss_kib(d) - rss0
+    check(growth < 8192, f"RSS grew by {growth} KiB")
+    buf = b""
+    m.settimeout(5)
+    try:
+        while True:
+            chunk = m.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except ConnectionResetError:
+        pass
+    replies = [json.loads(x) for x in buf.split(b"\0") if x]
+    check(replies and replies[-1].get("error") == "org.varlink.service.InvalidParameter",
+          f"an error ends the stream: {replies[-1:]}")
+    m.close()
+    check(d.status()["state"] == "running", "tcpd still answers")
+    d.stop()
+
+
+def test_half_closed_monitor_costs_nothing():
+    """A monitor that shuts down its writing side and never reads: tcpd
+    stops watching its input (no spinning on the EOF), and events still
+    reach a half-closed monitor that does read."""
+    d = Daemon(LISTEN)
+    port = d.port()
+    lazy = _raw_monitor(d)
+    lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lazy.shutdown(socket.SHUT_WR)
+    reader = _raw_monitor(d)
+    reader.shutdown(socket.SHUT_WR)
+    for _ in range(300):  # fills the lazy one's socket
+        connect(port).close()
+    time.sleep(0.3)
+    cpu0 = d.cpu_seconds()
+    time.sleep(2)
+    cpu = d.cpu_seconds() - cpu0
+    check(cpu < 0.3, f"tcpd used {cpu:.2f} s of CPU in 2 s with a half-closed monitor")
+    buf = b""
+    reader.settimeout(5)
+    s = connect(port)
+    echo_roundtrip(s, b"x")
+    s.close()
+    while b'"id":301' not in buf:
+        chunk = reader.recv(1 << 20)
+        check(chunk, "the half-closed monitor's stream ended")
+        buf += chunk
+    check(d.status()["state"] == "running", "tcpd still answers")
+    lazy.close()
+    reader.close()
+    d.stop()
+
+
 def test_monitor_needs_more():
     d = Daemon(LISTEN)
     c = socket.socket(socket.AF_UNIX)
@@ -205,4 +287,4 @@ def test_monitor_needs_more():
 
 if __name__ == "__main__":
     main([test_events, test_human_lines, test_every_worker_reports, test_monitor_that_does_not_read,
-          test_monitor_needs_more])
+          test_monitor_input_is_bounded, test_half_closed_monitor_costs_nothing, test_monitor_needs_more])

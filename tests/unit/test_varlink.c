@@ -116,6 +116,37 @@ static void test_byte_by_byte(void **state) {
         vl_buf_free(&b);
 }
 
+/* vl_frame_ready says yes exactly when vl_frame_next would give a frame,
+ * also between scans that remembered how far they looked. */
+static void test_frame_ready(void **state) {
+        static const char msgs[] = "{\"method\":\"x.Y\"}\0{\"method\":\"x.Z\"}";
+        struct vl_buf b = { 0 };
+        char *frame;
+        size_t len;
+
+        assert_false(vl_frame_ready(&b));
+        for (size_t i = 0; i < sizeof(msgs); i++) { /* includes the final NUL */
+                bool was_ready = false;
+
+                assert_int_equal(vl_buf_append(&b, &msgs[i], 1), 0);
+                assert_int_equal(vl_frame_ready(&b), msgs[i] == 0);
+                if (msgs[i] == 0)
+                        was_ready = true;
+                /* asking twice changes nothing */
+                assert_int_equal(vl_frame_ready(&b), was_ready);
+                assert_int_equal(vl_frame_next(&b, MAX, &frame, &len), was_ready ? 1 : 0);
+                assert_false(vl_frame_ready(&b));
+        }
+        /* two frames at once: ready until both are taken */
+        assert_int_equal(vl_buf_append(&b, "a\0b\0c", 5), 0);
+        assert_true(vl_frame_ready(&b));
+        assert_int_equal(vl_frame_next(&b, MAX, &frame, &len), 1);
+        assert_true(vl_frame_ready(&b));
+        assert_int_equal(vl_frame_next(&b, MAX, &frame, &len), 1);
+        assert_false(vl_frame_ready(&b)); /* "c" has no NUL yet */
+        vl_buf_free(&b);
+}
+
 /* Many frames through the same buffer, so it slides and grows on the way. */
 static void test_many_frames_reuse(void **state) {
         struct vl_buf b = { 0 };
@@ -636,6 +667,7 @@ int main(void) {
                 cmocka_unit_test(test_empty_frame),
                 cmocka_unit_test(test_pipelined),
                 cmocka_unit_test(test_byte_by_byte),
+                cmocka_unit_test(test_frame_ready),
                 cmocka_unit_test(test_many_frames_reuse),
                 cmocka_unit_test(test_oversize),
                 cmocka_unit_test(test_reserve_commit_consume),
