@@ -75,9 +75,13 @@ void format_status(FILE *f, json_t *st) {
         json_array_foreach(listeners, i, li)
                 fprintf(f, "%-13s%-*s %s%s\n", i == 0 ? "listening:" : "", (int) width, str(li, "service"),
                         str(li, "address"), json_is_true(json_object_get(li, "activated")) ? " (from systemd)" : "");
-        fprintf(f, "connections: %llu open, %llu total, %llu kicked, %llu refused, %llu reset\n",
+        fprintf(f, "connections: %llu open, %llu total, %llu kicked, %llu refused, %llu reset",
                 num(st, "connections_open"), num(st, "connections_total"), num(st, "connections_kicked"),
                 num(st, "connections_refused"), num(st, "connections_reset"));
+        /* closes that lost bytes: rare, and then worth a look */
+        if (num(st, "connections_aborted"))
+                fprintf(f, ", %llu aborted", num(st, "connections_aborted"));
+        fputc('\n', f);
         if (num(st, "connections_refused")) {
                 json_t *by = json_object_get(st, "refused"), *v;
                 const char *rule;

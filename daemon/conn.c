@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -122,6 +124,8 @@ static inline void conn_touch(struct loop *l, struct conn *c) {
 }
 
 static int owed_append(struct conn *c, const char *p, size_t n);
+static int conn_flush(struct loop *l, struct conn *c);
+static int linger_start(struct loop *l, struct conn *c);
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c);
 static void conn_update(struct loop *l, struct conn *c);
 static void conn_fail(struct loop *l, struct conn *c, int err);
@@ -314,30 +318,13 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         limits_open_sub(l);
         limits_release(l, c->src);
         c->src = NULL;
-        free(c->owed);
-        c->owed = NULL;
-
-        /* Closing from our side (kick, timeout, shutdown): a FIN, then keep
-         * reading until the client's FIN. close() with unread input would
-         * send a reset instead, and the kernel would throw away the echo
-         * still in our send queue. */
         if (l->n_store_pending)
                 fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
         if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN || why == CLOSE_LIFETIME) &&
-            shutdown(c->fd, SHUT_WR) == 0 &&
-            epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &(struct epoll_event) { .events = EPOLLIN, .data.ptr = c }) == 0) {
-                c->ev.kind = EV_LINGER;
-                c->last_active = l->now;
-                c->next = NULL;
-                c->prev = l->linger_tail;
-                if (l->linger_tail)
-                        l->linger_tail->next = c;
-                else
-                        l->linger_head = c;
-                l->linger_tail = c;
-                l->lingering++;
+            linger_start(l, c) == 0)
                 return;
-        }
+        free(c->owed);
+        c->owed = NULL;
         conn_release_fd(l, c->fd);
         loop_conn_closed(l, c);
 }
@@ -357,6 +344,24 @@ void conn_release_fd(struct loop *l, int fd) {
         __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
 }
 
+/* ---- closing from our side (see conn.h) ---- */
+
+static void linger_wake(struct loop *l) {
+        if (!l->linger_check || l->linger_check > l->now + LINGER_QUIET_USEC)
+                l->linger_check = l->now + LINGER_QUIET_USEC;
+}
+
+/* The FIN after the last owed byte; from here on input is read and dropped. */
+static int linger_send_fin(struct loop *l, struct conn *c) {
+        if (shutdown(c->fd, SHUT_WR) < 0)
+                return -errno;
+        c->state = CONN_FIN_SENT;
+        if (conn_set_events(l, c, EPOLLIN) < 0)
+                return -errno;
+        linger_wake(l);
+        return 0;
+}
+
 static void linger_finish(struct loop *l, struct conn *c) {
         if (c->prev)
                 c->prev->next = c->next;
@@ -367,27 +372,130 @@ static void linger_finish(struct loop *l, struct conn *c) {
         else
                 l->linger_tail = c->prev;
         l->lingering--;
+        free(c->owed);
+        c->owed = NULL;
         conn_release_fd(l, c->fd);
         loop_conn_closed(l, c);
 }
 
-void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events) {
+/* The bytes the client has not acknowledged yet, ours and the kernel's. */
+static size_t linger_unsent(const struct conn *c) {
+        size_t n = c->owed ? c->owed->len - c->owed->off : 0;
+        int queued = 0;
+
+        if (ioctl(c->fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+                n += (size_t) queued;
+        return n;
+}
+
+/* Reads and drops what the client sent. Returns >0 if something came, 0
+ * if nothing did, <0 at its FIN or an error. */
+static int linger_read(struct loop *l, struct conn *c) {
+        bool got = false;
+
         /* a few reads per wake-up: a client that floods us while we close
          * it gets no more of the loop than any other */
         for (int i = 0; i < 4; i++) {
                 ssize_t n = data_recv(c->fd, l->rbuf, l->rbuf_size);
-                if (n > 0)
+                if (n > 0) {
+                        got = true;
+                        c->last_active = l->now;
                         continue;
+                }
                 if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                        return;
-                linger_finish(l, c); /* the client's FIN, or an error */
-                return;
+                        break;
+                return -1;
         }
+        return got;
 }
 
-void conn_linger_expire(struct loop *l, bool force) {
-        while (l->linger_head && (force || l->now - l->linger_head->last_active >= LINGER_USEC))
-                linger_finish(l, l->linger_head);
+static struct ratelimit abort_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
+
+/* close_by has come: a connection still owed bytes is reset (and counted:
+ * those bytes are lost); one that is not ends with the FIN it has. */
+static void linger_abort(struct loop *l, struct conn *c) {
+        size_t unsent = linger_unsent(c);
+        unsigned suppressed;
+
+        if (unsent) {
+                /* connect() to AF_UNSPEC resets the socket itself, even while
+                 * systemd's fd store holds another descriptor of it */
+                struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+                (void) connect(c->fd, &sa, sizeof(sa));
+                STAT_INC(l, aborted);
+                if (ratelimit_pass(&abort_rl, l->now, &suppressed))
+                        conn_log(l, c, LOG_WARNING, "abort", NULL,
+                                 "reset after shutdown_timeout with bytes still unsent%s",
+                                 suppressed ? " (some before this were not logged)" : "");
+        } else
+                (void) linger_read(l, c); /* what a close would answer with a reset */
+        linger_finish(l, c);
+}
+
+/* Done when every byte is acknowledged and the client has been quiet for
+ * a moment (a client still sending has not seen our FIN yet: wait for its
+ * own FIN, so that a close does not answer its bytes with a reset). */
+static bool linger_try_finish(struct loop *l, struct conn *c) {
+        if (c->state != CONN_FIN_SENT || l->now - c->last_active < LINGER_QUIET_USEC || linger_unsent(c))
+                return false;
+        if (linger_read(l, c) > 0)
+                return false;
+        linger_finish(l, c);
+        return true;
+}
+
+static int linger_start(struct loop *l, struct conn *c) {
+        int r;
+
+        c->ev.kind = EV_LINGER;
+        c->state = CONN_CLOSING;
+        c->close_by = l->now + l->settings.close_timeout_usec;
+        /* no more input: what was read is all that is owed */
+        r = c->owed ? conn_set_events(l, c, EPOLLOUT) : linger_send_fin(l, c);
+        if (r < 0)
+                return r; /* a socket already reset (kick --reset), or gone */
+        c->next = NULL;
+        c->prev = l->linger_tail;
+        if (l->linger_tail)
+                l->linger_tail->next = c;
+        else
+                l->linger_head = c;
+        l->linger_tail = c;
+        l->lingering++;
+        /* an idle connection is done at once */
+        linger_try_finish(l, c);
+        return 0;
+}
+
+void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events) {
+        if (c->state == CONN_CLOSING) {
+                int r = 1;
+
+                if (events & EPOLLOUT)
+                        r = conn_flush(l, c);
+                else if (events & (EPOLLHUP | EPOLLERR))
+                        r = -ECONNRESET;
+                if (r < 0 || (r == 1 && linger_send_fin(l, c) < 0))
+                        linger_finish(l, c); /* the client is gone: nobody to send to */
+                return;
+        }
+        if (linger_read(l, c) < 0)
+                linger_finish(l, c); /* the client's FIN, or an error */
+}
+
+uint64_t conn_linger_expire(struct loop *l, bool force) {
+        struct conn *c, *next;
+        bool waiting = false;
+
+        for (c = l->linger_head; c; c = next) {
+                next = c->next;
+                if (force || l->now >= c->close_by)
+                        linger_abort(l, c);
+                else if (!linger_try_finish(l, c) && c->state == CONN_FIN_SENT)
+                        waiting = true;
+        }
+        return waiting ? l->now + LINGER_QUIET_USEC : 0;
 }
 
 /* Queues the unsent tail of a write. Never grows past max_buffered, because

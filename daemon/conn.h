@@ -14,6 +14,9 @@
 enum conn_state {
         CONN_OPEN,     /* reading and echoing */
         CONN_DRAINING, /* peer sent FIN, or we are stopping: flush, then close */
+        /* Closed by us (kick, timeout, stop), off the loop's list: */
+        CONN_CLOSING,  /* no longer read; what is owed goes out first */
+        CONN_FIN_SENT, /* all sent and a FIN after it: wait until it is delivered */
 };
 
 enum close_reason {
@@ -43,7 +46,8 @@ struct conn {
         uint64_t id;
         uint64_t connected_usec; /* CLOCK_REALTIME */
         uint64_t started;        /* CLOCK_MONOTONIC */
-        uint64_t last_active;    /* CLOCK_MONOTONIC */
+        uint64_t last_active;    /* CLOCK_MONOTONIC; closing: the client's last bytes */
+        uint64_t close_by;       /* CLOCK_MONOTONIC: closing, reset if not done by then */
         uint64_t bytes_in, bytes_out;
         union sockaddr_in46 peer;
         struct owed *owed;
@@ -73,13 +77,21 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
  * holds a copy). */
 void conn_release_fd(struct loop *l, int fd);
 void conn_handle(struct loop *l, struct conn *c, uint32_t events);
-/* Events on a lingering connection: discard input until the client's FIN. */
+/* A connection we close (kick, idle timeout, max lifetime, stop) lingers:
+ * it is read no more, what it is owed goes out, then a FIN; it ends when
+ * the client's FIN comes, or once the client has acknowledged every byte
+ * and sent nothing for LINGER_QUIET_USEC. Only a connection still owed
+ * bytes at its close_by (close_timeout later) is reset, and counted as
+ * aborted: close() with unread input would reset it at once, and the
+ * kernel would throw away the bytes still in the send queue. */
+#define LINGER_QUIET_USEC (100 * 1000ULL)
+/* Events on a lingering connection: send what is owed, then discard input
+ * until the client's FIN. */
 void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events);
-/* Closes lingering connections older than their bound (all with force). */
-void conn_linger_expire(struct loop *l, bool force);
+/* Ends lingering connections that are done or past their close_by (all,
+ * with force). Returns when to look again (CLOCK_MONOTONIC), or 0. */
+uint64_t conn_linger_expire(struct loop *l, bool force);
 
-/* How long a connection we closed may linger for the client's FIN. */
-#define LINGER_USEC (2 * 1000 * 1000ULL)
 void conn_close(struct loop *l, struct conn *c, enum close_reason why);
 /* Stop reading; close at once when nothing is owed. Returns true if closed. */
 bool conn_drain(struct loop *l, struct conn *c);

@@ -369,6 +369,7 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                 json_decref(workers);
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         }
+        json_object_set_new(params, "connections_aborted", json_integer((json_int_t) s->aborted));
         json_object_set_new(params, "worker_connections", workers);
         json_object_set_new(params, "refused", refused_json(s));
         json_object_set_new(params, "limits", limits_json(t->config));

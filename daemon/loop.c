@@ -118,6 +118,7 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
         for (size_t i = 0; i < ARRAY_SIZE(s->refused_by); i++)
                 sum->refused_by[i] += stat_get(s->refused_by[i]);
         sum->resets += stat_get(s->resets);
+        sum->aborted += stat_get(s->aborted);
         sum->idle_closed += stat_get(s->idle_closed);
         sum->bytes_in += stat_get(s->bytes_in);
         sum->bytes_out += stat_get(s->bytes_out);
@@ -434,8 +435,10 @@ static int loop_timeout_ms(const struct loop *l) {
                 next = l->head->started + l->settings.max_lifetime_usec;
         if (l->accept_paused && l->accept_resume_at < next)
                 next = l->accept_resume_at;
-        if (l->linger_head && l->linger_head->last_active + LINGER_USEC < next)
-                next = l->linger_head->last_active + LINGER_USEC;
+        if (l->linger_head && l->linger_head->close_by < next)
+                next = l->linger_head->close_by;
+        if (l->linger_head && l->linger_check && l->linger_check < next)
+                next = l->linger_check;
         if (next == UINT64_MAX)
                 return -1;
         if (next <= l->now)
@@ -515,7 +518,9 @@ int loop_run(struct loop *l) {
                         }
                 }
                 loop_expire(l);
-                conn_linger_expire(l, false);
+                if (l->linger_head &&
+                    ((l->linger_check && l->now >= l->linger_check) || l->now >= l->linger_head->close_by))
+                        l->linger_check = conn_linger_expire(l, false);
                 if (l->n_store_pending)
                         fdstore_flush(l);
                 if (l->monitor)

@@ -45,6 +45,7 @@ struct loop_settings {
         unsigned fd_budget;
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;
+        uint64_t close_timeout_usec; /* shutdown_timeout: how long a close may take */
         bool log_connections;
         const char *banner[4]; /* per service (enum service_kind); owned by the settings */
 };
@@ -78,6 +79,7 @@ struct loop_stats {
         uint64_t refused;
         uint64_t refused_by[8]; /* by enum refusal */
         uint64_t resets;
+        uint64_t aborted; /* reset by us: still owed bytes at close_timeout */
         uint64_t idle_closed;
         uint64_t bytes_in;
         uint64_t bytes_out;
@@ -125,6 +127,7 @@ struct loop {
         struct conn *lru_head, *lru_tail; /* least recently active first */
         struct conn *linger_head, *linger_tail; /* oldest first */
         uint64_t lingering;
+        uint64_t linger_check; /* when to look for lingering connections that are done */
         uint64_t now; /* CLOCK_MONOTONIC at the last wake-up, usec */
 
         /* Closed this batch: freed only after it, because a later event in

@@ -77,6 +77,7 @@ _Static_assert(_SERVICE_MAX <= ARRAY_SIZE(((struct loop_settings *) 0)->banner),
                 .max_connections = (c)->max_connections, .max_buffered = (c)->max_buffered,                 \
                 .fd_budget = fd_budget,                                                                     \
                 .idle_timeout_usec = (c)->idle_timeout_usec, .log_connections = (c)->log_connections,       \
+                .close_timeout_usec = (c)->shutdown_timeout_usec,                                           \
                 .max_connections_per_source = (c)->max_connections_per_source,                              \
                 .source_prefix_ipv6 = (c)->source_prefix_ipv6,                                              \
                 .max_connection_rate = (c)->max_connection_rate, .allow = (c)->allow,                       \
