@@ -67,6 +67,17 @@ void format_status(FILE *f, json_t *st) {
         }
         fprintf(f, "tcpd %s (pid %llu), %s%s%s, up %s\n", str(st, "version"), num(st, "pid"), on, state, off,
                 format_duration(num(st, "uptime_usec"), up, sizeof(up)));
+        if (json_string_value(json_object_get(st, "settings_error"))) {
+                /* first, and in colour: the one thing to fix */
+                const char *hl = term.color ? ANSI_RED : "", *end = term.color ? ANSI_NORMAL : "";
+
+                fprintf(f, "%ssettings:    %s%s\n", hl,
+                        streq(str(st, "settings"), "none")
+                                ? "NONE LOADED: every client is refused until a reload loads the file"
+                                : "the file has errors: running on the last settings that loaded",
+                        end);
+                fprintf(f, "             %s\n", str(st, "settings_error"));
+        }
         if (json_array_size(listeners) == 0)
                 fprintf(f, "listening:   nothing\n");
         json_array_foreach(listeners, i, li)

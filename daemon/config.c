@@ -129,6 +129,7 @@ struct config *config_free(struct config *c) {
         if (!c)
                 return NULL;
         free(c->path);
+        free(c->source);
         free(c->control_socket);
         free(c->admin_group);
         free(c->allow);
@@ -580,7 +581,8 @@ int config_load_string(const char *path, const char *text, struct config **ret, 
         if (!p.c)
                 return -ENOMEM;
         p.c->path = strdup(path);
-        if (!p.c->path) {
+        p.c->source = strdup(text);
+        if (!p.c->path || !p.c->source) {
                 config_free(p.c);
                 return -ENOMEM;
         }

@@ -39,6 +39,7 @@ struct service_config {
 
 struct config {
         char *path; /* NULL when only defaults apply */
+        char *source; /* the text it was loaded from (NULL for the defaults) */
         int log_level;
         bool log_connections;
         char *control_socket;

@@ -370,6 +370,9 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         }
         json_object_set_new(params, "connections_aborted", json_integer((json_int_t) s->aborted));
+        /* the file did not load: what is wrong, and what tcpd runs on */
+        json_object_set_new(params, "settings_error", t->settings_error ? json_string(t->settings_error) : json_null());
+        json_object_set_new(params, "settings", json_string(t->no_settings ? "none" : t->settings_error ? "previous" : "loaded"));
         json_object_set_new(params, "worker_connections", workers);
         json_object_set_new(params, "refused", refused_json(s));
         json_object_set_new(params, "limits", limits_json(t->config));

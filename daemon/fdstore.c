@@ -348,3 +348,45 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         log_info("adopted %zu connections from the fd store (%zu with their saved state)", adopted, with_state);
         return 0;
 }
+
+int fdstore_save_settings(const char *text) {
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if (!fdstore_configured())
+                return 0;
+        fd = memfd_create(FDSTORE_SETTINGS_NAME, MFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, text ? text : "", text ? strlen(text) : 0);
+        if (r < 0)
+                return r;
+        /* one copy in the store: the newest */
+        (void) sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_SETTINGS_NAME);
+        r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_SETTINGS_NAME, &fd, 1);
+        return r > 0 ? 0 : r < 0 ? r : -ENOTCONN;
+}
+
+char *fdstore_saved_settings(void) {
+        char **names = NULL, *text = NULL;
+        int n = sd_listen_fds_with_names(0, &names); /* 0: leaves $LISTEN_FDS for the start-up proper */
+
+        for (int i = 0; i < n && !text; i++) {
+                struct stat st;
+                int fd = SD_LISTEN_FDS_START + i;
+
+                if (!names || !names[i] || !streq(names[i], FDSTORE_SETTINGS_NAME))
+                        continue;
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 1024 * 1024)
+                        continue;
+                text = calloc(1, (size_t) st.st_size + 1);
+                if (text && pread(fd, text, (size_t) st.st_size, 0) != st.st_size) {
+                        free(text);
+                        text = NULL;
+                }
+        }
+        for (int i = 0; names && names[i]; i++)
+                free(names[i]);
+        free(names);
+        return text;
+}

@@ -11,6 +11,7 @@
 
 #define FDSTORE_CONN_NAME "conn"
 #define FDSTORE_STATE_NAME "tcpd-state"
+#define FDSTORE_SETTINGS_NAME "tcpd-settings"
 
 /* True when systemd keeps a store for us: $FDSTORE (set by systemd 254 and
  * later, and by our unit for older ones) is above 0 and $NOTIFY_SOCKET set. */
@@ -32,3 +33,13 @@ void fdstore_handover(struct loop *l);
  * saved by the previous tcpd's workers (one memfd each). Takes every fd. */
 int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
                   size_t n_state);
+
+/* The text of the last settings that loaded, kept in the store (a memfd
+ * that replaces the one before), so that a start that finds the file
+ * broken can run on them instead of failing. Returns 0 or a negative
+ * errno; does nothing without a store. */
+int fdstore_save_settings(const char *text);
+/* Those settings, if systemd passed them (as sd_listen_fds_with_names()
+ * sees them, before anything takes the descriptors): malloc'd text, or
+ * NULL. */
+char *fdstore_saved_settings(void);

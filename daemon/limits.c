@@ -15,6 +15,7 @@ static const char *const refusal_names[_REFUSE_MAX] = {
         [REFUSE_PER_SOURCE] = "max_connections_per_source",
         [REFUSE_RATE] = "max_connection_rate",
         [REFUSE_NO_MEMORY] = "no_memory",
+        [REFUSE_SETTINGS] = "settings",
 };
 
 const char *refusal_name(enum refusal r) {
@@ -132,6 +133,8 @@ enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struc
         enum refusal why;
 
         *src = NULL;
+        if (st->refuse_all)
+                return REFUSE_SETTINGS;
         /* deny wins over allow: a denied address is refused even if an
          * allow= prefix also matches it */
         if (st->n_deny && cidr_list_match(st->deny, st->n_deny, peer))

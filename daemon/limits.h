@@ -18,6 +18,7 @@ enum refusal {
         REFUSE_PER_SOURCE,  /* max_connections_per_source */
         REFUSE_RATE,        /* max_connection_rate */
         REFUSE_NO_MEMORY,
+        REFUSE_SETTINGS,    /* no settings loaded: every client is refused */
         _REFUSE_MAX,
 };
 

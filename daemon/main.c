@@ -71,6 +71,7 @@ static void resolve_admin_group(struct tcpd *t) {
 
 static unsigned fd_budget;
 _Static_assert(_SERVICE_MAX <= ARRAY_SIZE(((struct loop_settings *) 0)->banner), "a banner for every service");
+_Static_assert(_REFUSE_MAX <= ARRAY_SIZE(((struct loop_stats *) 0)->refused_by), "a counter for every rule");
 
 #define settings_from(c)                                                                                    \
         {                                                                                                   \
@@ -137,6 +138,7 @@ static uint64_t open_connections(const struct tcpd *t) {
 static void post_settings(struct tcpd *t, const struct config *c) {
         struct loop_settings ls = settings_from(c);
 
+        ls.refuse_all = t->no_settings;
         /* borrowed here: each worker's copy owns its own */
         for (int i = 0; i < _SERVICE_MAX; i++)
                 ls.banner[i] = c->services[i].banner;
@@ -180,9 +182,21 @@ static void update_status(struct tcpd *t, bool force) {
 
         tcpd_stats(t, s);
 
-        snprintf(status, sizeof(status), "STATUS=%s%llu connection%s open, %llu served, %llu refused",
-                 t->stopping ? "Stopping: " : "", (unsigned long long) s->open, s->open == 1 ? "" : "s",
-                 (unsigned long long) s->total, (unsigned long long) s->refused);
+        if (t->no_settings)
+                /* what an admin must see first in systemctl status */
+                snprintf(status, sizeof(status),
+                         "STATUS=%sNo settings loaded, refusing clients (fix the file, then reload): %s",
+                         t->stopping ? "Stopping: " : "", t->settings_error);
+        else if (t->settings_error)
+                snprintf(status, sizeof(status),
+                         "STATUS=%s%llu connection%s open; running on the last settings that loaded, the file has "
+                         "errors: %s",
+                         t->stopping ? "Stopping: " : "", (unsigned long long) s->open, s->open == 1 ? "" : "s",
+                         t->settings_error);
+        else
+                snprintf(status, sizeof(status), "STATUS=%s%llu connection%s open, %llu served, %llu refused",
+                         t->stopping ? "Stopping: " : "", (unsigned long long) s->open, s->open == 1 ? "" : "s",
+                         (unsigned long long) s->total, (unsigned long long) s->refused);
         if (!force && streq(status, t->last_status))
                 return;
         snprintf(t->last_status, sizeof(t->last_status), "%s", status);
@@ -278,6 +292,15 @@ static int apply_listeners(struct tcpd *t, const struct config *c) {
         return 0;
 }
 
+/* The next start runs on these if the file is broken by then. */
+static void save_settings(struct tcpd *t) {
+        int r = fdstore_save_settings(t->config->source);
+
+        if (r < 0)
+                log_warning_errno(r, "cannot keep the settings in systemd's fd store; a restart with a broken "
+                                     "settings file will not find them");
+}
+
 int tcpd_reload(struct tcpd *t, char **error) {
         struct config_errors errs = { 0 };
         uint64_t n_open;
@@ -297,9 +320,12 @@ int tcpd_reload(struct tcpd *t, char **error) {
         r = config_load(t->config_path, t->config_must_exist, &c, &errs);
         if (r < 0) {
                 log_config_errors(&errs);
-                log_error("reload failed; the previous settings stay in force");
+                log_error(t->no_settings ? "reload failed; still no settings, clients are refused"
+                                         : "reload failed; the previous settings stay in force");
                 *error = join_errors(&errs);
                 config_errors_clear(&errs);
+                free(t->settings_error);
+                t->settings_error = *error ? strdup(*error) : NULL;
                 goto done;
         }
         r = apply_listeners(t, c);
@@ -333,9 +359,14 @@ int tcpd_reload(struct tcpd *t, char **error) {
                            "tcpctl kick --peer)");
         config_free(t->config);
         t->config = c;
+        if (t->no_settings)
+                log_notice("settings loaded: serving clients");
+        t->no_settings = false;
+        t->settings_error = mfree(t->settings_error);
         log_level_set(c->log_level);
         resolve_admin_group(t);
         post_settings(t, c);
+        save_settings(t);
         r = 0;
         log_info("reloaded settings from %s", t->config_path);
 done:
@@ -435,6 +466,12 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                 char addr[ADDR_STRLEN];
 
                 if (r < 0) {
+                        close(fd);
+                        continue;
+                }
+                if (streq(name, FDSTORE_SETTINGS_NAME)) {
+                        /* read before (fdstore_saved_settings), if needed;
+                         * the store keeps its own copy */
                         close(fd);
                         continue;
                 }
@@ -645,6 +682,8 @@ static void workers_join(struct tcpd *t) {
 static int run(struct tcpd *t) {
         struct loop_settings ls = settings_from(t->config);
         struct activated act = { .control_fd = -1 };
+
+        ls.refuse_all = t->no_settings;
         int control_fd, r;
         sigset_t mask;
 
@@ -721,6 +760,8 @@ static int run(struct tcpd *t) {
         } else {
                 log_info("tcpd %s started with %u worker%s (room for %u connections under the open files limit)",
                          TCPD_VERSION, t->n_workers, t->n_workers == 1 ? "" : "s", fd_budget);
+                if (!t->settings_error)
+                        save_settings(t);
                 sd_notify(0, "READY=1");
                 update_status(t, true);
         }
@@ -777,6 +818,40 @@ static void teardown(struct tcpd *t) {
         mailbox_done(&t->inbox);
         t->event = sd_event_unref(t->event);
         t->config = config_free(t->config);
+        t->settings_error = mfree(t->settings_error);
+}
+
+/* The settings file does not load at a start. Exiting would not help
+ * under systemd: with the fd store it would drop every connection, and a
+ * client waiting on a socket unit would start tcpd again and again until
+ * the socket fails. So tcpd runs on the last settings that loaded (kept in
+ * the fd store), or, where it has sockets from systemd but no such
+ * settings, answers tcpctl and refuses clients until a reload succeeds.
+ * Started by hand, with nothing to keep, it exits. */
+static int start_without_settings(struct tcpd *t, struct config_errors *errs) {
+        _cleanup_free_ char *saved = fdstore_saved_settings();
+        struct config_errors saved_errs = { 0 };
+
+        t->settings_error = join_errors(errs);
+        if (!t->settings_error)
+                return log_error_errno(-ENOMEM, "cannot start"), -ENOMEM;
+        if (saved && config_load_string(t->config_path, saved, &t->config, &saved_errs) == 0) {
+                log_error("%s has errors; running on the last settings that loaded, kept in systemd's fd store "
+                          "(fix the file, then reload)",
+                          t->config_path);
+                return 0;
+        }
+        config_errors_clear(&saved_errs);
+        if (sd_listen_fds(0) <= 0)
+                return -EINVAL;
+        t->config = config_new();
+        if (!t->config)
+                return log_error_errno(-ENOMEM, "cannot start"), -ENOMEM;
+        t->no_settings = true;
+        log_error("%s has errors and no earlier settings are kept: refusing every client until a reload loads "
+                  "the file",
+                  t->config_path);
+        return 0;
 }
 
 int main(int argc, char *argv[]) {
@@ -821,12 +896,17 @@ int main(int argc, char *argv[]) {
         r = config_load(t.config_path, t.config_must_exist, &t.config, &errs);
         if (r < 0) {
                 log_config_errors(&errs);
-                config_errors_clear(&errs);
-                if (check)
+                if (check) {
+                        config_errors_clear(&errs);
                         fprintf(stderr, "tcpd: settings are not valid\n");
-                return 1;
+                        return 1;
+                }
+                r = start_without_settings(&t, &errs);
+                config_errors_clear(&errs);
+                if (r < 0)
+                        return 1;
         }
-        if (!t.config->path && !check)
+        if (!t.config->path && !check && !t.no_settings)
                 log_info("no settings file at %s; using the defaults", t.config_path);
         log_level_set(t.config->log_level);
         if (check) {

@@ -43,7 +43,13 @@ struct tcpd {
         uint64_t start_monotonic;
         sd_event_source *shutdown_timer;
         sd_event_source *status_timer;
-        char last_status[256];
+        char last_status[512];
+        /* The settings file did not load (at start or at the last reload):
+         * what was wrong, "FILE:LINE: ..." */
+        char *settings_error;
+        /* ... and at start nothing else could be loaded either: tcpd runs,
+         * answers tcpctl, and refuses clients until a reload succeeds */
+        bool no_settings;
 };
 
 /* Re-reads the settings and applies them. On failure the old settings stay

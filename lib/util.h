@@ -32,6 +32,12 @@ static inline void closep(int *fd) {
 }
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 
+/* Frees p and returns NULL: p = mfree(p); */
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 /* Hand ownership of a cleanup-tagged pointer or fd to the caller. */
 #define TAKE_PTR(p) ({ __typeof__(p) _t = (p); (p) = NULL; _t; })
 #define TAKE_FD(fd) ({ int _t = (fd); (fd) = -1; _t; })

@@ -10,11 +10,14 @@ unitdir=$(dirname "$(find "$dest" -name tcpd.service -print -quit)")
 [ -f "$unitdir/tcpd.service" ] || { echo "tcpd.service was not installed"; exit 1; }
 exec_start=$(sed -n 's/^ExecStart=//p' "$unitdir/tcpd.service")
 [ -x "$dest$exec_start" ] || { echo "ExecStart=$exec_start is not what meson installed"; exit 1; }
+# ExecReload= runs the installed tcpctl ("+": with full privileges)
+exec_reload=$(sed -n 's/^ExecReload=+\([^ ]*\) .*/\1/p' "$unitdir/tcpd.service")
+[ -x "$dest$exec_reload" ] || { echo "ExecReload=$exec_reload is not what meson installed"; exit 1; }
 # verify checks that ExecStart exists on this host: point it into the DESTDIR
 units=$dest/verify
 mkdir "$units"
 cp "$unitdir"/tcpd.service "$unitdir"/tcpd.socket "$unitdir"/tcpd-control.socket "$units"/
-sed -i "s|^ExecStart=|ExecStart=$dest|" "$units/tcpd.service"
+sed -i -e "s|^ExecStart=|ExecStart=$dest|" -e "s|^ExecReload=+|ExecReload=+$dest|" "$units/tcpd.service"
 err=$(cd "$units" && SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify --man=no \
         tcpd.socket tcpd-control.socket tcpd.service 2>&1 >/dev/null) || { echo "$err"; exit 1; }
 if [ -n "$err" ]; then

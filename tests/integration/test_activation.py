@@ -15,6 +15,8 @@ import socket
 import tempfile
 import time
 
+import tcpdtest
+
 from tcpdtest import (TIMEOUT, Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact,
                       wait_for)
 
@@ -251,8 +253,43 @@ def test_started_at_first_connection():
     d.stop()
 
 
+def test_broken_settings_at_first_start_stay_up():
+    """A first start with a typo and nothing kept from before: exiting would
+    make every waiting client start tcpd again until the socket fails. tcpd
+    stays up instead: READY=1, a STATUS= that names the error, tcpctl
+    answering, clients reset and counted; a reload after the fix serves."""
+    d = ActivatedDaemon("[tcpd]\nmax_conections = 10\n", trigger="echo")
+    check(d.proc.poll() is None, "tcpd is running")
+    status = [m for m in d.poll_notify() if "STATUS=" in m]
+    check(status and "max_conections" in status[-1] and "refusing clients" in status[-1], f"{status[-1:]}")
+    check(tcpdtest.refused(d.echo_port), "a client is reset at once")
+    st = d.status()
+    check(st["settings"] == "none" and "tcpd.ini:3: unknown key 'max_conections'" in st["settings_error"], f"{st}")
+    check(st["refused"]["settings"] >= 2, f"refused by settings: {st['refused']}")  # the first one too
+    human = d.ctl("status").stdout
+    check("NONE LOADED" in human and "max_conections" in human, human)
+    p = d.ctl("reload", ok=(1,))
+    check("max_conections" in p.stderr, f"a reload of the same file says why it failed: {p.stderr}")
+    d.write_config("[tcpd]\nmax_connections = 10\n")
+    d.ctl("reload")
+    s = connect(d.echo_port)
+    echo_roundtrip(s, b"served after the fix")
+    st = d.status()
+    check(st["settings"] == "loaded" and st["settings_error"] is None and st["max_connections"] == 10, f"{st}")
+    s.close()
+    d.stop()
+
+
+def test_broken_settings_without_systemd_exit():
+    # started by hand, there is nothing to keep: exit 1 with the error
+    d = Daemon("[tcpd]\nmax_conections = 10\n", wait_ready=False)
+    check(d.wait_exit() == 1, f"exit status {d.returncode}")
+    check("unknown key 'max_conections'" in d.stderr(), d.stderr())
+
+
 if __name__ == "__main__":
     main([test_activated_echo_and_status, test_activated_control_list_and_kick,
           test_varlink_name_is_the_control_socket, test_two_activated_echo_sockets,
           test_control_only_activated_binds_settings, test_bogus_name_fails, test_unnamed_sockets_fail,
-          test_ready_via_notify_socket, test_first_connection_on_echo_socket, test_started_at_first_connection])
+          test_ready_via_notify_socket, test_first_connection_on_echo_socket, test_started_at_first_connection,
+          test_broken_settings_at_first_start_stay_up, test_broken_settings_without_systemd_exit])

@@ -341,6 +341,59 @@ def test_crash_keeps_connections():
         sd.cleanup()
 
 
+def test_broken_settings_at_restart_and_crash_keep_the_service():
+    """A typo in the file, then a restart (and a crash): tcpd runs on the
+    last settings that loaded, kept in the store, keeps every connection,
+    and says what is wrong; a reload after the fix loads the file."""
+    sd = FakeSystemd()
+    try:
+        with open(sd.config, "a") as f:
+            f.write("max_buffered = 128K\n")
+        sd.start()
+        wait_for(lambda: sd.stored("tcpd-settings") == 1, what="the settings in the store")
+        clients = [Client(sd.port) for _ in range(5)]
+        for c in clients:
+            c.send(1000)
+            c.receive_all()
+        good = open(sd.config).read()
+        with open(sd.config, "a") as f:
+            f.write("max_conections = 10\n")
+        for how in (signal.SIGTERM, signal.SIGKILL):  # a restart, then a crash
+            n = len(sd.messages)
+            sd.stop_tcpd(how)
+            sd.start()
+            st = sd.ctl("status")
+            check(st["settings"] == "previous", f"{how.name}: {st['settings']}")
+            check("tcpd.ini:5: unknown key 'max_conections'" in st["settings_error"], st["settings_error"])
+            check(st["limits"]["max_buffered"] == 131072, f"the stored settings apply: {st['limits']}")
+            status = [m for m in sd.messages[n:] if "STATUS=" in m]
+            check(any("max_conections" in m and "last settings that loaded" in m for m in status),
+                  f"STATUS= names it: {status[-1:]}")
+            check(len(sd.ctl("list")) == 5, f"{how.name}: connections kept")
+            for c in clients:
+                c.send(100)
+                c.receive_all()
+            fresh = Client(sd.port)
+            fresh.send(10)
+            fresh.receive_all()
+            fresh.s.close()
+            check(sd.stored("tcpd-settings") == 1, "still one copy of the settings in the store")
+        # the fix, then a reload: the file's settings apply, the error is gone
+        with open(sd.config, "w") as f:
+            f.write(good.replace("128K", "96K"))
+        p = subprocess.run([TCPCTL, "-s", sd.control_path, "reload"], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        check(p.returncode == 0, p.stderr)
+        st = sd.ctl("status")
+        check(st["settings"] == "loaded" and st["settings_error"] is None, f"{st['settings']}")
+        check(st["limits"]["max_buffered"] == 96 * 1024, f"{st['limits']}")
+        wait_for(lambda: sd.stored("tcpd-settings") == 1, what="the new settings replace the old in the store")
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
 if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
-          test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections])
+          test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
+          test_broken_settings_at_restart_and_crash_keep_the_service])
