@@ -171,8 +171,127 @@ def socket_starts(box):
     return {u: unit_props(box, u, "ActiveEnterTimestampMonotonic", "InvocationID") for u in SOCKETS}
 
 
+SETTINGS = "/etc/tcpd/tcpd.ini"
+TYPO = "max_conections = 10"
+
+
+def box_time(box):
+    return box.run(["date", "+%s.%N"]).stdout.strip()
+
+
+def journal_since(box, since, *args):
+    return box.run(["journalctl", "-u", "tcpd", "--since", f"@{since}", "-o", "cat", "--no-pager", *args],
+                   check=False).stdout
+
+
+def break_settings(box):
+    box.run(["sh", "-c", f"cp {SETTINGS} {SETTINGS}.good && printf '\\n[tcpd]\\n{TYPO}\\n' >> {SETTINGS}"])
+
+
+def fix_settings(box):
+    box.run(["mv", f"{SETTINGS}.good", SETTINGS])
+
+
+def broken_settings_with_clients(box, t, load):
+    """The admin's typo, then a reload, a restart and a crash, with the load's
+    clients connected: nothing is dropped, and every place says what is
+    wrong."""
+    with t.check(f"a typo ({TYPO}), then systemctl reload: it fails, and says why in systemctl status "
+                 "and the journal; the clients go on"):
+        break_settings(box)
+        since = box_time(box)
+        r = box.run(["systemctl", "reload", "tcpd"], check=False)
+        assert r.returncode != 0, f"systemctl reload exited {r.returncode}: {r.stdout}{r.stderr}"
+        st = box.run(["systemctl", "status", "--no-pager", "-l", "tcpd"], check=False).stdout
+        assert "max_conections" in st, st
+        assert "max_conections" in journal_since(box, since), "not in the journal"
+        p = unit_props(box, "tcpd.service", "ActiveState")
+        assert p["ActiveState"] == "active", f"tcpd.service: {p}"
+        r = load.ask("report", "echoes")
+        assert r["eof"] == 0 and r["reset"] == 0, str(r)
+
+    for how in ("restart", "crash"):
+        with t.check(f"{how} with the typo in place: tcpd runs on the last settings that loaded, keeps "
+                     f"all {N} connections, takes new ones, and STATUS= and tcpctl status name the error"):
+            pid = main_pid(box)
+            if how == "restart":
+                box.run(["systemctl", "restart", "tcpd"])
+            else:
+                load.ask("relaxed", "relaxed")
+                box.run(["kill", "-SEGV", str(pid)])
+            deadline = time.monotonic() + 20
+            while main_pid(box) in (0, pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert main_pid(box) not in (0, pid), "no new main process"
+            while unit_props(box, "tcpd.service", "ActiveState")["ActiveState"] == "activating" and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)  # a crash: the new process is up before its READY=1
+            for u in SOCKETS + ["tcpd.service"]:
+                p = unit_props(box, u, "ActiveState")
+                assert p["ActiveState"] == "active", f"{u}: {p}"
+            status = unit_props(box, "tcpd.service", "StatusText")["StatusText"]
+            assert "max_conections" in status and "last settings that loaded" in status, status
+            st = box.run(["tcpctl", "status"]).stdout
+            assert "running on the last settings that loaded" in st and "max_conections" in st, st
+            time.sleep(1)
+            n = len(list_connections(box))
+            assert n == N, f"tcpctl list shows {n} of {N}"
+            r = load.ask("report", "echoes")
+            assert r["eof"] == 0 and r["reset"] == 0, f"connections lost: {r}"
+            assert load.ask("probe", "probe")["probe"] == "ok", "a new client was not served"
+            r = box.run(["/usr/libexec/tcpd/tcpd", "--check-config"], check=False)
+            assert r.returncode == 1 and "max_conections" in r.stderr, f"--check-config: {r.returncode} {r.stderr}"
+
+    with t.check("the fix, then systemctl reload: it succeeds, and the error is gone"):
+        fix_settings(box)
+        box.run(["systemctl", "reload", "tcpd"])
+        st = box.run(["tcpctl", "status"]).stdout
+        assert "settings:" not in st, st
+        r = load.ask("report", "echoes")
+        assert r["eof"] == 0 and r["reset"] == 0, str(r)
+
+
+def broken_settings_at_first_start(box, t):
+    """No earlier settings (the service was stopped, so systemd emptied its
+    store) and a typo: tcpd stays up and refuses clients rather than fail
+    until the sockets do; a reload after the fix serves them."""
+    with t.check("first start with a typo: tcpd.service stays up, the sockets do not fail, clients are "
+                 "refused and counted, tcpctl answers; the fix and a reload bring the echo up"):
+        box.run(["systemctl", "stop", "tcpd.service"])
+        break_settings(box)
+        box.run(["systemctl", "start", "tcpd.socket", "tcpd-control.socket"])
+        for _ in range(3):  # each client would have started tcpd again had it exited
+            try:
+                c = EchoClient(box)
+            except BoxError:
+                continue  # refused before it could say hello: as good
+            try:
+                try:
+                    got = c.echo("hello\n", timeout=5)
+                except BoxError as e:
+                    got = repr(e)
+                assert got != "hello\n", "a client was served on no settings"
+            finally:
+                c.close()
+        for u in SOCKETS + ["tcpd.service"]:
+            p = unit_props(box, u, "ActiveState")
+            assert p["ActiveState"] == "active", f"{u}: {p}"
+        status = unit_props(box, "tcpd.service", "StatusText")["StatusText"]
+        assert "refusing clients" in status and "max_conections" in status, status
+        st = box.run(["tcpctl", "status"]).stdout
+        assert "NONE LOADED" in st and "settings 3" in st, st
+        fix_settings(box)
+        box.run(["systemctl", "reload", "tcpd"])
+        c = EchoClient(box)
+        try:
+            assert c.echo("hello\n") == "hello\n"
+        finally:
+            c.close()
+
+
 def run(box, t, pkg, debs, versions):
     v1, v2 = versions
+    broken_window = [None, None]
     deb1, deb2 = (os.path.join(DEB_DIR, os.path.basename(debs[v][pkg])) for v in versions)
     before = None
 
@@ -286,12 +405,20 @@ def run(box, t, pkg, debs, versions):
             r2 = load.ask("report", "echoes")
             assert r2["echoes"] > r1["echoes"] + N, f"echoes {r1['echoes']} -> {r2['echoes']}"
             assert r2["eof"] == 0 and r2["reset"] == 0 and r2["mismatch"] == 0, str(r2)
+
+        if not t.failed:
+            broken_window[0] = box_time(box)
+            broken_settings_with_clients(box, t, load)
     finally:
         try:
             load.ask("stop", "final")
         except Exception:  # noqa: BLE001
             pass
         load.close()
+
+    if not t.failed:
+        broken_settings_at_first_start(box, t)
+    broken_window[1] = box_time(box)
 
     with t.check(f"apt-get purge {pkg}: nothing left behind, TCP Wrappers untouched"):
         apt_get(box, "purge", pkg)
@@ -307,11 +434,14 @@ def run(box, t, pkg, debs, versions):
         box.run(["dpkg", "--verify", "tcpd"])
         box.run(["test", "-x", "/usr/sbin/tcpd"])
 
-    with t.check("no unit failed; tcpd logged nothing at err or worse"):
+    with t.check("no unit failed; tcpd logged nothing at err or worse (but for the broken settings on purpose)"):
         r = box.run(["systemctl", "--failed", "--no-legend", "--plain"], check=False)
         assert not r.stdout.strip(), r.stdout
-        r = box.run(["journalctl", "-u", "tcpd", "-p", "err", "-o", "cat", "--no-pager"], check=False)
-        assert not r.stdout.strip(), r.stdout
+        window = [["--until", f"@{broken_window[0]}"], ["--since", f"@{broken_window[1]}"]] \
+            if broken_window[0] and broken_window[1] else [[]]
+        for w in window:
+            r = box.run(["journalctl", "-u", "tcpd", "-p", "err", "-o", "cat", "--no-pager", *w], check=False)
+            assert not r.stdout.strip(), r.stdout
 
 
 def main():
