@@ -15,6 +15,7 @@
 #include "probe.h"
 #include "tcpd-build.h"
 #include "tcpd/protocol.h"
+#include "unitjob.h"
 #include "units.h"
 #include "util.h"
 #include "varlink.h"
@@ -438,6 +439,43 @@ static int cmd_reload(int argc, char **argv) {
         return call(TCPD_METHOD_RELOAD, NULL, false, print_reload, NULL);
 }
 
+static int print_prepare_stop(json_t *params, void *userdata) {
+        const bool *handover = userdata;
+
+        if (arg_json)
+                format_json(stdout, params);
+        else
+                printf("tcpd will %s\n", *handover ? "hand its connections over to systemd's fd store"
+                                                    : "drain its connections");
+        return 0;
+}
+
+/* tcpd.service's ExecStop=: tells tcpd whether the SIGTERM that follows is
+ * a restart or a stop (see unitjob.c). */
+static int cmd_prepare_stop(int argc, char **argv) {
+        _cleanup_free_ char *job = NULL;
+        bool handover = true;
+        int r;
+
+        if (argc != 2)
+                return usage_error("prepare-stop takes the unit's name (ExecStop=... prepare-stop %%n)");
+        if (getenv("INVOCATION_ID") && !getenv("MAINPID")) {
+                /* run by systemd after the main process died (a crash):
+                 * nobody to tell, and a call on the control socket would
+                 * only wait for the next tcpd */
+                printf("tcpd is not running: nothing to prepare\n");
+                return 0;
+        }
+        r = unit_job_type(argv[1], &job);
+        if (r < 0)
+                fprintf(stderr, "tcpctl: cannot ask systemd about %s (%s); tcpd will hand its connections over\n",
+                        argv[1], strerror(-r));
+        else
+                handover = unit_job_is_restart(job);
+        return call(TCPD_METHOD_PREPARE_STOP, json_pack("{s:b}", "handover", handover), false, print_prepare_stop,
+                    &handover);
+}
+
 static int print_log_level(json_t *params, void *userdata) {
         if (arg_json)
                 format_json(stdout, params);
@@ -573,6 +611,8 @@ static const struct command {
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
+        { "prepare-stop", cmd_prepare_stop, "UNIT",
+          "tell tcpd whether systemd restarts or stops UNIT (tcpd.service's ExecStop=)" },
         { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")" },
 };
 

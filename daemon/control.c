@@ -524,6 +524,24 @@ static void method_reload(struct control_client *cl, struct vl_call *call) {
                 reply(cl, NULL, false);
 }
 
+/* What the next SIGTERM means with the fd store on: a restart (hand the
+ * connections over) or a stop (drain them). */
+static void method_prepare_stop(struct control_client *cl, struct vl_call *call) {
+        static const char *const known[] = { "handover", NULL };
+        json_t *v;
+
+        if (!check_params(cl, call->params, known))
+                return;
+        if (vl_param(call->params, "handover", JSON_TRUE, &v) < 0 || !v) /* a boolean */
+                return reply_invalid_parameter(cl, "handover");
+        if (!client_is_admin(cl))
+                return reply_error(cl, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        cl->ctl->t->stop_drain = !json_is_true(v);
+        log_info("uid %u pid %d says the next stop is %s", (unsigned) cl->cred.uid, (int) cl->cred.pid,
+                 json_is_true(v) ? "a restart: connections will be handed over" : "a stop: connections will be drained");
+        reply(cl, NULL, false);
+}
+
 static void method_set_log_level(struct control_client *cl, struct vl_call *call) {
         static const char *const known[] = { "level", NULL };
         int previous = log_level_get(), level;
@@ -689,6 +707,7 @@ static const struct method {
         { TCPD_METHOD_RELOAD, method_reload },
         { TCPD_METHOD_SET_LOG_LEVEL, method_set_log_level },
         { TCPD_METHOD_MONITOR, method_monitor },
+        { TCPD_METHOD_PREPARE_STOP, method_prepare_stop },
 };
 
 static bool interface_is(const char *method, const char *dot, const char *iface) {

@@ -385,6 +385,19 @@ static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata
         return 0;
 }
 
+/* systemd sends SIGTERM for a stop and for a restart alike. On a restart
+ * the connections wait in the fd store for the next tcpd; on a stop systemd
+ * closes what is stored once the unit is down, and the bytes they are
+ * owed with them: those are drained instead. tcpd.service's ExecStop=
+ * (tcpctl prepare-stop) asks systemd which it is and says so first
+ * (PrepareStop); without that word, hand over, as a restart must not lose
+ * them. */
+static bool handover_wanted(const struct tcpd *t) {
+        if (t->stop_drain)
+                log_info("systemd is stopping the unit, not restarting it: draining the connections");
+        return !t->stop_drain;
+}
+
 void tcpd_stop(struct tcpd *t) {
         struct listener *li;
         uint64_t now;
@@ -399,11 +412,7 @@ void tcpd_stop(struct tcpd *t) {
         while ((li = t->listeners))
                 listener_retire(t, li);
         update_status(t, true);
-        if (t->loops[0].fdstore) {
-                /* systemd sends SIGTERM for a stop and for a restart alike:
-                 * with the store on, leave the connections in it. On a stop
-                 * systemd then closes them; on a restart the next tcpd
-                 * adopts them. */
+        if (t->loops[0].fdstore && handover_wanted(t)) {
                 log_info("stopping: handing %llu connections over to systemd's fd store",
                          (unsigned long long) open_connections(t));
                 post_stop(t, STOP_HANDOVER);

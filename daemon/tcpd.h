@@ -39,6 +39,7 @@ struct tcpd {
         gid_t admin_gid;
         bool admin_gid_valid;
         bool activated; /* service listeners came from systemd */
+        bool stop_drain; /* PrepareStop: the next SIGTERM is a stop, not a restart */
         bool stopping;
         uint64_t start_monotonic;
         sd_event_source *shutdown_timer;

@@ -121,6 +121,12 @@ const char tcpd_interface_description[] =
         "# Needs root or the admin group.\n"
         "method SetLogLevel(level: string) -> (level: string, previous: string)\n"
         "\n"
+        "# What the next SIGTERM means where connections are kept in systemd's fd\n"
+        "# store: handover true, a restart (they wait in the store for the next\n"
+        "# tcpd); false, a stop (they are drained). tcpd.service's ExecStop= sets it\n"
+        "# (tcpctl prepare-stop). Needs root or the admin group.\n"
+        "method PrepareStop(handover: bool) -> ()\n"
+        "\n"
         "error ReloadFailed (message: string)\n"
         "error ShuttingDown ()\n";
 

@@ -11,13 +11,16 @@ unitdir=$(dirname "$(find "$dest" -name tcpd.service -print -quit)")
 exec_start=$(sed -n 's/^ExecStart=//p' "$unitdir/tcpd.service")
 [ -x "$dest$exec_start" ] || { echo "ExecStart=$exec_start is not what meson installed"; exit 1; }
 # ExecReload= runs the installed tcpctl ("+": with full privileges)
-exec_reload=$(sed -n 's/^ExecReload=+\([^ ]*\) .*/\1/p' "$unitdir/tcpd.service")
-[ -x "$dest$exec_reload" ] || { echo "ExecReload=$exec_reload is not what meson installed"; exit 1; }
+for key in ExecReload ExecStop; do
+        cmd=$(sed -n "s/^$key=[-+]*\([^ ]*\) .*/\1/p" "$unitdir/tcpd.service")
+        [ -x "$dest$cmd" ] || { echo "$key=$cmd is not what meson installed"; exit 1; }
+done
 # verify checks that ExecStart exists on this host: point it into the DESTDIR
 units=$dest/verify
 mkdir "$units"
 cp "$unitdir"/tcpd.service "$unitdir"/tcpd.socket "$unitdir"/tcpd-control.socket "$units"/
-sed -i -e "s|^ExecStart=|ExecStart=$dest|" -e "s|^ExecReload=+|ExecReload=+$dest|" "$units/tcpd.service"
+sed -i -e "s|^ExecStart=|ExecStart=$dest|" -e "s|^ExecReload=+|ExecReload=+$dest|" -e "s|^ExecStop=-+|ExecStop=-+$dest|" \
+        "$units/tcpd.service"
 err=$(cd "$units" && SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify --man=no \
         tcpd.socket tcpd-control.socket tcpd.service 2>&1 >/dev/null) || { echo "$err"; exit 1; }
 if [ -n "$err" ]; then

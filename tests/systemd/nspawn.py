@@ -551,6 +551,15 @@ class EchoClient:
             raise BoxError(r["error"])
         return r["data"]
 
+    def fill(self):
+        """Sends without reading until every buffer is full; returns how much."""
+        return self._call(op="fill")["sent"]
+
+    def read_all(self, timeout=20):
+        """Reads to the end: (bytes, "eof" | "reset" | "timeout")."""
+        r = self._call(op="read_all", timeout=timeout)
+        return r["got"], r["result"]
+
     def wait_closed(self, timeout=10):
         """Returns "eof", "reset" or "timeout"."""
         return self._call(op="wait_closed", timeout=timeout)["result"]

@@ -251,6 +251,38 @@ def broken_settings_with_clients(box, t, load):
         assert r["eof"] == 0 and r["reset"] == 0, str(r)
 
 
+def stop_drains(box, t):
+    """systemctl stop (not a restart): tcpd sends every byte it owes, then a
+    FIN, although the connection is also in systemd's fd store, which
+    systemd empties once the unit is down."""
+    with t.check("systemctl stop tcpd.service with a client owed bytes: the client reads all of them, then a "
+                 "FIN; the journal says it drained rather than handed over"):
+        c = EchoClient(box)
+        try:
+            c.fill()
+            conns = list_connections(box)
+            assert len(conns) == 1, f"{len(conns)} connections"
+            owed = conns[0]["bytes_in"] - conns[0]["bytes_out"]
+            assert owed > 0, f"nothing owed: {conns[0]}"
+            since = box_time(box)
+            done = threading.Event()
+
+            def stop():
+                box.run(["systemctl", "stop", "tcpd.service"], timeout=40)
+                done.set()
+            threading.Thread(target=stop, daemon=True).start()
+            time.sleep(0.5)
+            got, end = c.read_all(timeout=30)
+            assert end == "eof", f"the stream ended with a {end} after {got} bytes"
+            assert got == conns[0]["bytes_in"], f"got {got} of the {conns[0]['bytes_in']} bytes tcpd read"
+            assert done.wait(30), "systemctl stop did not return"
+            log = journal_since(box, since)
+            assert "not restarting it: draining" in log, log[-2000:]
+            assert "handing" not in log, log[-2000:]
+        finally:
+            c.close()
+
+
 def broken_settings_at_first_start(box, t):
     """No earlier settings (the service was stopped, so systemd emptied its
     store) and a typo: tcpd stays up and refuses clients rather than fail
@@ -417,6 +449,7 @@ def run(box, t, pkg, debs, versions):
         load.close()
 
     if not t.failed:
+        stop_drains(box, t)
         broken_settings_at_first_start(box, t)
     broken_window[1] = box_time(box)
 
