@@ -409,6 +409,17 @@ static int linger_read(struct loop *l, struct conn *c) {
         return got;
 }
 
+/* Before a final close: reads what the client sent, all of it (up to 16
+ * MiB), since close() with unread input answers with a reset, and a
+ * reset throws away what the kernel still holds for the client. */
+static void linger_drain_input(struct loop *l, struct conn *c) {
+        for (int i = 0; i < 256; i++) {
+                ssize_t n = data_recv(c->fd, l->rbuf, l->rbuf_size);
+                if (n <= 0 && !(n < 0 && errno == EINTR))
+                        return;
+        }
+}
+
 static struct ratelimit abort_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
 
 /* close_by has come: a connection still owed bytes is reset (and counted:
@@ -429,7 +440,7 @@ static void linger_abort(struct loop *l, struct conn *c) {
                                  "reset after shutdown_timeout with bytes still unsent%s",
                                  suppressed ? " (some before this were not logged)" : "");
         } else
-                (void) linger_read(l, c); /* what a close would answer with a reset */
+                linger_drain_input(l, c);
         linger_finish(l, c);
 }
 
@@ -482,6 +493,28 @@ void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events) {
         }
         if (linger_read(l, c) < 0)
                 linger_finish(l, c); /* the client's FIN, or an error */
+}
+
+void conn_linger_handover(struct loop *l) {
+        unsigned suppressed;
+
+        while (l->linger_head) {
+                struct conn *c = l->linger_head;
+
+                /* what fits in the socket now, then a FIN; what does not
+                 * fit is lost with this process */
+                if (c->state == CONN_CLOSING && conn_flush(l, c) <= 0) {
+                        STAT_INC(l, aborted);
+                        if (ratelimit_pass(&abort_rl, l->now, &suppressed))
+                                conn_log(l, c, LOG_WARNING, "abort", NULL,
+                                         "closed at a restart with bytes still unsent%s",
+                                         suppressed ? " (some before this were not logged)" : "");
+                }
+                if (c->state == CONN_CLOSING)
+                        (void) shutdown(c->fd, SHUT_WR);
+                linger_drain_input(l, c);
+                linger_finish(l, c);
+        }
 }
 
 uint64_t conn_linger_expire(struct loop *l, bool force) {

@@ -91,6 +91,9 @@ void conn_linger_handle(struct loop *l, struct conn *c, uint32_t events);
 /* Ends lingering connections that are done or past their close_by (all,
  * with force). Returns when to look again (CLOCK_MONOTONIC), or 0. */
 uint64_t conn_linger_expire(struct loop *l, bool force);
+/* At a hand-over: ends every lingering connection without a reset (the
+ * kernel still delivers what is queued, after our FIN). */
+void conn_linger_handover(struct loop *l);
 
 void conn_close(struct loop *l, struct conn *c, enum close_reason why);
 /* Stop reading; close at once when nothing is owed. Returns true if closed. */

@@ -189,7 +189,7 @@ void fdstore_handover(struct loop *l) {
                 loop_conn_closed(l, c);
         }
         l->lru_head = l->lru_tail = NULL;
-        conn_linger_expire(l, true);
+        conn_linger_handover(l);
         l->quit = true;
 }
 

@@ -341,6 +341,40 @@ def test_crash_keeps_connections():
         sd.cleanup()
 
 
+def test_a_kicked_connection_at_a_restart_ends_with_a_fin():
+    """A kicked client that reads nothing is still owed bytes when the
+    restart comes: what fits goes out, then a FIN (never a reset); the rest
+    is lost with the process, and logged."""
+    sd = FakeSystemd()
+    try:
+        sd.start()
+        c = Client(sd.port)
+        c.s.setblocking(False)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                c.sent += c.s.send(pattern(c.sent, 65536))
+            except BlockingIOError:
+                if not select.select([], [c.s], [], 0.5)[1]:
+                    break
+        c.s.setblocking(True)
+        info = sd.ctl("list")[0]
+        check(info["bytes_in"] > info["bytes_out"], f"bytes owed: {info}")
+        sd.ctl("kick", "--all")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        c.s.settimeout(TIMEOUT)
+        got = 0
+        while True:
+            d = c.s.recv(1 << 20)  # a reset would raise here
+            if not d:
+                break
+            got += len(d)
+        check(got <= info["bytes_in"], f"{got} of {info['bytes_in']}")
+        check("closed at a restart with bytes still unsent" in sd.stderr(), sd.stderr())
+    finally:
+        sd.cleanup()
+
+
 def test_broken_settings_at_restart_and_crash_keep_the_service():
     """A typo in the file, then a restart (and a crash): tcpd runs on the
     last settings that loaded, kept in the store, keeps every connection,
@@ -396,4 +430,5 @@ def test_broken_settings_at_restart_and_crash_keep_the_service():
 if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
+          test_a_kicked_connection_at_a_restart_ends_with_a_fin,
           test_broken_settings_at_restart_and_crash_keep_the_service])
