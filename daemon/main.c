@@ -912,8 +912,10 @@ int main(int argc, char *argv[]) {
                 }
                 r = start_without_settings(&t, &errs);
                 config_errors_clear(&errs);
-                if (r < 0)
+                if (r < 0) {
+                        free(t.settings_error);
                         return 1;
+                }
         }
         if (!t.config->path && !check && !t.no_settings)
                 log_info("no settings file at %s; using the defaults", t.config_path);
