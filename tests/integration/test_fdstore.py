@@ -190,6 +190,19 @@ class Client:
         self.s.sendall(pattern(self.sent, n))
         self.sent += n
 
+    def fill(self, limit_s=20):
+        """Sends without reading until nothing moves: tcpd then holds bytes
+        it cannot send."""
+        self.s.setblocking(False)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                self.sent += self.s.send(pattern(self.sent, 65536))
+            except BlockingIOError:
+                if not select.select([], [self.s], [], 0.5)[1]:
+                    break
+        self.s.setblocking(True)
+
     def receive_all(self, timeout=TIMEOUT):
         self.s.settimeout(timeout)
         while self.got < self.sent:
@@ -268,15 +281,7 @@ def test_owed_bytes_survive_the_handover():
     try:
         sd.start()
         c = Client(sd.port)
-        c.s.setblocking(False)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # fill until tcpd holds bytes it cannot send
-            try:
-                c.sent += c.s.send(pattern(c.sent, 65536))
-            except BlockingIOError:
-                if not select.select([], [c.s], [], 0.5)[1]:
-                    break
-        c.s.setblocking(True)
+        c.fill()
         info = sd.ctl("list")[0]
         check(info["bytes_in"] > info["bytes_out"], f"bytes owed before the restart: {info}")
         wait_for(lambda: sd.stored("conn") == 1, what="stored")
@@ -349,15 +354,7 @@ def test_a_kicked_connection_at_a_restart_ends_with_a_fin():
     try:
         sd.start()
         c = Client(sd.port)
-        c.s.setblocking(False)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                c.sent += c.s.send(pattern(c.sent, 65536))
-            except BlockingIOError:
-                if not select.select([], [c.s], [], 0.5)[1]:
-                    break
-        c.s.setblocking(True)
+        c.fill()
         info = sd.ctl("list")[0]
         check(info["bytes_in"] > info["bytes_out"], f"bytes owed: {info}")
         sd.ctl("kick", "--all")

@@ -184,6 +184,12 @@ def journal_since(box, since, *args):
                    check=False).stdout
 
 
+def all_active(box):
+    for u in SOCKETS + ["tcpd.service"]:
+        p = unit_props(box, u, "ActiveState")
+        assert p["ActiveState"] == "active", f"{u}: {p}"
+
+
 def break_settings(box):
     box.run(["sh", "-c", f"cp {SETTINGS} {SETTINGS}.good && printf '\\n[tcpd]\\n{TYPO}\\n' >> {SETTINGS}"])
 
@@ -226,9 +232,7 @@ def broken_settings_with_clients(box, t, load):
             while unit_props(box, "tcpd.service", "ActiveState")["ActiveState"] == "activating" and \
                     time.monotonic() < deadline:
                 time.sleep(0.1)  # a crash: the new process is up before its READY=1
-            for u in SOCKETS + ["tcpd.service"]:
-                p = unit_props(box, u, "ActiveState")
-                assert p["ActiveState"] == "active", f"{u}: {p}"
+            all_active(box)
             status = unit_props(box, "tcpd.service", "StatusText")["StatusText"]
             assert "max_conections" in status and "last settings that loaded" in status, status
             st = box.run(["tcpctl", "status"]).stdout
@@ -305,9 +309,7 @@ def broken_settings_at_first_start(box, t):
                 assert got != "hello\n", "a client was served on no settings"
             finally:
                 c.close()
-        for u in SOCKETS + ["tcpd.service"]:
-            p = unit_props(box, u, "ActiveState")
-            assert p["ActiveState"] == "active", f"{u}: {p}"
+        all_active(box)
         status = unit_props(box, "tcpd.service", "StatusText")["StatusText"]
         assert "refusing clients" in status and "max_conections" in status, status
         st = box.run(["tcpctl", "status"]).stdout
