@@ -2,16 +2,19 @@
  * call on tcpd's control socket (but probe, which is a client of the echo
  * service itself); tables for people, --json for scripts. */
 #include <getopt.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
 #include "addr.h"
 #include "format.h"
+#include "loglevel.h"
 #include "probe.h"
 #include "tcpd-build.h"
 #include "tcpd/protocol.h"
@@ -64,6 +67,41 @@ _printf_(1, 2) static int usage_error(const char *fmt, ...) {
         return EXIT_USAGE;
 }
 
+/* One line for a mistake getopt found (opterr is off: it would print a
+ * second): the option as typed, and what is wrong with it. */
+static int option_error(const char *cmd, char **argv, int c) {
+        const char *arg = argv[optind - 1];
+        char letter[3] = { '-', (char) optopt, 0 };
+
+        /* a short option, perhaps inside a group such as -ix: the letter */
+        if (optopt > 0 && optopt < 0x100 && strncmp(arg, "--", 2) != 0)
+                arg = letter;
+        if (c == ':')
+                return usage_error("%s%s'%s' needs a value", cmd ? cmd : "", cmd ? ": " : "", arg);
+        return usage_error("%s%sunknown option '%s'", cmd ? cmd : "", cmd ? ": " : "", arg);
+}
+
+/* Who may use the control socket, from the socket itself: its mode and
+ * group are the admin group's, whether systemd's socket unit made it
+ * (SocketMode=, SocketGroup=) or tcpd did (control_socket_mode,
+ * admin_group). */
+static void socket_access(char *buf, size_t size, char *group, size_t gsize) {
+        struct stat st;
+        struct group *g;
+
+        snprintf(group, gsize, "tcpd's admin group");
+        if (stat(arg_socket, &st) < 0) {
+                snprintf(buf, size, "its access could not be read");
+                return;
+        }
+        g = getgrgid(st.st_gid); /* a local lookup, of the socket's own group */
+        if (g)
+                snprintf(group, gsize, "group %s", g->gr_name);
+        else
+                snprintf(group, gsize, "group %u", (unsigned) st.st_gid);
+        snprintf(buf, size, "the socket is mode %04o, %s", (unsigned) (st.st_mode & 07777), group);
+}
+
 static int ctl_connect(struct ctl *c) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct timeval tv = { .tv_sec = CALL_TIMEOUT_SEC };
@@ -78,11 +116,18 @@ static int ctl_connect(struct ctl *c) {
                 (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                if (errno == EACCES || errno == EPERM)
-                        return fail("cannot connect to %s: %m; it is open to root and tcpd's admin group "
-                                    "(see control_socket_mode in tcpd.ini(5))",
-                                    arg_socket);
-                return fail("cannot connect to %s: %m; is tcpd running?", arg_socket);
+                int err = errno;
+
+                if (err == EACCES || err == EPERM) {
+                        char access[128], group[96];
+
+                        socket_access(access, sizeof(access), group, sizeof(group));
+                        return fail("cannot connect to %s: %s; %s: run as root or as a member of %s (under "
+                                    "systemd, tcpd-control.socket's SocketMode= and SocketGroup= set these; "
+                                    "otherwise control_socket_mode and admin_group in tcpd.ini)",
+                                    arg_socket, strerror(err), access, group);
+                }
+                return fail("cannot connect to %s: %s; is tcpd running?", arg_socket, strerror(err));
         }
         return 0;
 }
@@ -148,12 +193,46 @@ static int read_reply(struct ctl *c, struct vl_reply *reply) {
         }
 }
 
+static const char *arg_service; /* --service, to name it in an error */
+
+static int services_known(json_t *params, void *userdata) {
+        char *list = userdata;
+        json_t *li;
+        size_t i, off = 0;
+
+        json_array_foreach(json_object_get(params, "listeners"), i, li) {
+                const char *name = json_string_value(json_object_get(li, "service")) ?: "?";
+
+                if (!strstr(list, name) && off + strlen(name) + 3 < 256)
+                        off += (size_t) snprintf(list + off, 256 - off, "%s%s", off ? ", " : "", name);
+        }
+        return 0;
+}
+
+typedef int (*reply_fn)(json_t *params, void *userdata);
+static int call(const char *method, json_t *params, bool more, reply_fn fn, void *userdata);
+
 static int report_error(const char *method, struct vl_reply *reply) {
         _cleanup_free_ char *params = json_dumps(reply->params, JSON_COMPACT);
         const char *msg = json_string_value(json_object_get(reply->params, "message"));
+        const char *param = json_string_value(json_object_get(reply->params, "parameter"));
 
-        if (streq(reply->error, VARLINK_ERROR_PERMISSION_DENIED))
-                return fail("permission denied: this needs root or membership of tcpd's admin group");
+        if (streq(reply->error, VARLINK_ERROR_PERMISSION_DENIED)) {
+                char access[128], group[96];
+
+                socket_access(access, sizeof(access), group, sizeof(group));
+                return fail("permission denied: this needs root or membership of %s, tcpd's admin group", group);
+        }
+        if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param && streq(param, "service") &&
+            arg_service) {
+                char known[256] = "";
+
+                (void) call(TCPD_METHOD_GET_STATUS, NULL, false, services_known, known);
+                return usage_error("no service named '%s' here; tcpd serves: %s", arg_service,
+                                   *known ? known : "nothing");
+        }
+        if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param)
+                return usage_error("tcpd refused the value of %s", param);
         if (streq(reply->error, TCPD_ERROR_SHUTTING_DOWN))
                 return fail("tcpd is shutting down");
         if (streq(reply->error, TCPD_ERROR_RELOAD_FAILED))
@@ -163,8 +242,6 @@ static int report_error(const char *method, struct vl_reply *reply) {
                 return fail("tcpd does not know %s: is it an older version?", method);
         return fail("%s failed: %s %s", method, reply->error, params ? params : "");
 }
-
-typedef int (*reply_fn)(json_t *params, void *userdata);
 
 /* Sends one call and hands every reply's parameters to fn (several when
  * more is set). Returns an exit code. */
@@ -282,6 +359,7 @@ static int add_selection(json_t *params, int c, const char *arg) {
                 if (!*arg || strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(arg))
                         return usage_error("--service: '%s' is not a service name (such as echo)", arg);
                 json_object_set_new(params, "service", json_string(arg));
+                arg_service = arg;
                 return 1;
         case OPT_IDLE_OVER:
         case OPT_OLDER_THAN:
@@ -296,20 +374,22 @@ static int add_selection(json_t *params, int c, const char *arg) {
         }
 }
 
+#define LIST_SHORT ":p:i"
+static const struct option list_options[] = {
+        SELECT_OPTIONS,
+        { "sort", required_argument, NULL, OPT_SORT },
+        { "tcp-info", no_argument, NULL, 'i' },
+        {},
+};
+
 static int cmd_list(int argc, char **argv) {
-        static const struct option options[] = {
-                SELECT_OPTIONS,
-                { "sort", required_argument, NULL, OPT_SORT },
-                { "tcp-info", no_argument, NULL, 'i' },
-                {},
-        };
         json_t *params = json_object();
         struct list_out out = {};
         const char *sort = NULL;
         int c, r;
 
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "+p:i", options, NULL)) >= 0) {
+        optind = 0;
+        while ((c = getopt_long(argc, argv, LIST_SHORT, list_options, NULL)) >= 0) {
                 r = add_selection(params, c, optarg);
                 if (r == 1)
                         continue;
@@ -331,7 +411,7 @@ static int cmd_list(int argc, char **argv) {
                 if (c == OPT_SORT)
                         return usage_error("list: --sort: '%s' is not one of id, age, idle, in, out, peer, rtt",
                                            optarg);
-                return usage_error("list: unknown option");
+                return option_error("list", argv, c);
         }
         if (optind < argc) {
                 json_decref(params);
@@ -368,19 +448,21 @@ static int print_kick(json_t *params, void *userdata) {
         return json_integer_value(json_object_get(params, "kicked")) > 0 ? 0 : EXIT_FAILURE;
 }
 
+#define KICK_SHORT ":p:a"
+static const struct option kick_options[] = {
+        SELECT_OPTIONS,
+        { "all", no_argument, NULL, 'a' },
+        { "reset", no_argument, NULL, OPT_RESET },
+        {},
+};
+
 static int cmd_kick(int argc, char **argv) {
-        static const struct option options[] = {
-                SELECT_OPTIONS,
-                { "all", no_argument, NULL, 'a' },
-                { "reset", no_argument, NULL, OPT_RESET },
-                {},
-        };
         json_t *params = json_object(), *ids = json_array();
         bool all = false, selection = false, reset = false;
         int c, r;
 
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "+p:a", options, NULL)) >= 0) {
+        optind = 0;
+        while ((c = getopt_long(argc, argv, KICK_SHORT, kick_options, NULL)) >= 0) {
                 r = add_selection(params, c, optarg);
                 if (r == 1) {
                         selection = true;
@@ -396,7 +478,7 @@ static int cmd_kick(int argc, char **argv) {
                 }
                 json_decref(params);
                 json_decref(ids);
-                return r == EXIT_USAGE ? EXIT_USAGE : usage_error("kick: unknown option");
+                return r == EXIT_USAGE ? EXIT_USAGE : option_error("kick", argv, c);
         }
         for (int i = optind; i < argc; i++) {
                 uint64_t id;
@@ -409,9 +491,14 @@ static int cmd_kick(int argc, char **argv) {
                 json_array_append_new(ids, json_integer((json_int_t) id));
         }
         if (all + selection + (json_array_size(ids) > 0) != 1) {
+                bool mixed = all + selection + (json_array_size(ids) > 0) > 1;
+
                 json_decref(params);
                 json_decref(ids);
-                return usage_error("kick needs exactly one of: connection ids, a selection (--peer, --service, "
+                if (mixed)
+                        return usage_error("kick: give connection ids, a selection (--peer, --service, --idle-over, "
+                                           "--older-than) or --all, not two of them");
+                return usage_error("kick needs one of: connection ids, a selection (--peer, --service, "
                                    "--idle-over, --older-than), --all");
         }
         if (json_array_size(ids))
@@ -477,9 +564,18 @@ static int cmd_prepare_stop(int argc, char **argv) {
 }
 
 static int print_log_level(json_t *params, void *userdata) {
-        if (arg_json)
+        json_t *o;
+
+        if (arg_json && json_object_get(params, "previous"))
                 format_json(stdout, params);
-        else if (json_object_get(params, "previous"))
+        else if (arg_json) {
+                /* reading: the same shape as setting, {"level": ...} */
+                o = json_pack("{s:O}", "level", json_object_get(params, "log_level") ?: json_null());
+                if (!o)
+                        return fail("out of memory");
+                format_json(stdout, o);
+                json_decref(o);
+        } else if (json_object_get(params, "previous"))
                 printf("log level %s (was %s)\n", json_string_value(json_object_get(params, "level")),
                        json_string_value(json_object_get(params, "previous")));
         else
@@ -488,18 +584,13 @@ static int print_log_level(json_t *params, void *userdata) {
 }
 
 static int cmd_log_level(int argc, char **argv) {
-        static const char *const levels[] = { "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug" };
-
         if (argc > 2)
                 return usage_error("log-level takes at most one level");
         if (argc == 1) /* read: no privilege needed */
                 return call(TCPD_METHOD_GET_STATUS, NULL, false, print_log_level, NULL);
-        for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
-                if (streq(argv[1], levels[i]))
-                        return call(TCPD_METHOD_SET_LOG_LEVEL, json_pack("{s:s}", "level", argv[1]), false,
-                                    print_log_level, NULL);
-        return usage_error("log-level: '%s' is not one of emerg, alert, crit, err, warning, notice, info, debug",
-                           argv[1]);
+        if (log_level_from_string(argv[1]) < 0)
+                return usage_error("log-level: '%s' is not one of " LOG_LEVEL_NAMES, argv[1]);
+        return call(TCPD_METHOD_SET_LOG_LEVEL, json_pack("{s:s}", "level", argv[1]), false, print_log_level, NULL);
 }
 
 static int print_event(json_t *params, void *userdata) {
@@ -542,14 +633,16 @@ static int parse_probe_duration(const char *opt, const char *arg, bool zero_ok, 
         return 0;
 }
 
+#define PROBE_SHORT ":c:i:s:t:"
+static const struct option probe_options[] = {
+        { "count", required_argument, NULL, 'c' },
+        { "interval", required_argument, NULL, 'i' },
+        { "size", required_argument, NULL, 's' },
+        { "timeout", required_argument, NULL, 't' },
+        {},
+};
+
 static int cmd_probe(int argc, char **argv) {
-        static const struct option options[] = {
-                { "count", required_argument, NULL, 'c' },
-                { "interval", required_argument, NULL, 'i' },
-                { "size", required_argument, NULL, 's' },
-                { "timeout", required_argument, NULL, 't' },
-                {},
-        };
         struct probe_options o = {
                 .count = 5,
                 .interval_usec = USEC_PER_SEC,
@@ -565,7 +658,7 @@ static int cmd_probe(int argc, char **argv) {
         /* No "+": like ping, options may follow the target. 0 rather than
          * 1 makes glibc forget the "+" of the global options' parsing. */
         optind = 0;
-        while ((c = getopt_long(argc, argv, "c:i:s:t:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, PROBE_SHORT, probe_options, NULL)) >= 0)
                 switch (c) {
                 case 'c':
                         if (parse_uint(optarg, UINT32_MAX, &o.count) < 0)
@@ -587,7 +680,7 @@ static int cmd_probe(int argc, char **argv) {
                                 return EXIT_USAGE;
                         break;
                 default:
-                        return usage_error("probe: unknown option");
+                        return option_error("probe", argv, c);
                 }
         if (argc - optind > 1)
                 return usage_error("probe: unexpected argument '%s'", argv[optind + 1]);
@@ -604,17 +697,164 @@ static const struct command {
         int (*run)(int argc, char **argv);
         const char *args;
         const char *help;
+        /* the command's own options: after the command, its letters win
+         * over the global ones */
+        const char *shortopts;
+        const struct option *longopts;
 } commands[] = {
         { "status", cmd_status, "", "show the daemon's state, listeners and counters" },
-        { "list", cmd_list, "[-i] [SELECTION] [--sort KEY]", "list connections, one row each" },
-        { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)" },
+        { "list", cmd_list, "[-i] [SELECTION] [--sort KEY]", "list connections, one row each", LIST_SHORT,
+          list_options },
+        { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)",
+          KICK_SHORT, kick_options },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
         { "prepare-stop", cmd_prepare_stop, "UNIT",
           "tell tcpd whether systemd restarts or stops UNIT (tcpd.service's ExecStop=)" },
-        { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")" },
+        { "probe", cmd_probe, "[OPTIONS] [HOST][:PORT]", "check an echo service like ping (default " PROBE_DEFAULT_TARGET ")",
+          PROBE_SHORT, probe_options },
 };
+
+static void help(void);
+
+static const struct option global_options[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "json", no_argument, NULL, 'j' },
+        { "no-pager", no_argument, NULL, 'P' }, /* tcpctl has no pager; as systemctl */
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        {},
+};
+#define GLOBAL_SHORT ":s:jhV"
+
+/* Applies a global option. Returns -1 to go on, or an exit code. */
+static int global_option(int c, const char *arg) {
+        switch (c) {
+        case 's':
+                arg_socket = arg;
+                return -1;
+        case 'j':
+                arg_json = true;
+                return -1;
+        case 'P':
+                return -1;
+        case 'h':
+                help();
+                return 0;
+        case 'V':
+                printf("tcpctl %s\n", TCPD_VERSION);
+                return 0;
+        default:
+                return EXIT_USAGE;
+        }
+}
+
+static const struct option *find_long(const struct option *opts, const char *name, size_t len) {
+        for (; opts && opts->name; opts++)
+                if (strlen(opts->name) == len && strncmp(opts->name, name, len) == 0)
+                        return opts;
+        return NULL;
+}
+
+/* Options after the command: the long global ones (--json, --socket,
+ * --no-pager, --help) work anywhere, and so do the global letters the
+ * command does not use itself (-j, -s, -h); they are taken out of argv, and
+ * the rest is left for the command. Returns -1 to go on, or an exit code. */
+static int take_global_options(const struct command *cmd, int *argc, char **argv) {
+        int out = 1, r;
+
+        for (int i = 1; i < *argc; i++) {
+                const char *a = argv[i];
+
+                if (streq(a, "--")) { /* the end of options: keep the rest */
+                        while (i < *argc)
+                                argv[out++] = argv[i++];
+                        break;
+                }
+                if (strncmp(a, "--", 2) == 0) {
+                        const char *eq = strchr(a + 2, '=');
+                        size_t len = eq ? (size_t) (eq - a - 2) : strlen(a + 2);
+                        const struct option *own = find_long(cmd->longopts, a + 2, len),
+                                            *glob = own ? NULL : find_long(global_options, a + 2, len);
+
+                        if (glob) {
+                                const char *val = eq ? eq + 1 : NULL;
+
+                                if (glob->has_arg == required_argument && !val) {
+                                        if (i + 1 >= *argc)
+                                                return usage_error("%s: '--%s' needs a value", cmd->name, glob->name);
+                                        val = argv[++i];
+                                }
+                                r = global_option(glob->val, val);
+                                if (r >= 0)
+                                        return r;
+                                continue;
+                        }
+                        argv[out++] = argv[i];
+                        if (own && own->has_arg == required_argument && !eq && i + 1 < *argc)
+                                argv[out++] = argv[++i]; /* its value, whatever it looks like */
+                        continue;
+                }
+                if (a[0] == '-' && a[1]) {
+                        /* a group of letters: the command's stay, a global
+                         * one the command does not use is taken out */
+                        char own[64];
+                        size_t n = 1;
+                        bool value_next = false;
+
+                        own[0] = '-';
+                        for (const char *p = a + 1; *p && n < sizeof(own) - 1; p++) {
+                                const char *spec = cmd->shortopts ? strchr(cmd->shortopts + 1, *p) : NULL;
+                                const char *gspec = strchr(GLOBAL_SHORT + 1, *p);
+
+                                if (*p != ':' && spec) {
+                                        own[n++] = *p;
+                                        if (spec[1] == ':') { /* the rest is its value, or the next word is */
+                                                size_t rest = strlen(p + 1);
+                                                if (rest && n + rest < sizeof(own)) {
+                                                        memcpy(own + n, p + 1, rest);
+                                                        n += rest;
+                                                } else if (!rest)
+                                                        value_next = true;
+                                                break;
+                                        }
+                                        continue;
+                                }
+                                if (*p != ':' && gspec) {
+                                        const char *val = NULL;
+
+                                        if (gspec[1] == ':') {
+                                                val = p[1] ? p + 1 : (i + 1 < *argc ? argv[++i] : NULL);
+                                                if (!val)
+                                                        return usage_error("%s: '-%c' needs a value", cmd->name, *p);
+                                        }
+                                        r = global_option(*p, val);
+                                        if (r >= 0)
+                                                return r;
+                                        if (val)
+                                                break;
+                                        continue;
+                                }
+                                own[n++] = *p; /* unknown: the command says so */
+                        }
+                        if (n > 1) {
+                                own[n] = 0;
+                                if (streq(own, a))
+                                        argv[out++] = argv[i];
+                                else if (!(argv[out++] = strdup(own)))
+                                        return fail("out of memory");
+                        }
+                        if (value_next && i + 1 < *argc)
+                                argv[out++] = argv[++i];
+                        continue;
+                }
+                argv[out++] = argv[i];
+        }
+        argv[out] = NULL;
+        *argc = out;
+        return -1;
+}
 
 static void help(void) {
         printf("Usage: tcpctl [OPTIONS] COMMAND [ARGS]\n\nControl tcpd through its control socket, and probe TCP echo services.\n\nCommands:\n");
@@ -651,43 +891,33 @@ static void help(void) {
 }
 
 int main(int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                {},
-        };
-        int c;
+        int c, r;
 
         term_probe(STDOUT_FILENO, &arg_term);
         format_set_term(&arg_term);
         arg_socket = getenv("TCPD_CONTROL_SOCKET");
         if (!arg_socket || !*arg_socket)
                 arg_socket = TCPD_CONTROL_PATH;
-        /* "+": options after the command belong to the command */
-        while ((c = getopt_long(argc, argv, "+s:jhV", options, NULL)) >= 0)
-                switch (c) {
-                case 's':
-                        arg_socket = optarg;
-                        break;
-                case 'j':
-                        arg_json = true;
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case 'V':
-                        printf("tcpctl %s\n", TCPD_VERSION);
-                        return 0;
-                default:
-                        fputs("Try 'tcpctl --help'.\n", stderr);
-                        return EXIT_USAGE;
-                }
+        /* one line for one mistake: getopt's own messages are off */
+        opterr = 0;
+        /* before the command, a letter is global ("+": stop at the command) */
+        while ((c = getopt_long(argc, argv, "+" GLOBAL_SHORT, global_options, NULL)) >= 0) {
+                if (c == '?' || c == ':')
+                        return option_error(NULL, argv, c);
+                r = global_option(c, optarg);
+                if (r >= 0)
+                        return r;
+        }
         if (optind >= argc)
                 return usage_error("no command given");
         for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-                if (streq(argv[optind], commands[i].name))
-                        return commands[i].run(argc - optind, argv + optind);
+                if (streq(argv[optind], commands[i].name)) {
+                        int cargc = argc - optind;
+
+                        r = take_global_options(&commands[i], &cargc, argv + optind);
+                        if (r >= 0)
+                                return r;
+                        return commands[i].run(cargc, argv + optind);
+                }
         return usage_error("unknown command '%s'", argv[optind]);
 }

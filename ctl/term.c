@@ -59,9 +59,11 @@ void term_probe(int fd, struct term *t) {
 }
 
 void term_verror(const char *fmt, va_list ap) {
+        int saved = errno; /* for %m: isatty() in the colour check sets it */
         bool color = term_colors(STDERR_FILENO);
 
         fprintf(stderr, "%stcpctl: ", color ? ANSI_RED : "");
+        errno = saved;
         vfprintf(stderr, fmt, ap);
         fprintf(stderr, "%s\n", color ? ANSI_NORMAL : "");
 }

@@ -158,7 +158,7 @@ static int parse_level(struct parse_ctx *p, const char *v, void *field, const ch
         int l = log_level_from_string(v);
 
         if (l < 0) {
-                *why = "expected emerg, alert, crit, err, warning, notice, info or debug";
+                *why = "expected one of " LOG_LEVEL_NAMES;
                 return -EINVAL;
         }
         *(int *) field = l;

@@ -47,8 +47,8 @@ const char *conn_state_name(const struct conn *c) {
         return "open";
 }
 
-void conn_log(struct loop *l, const struct conn *c, int level, const char *event, const char *extra_field,
-              const char *fmt, ...) {
+void conn_log_at(const char *code_file, const char *code_line, const char *func, struct loop *l,
+                 const struct conn *c, int level, const char *event, const char *extra_field, const char *fmt, ...) {
         char id[48], peer[ADDR_STRLEN + 16], in[48], out[48], ev[48], svc[48], msg[512];
         char host[ADDR_STRLEN];
         const char *fields[8];
@@ -75,7 +75,8 @@ void conn_log(struct loop *l, const struct conn *c, int level, const char *event
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        log_full(level, 0, fields, "connection %llu from %s: %s", (unsigned long long) c->id, host, msg);
+        log_full(code_file, code_line, func, level, 0, fields, "connection %llu from %s: %s",
+                 (unsigned long long) c->id, host, msg);
 }
 
 static int conn_set_events(struct loop *l, struct conn *c, uint32_t events) {

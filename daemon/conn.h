@@ -8,6 +8,7 @@
 #include "addr.h"
 #include "config.h"
 #include "limits.h"
+#include "log.h"
 #include "loop.h"
 #include "util.h"
 
@@ -103,5 +104,10 @@ const char *conn_state_name(const struct conn *c);
 const char *close_reason_name(enum close_reason r);
 
 /* For log lines: "KEY=value" fields describing c. */
-void conn_log(struct loop *l, const struct conn *c, int level, const char *event, const char *extra_field,
-              const char *fmt, ...) _printf_(6, 7);
+void conn_log_at(const char *code_file, const char *code_line, const char *func, struct loop *l,
+                 const struct conn *c, int level, const char *event, const char *extra_field, const char *fmt, ...)
+        _printf_(9, 10);
+/* with the caller's place in the journal's CODE_ fields */
+#define conn_log(l, c, level, event, extra_field, ...)                                                   \
+        conn_log_at("CODE_FILE=" __FILE__, "CODE_LINE=" LOG_STRINGIFY(__LINE__), __func__, l, c, level, event, \
+                    extra_field, __VA_ARGS__)

@@ -557,7 +557,7 @@ static void method_set_log_level(struct control_client *cl, struct vl_call *call
         log_level_set(level);
         /* logged whatever either level is: an admin's change of what gets
          * logged must itself be on record */
-        log_full(LOG_NOTICE, 0, NULL,
+        log_full("CODE_FILE=" __FILE__, "CODE_LINE=" LOG_STRINGIFY(__LINE__), __func__, LOG_NOTICE, 0, NULL,
                  "log level set to %s (was %s) by uid %u pid %d; a reload restores log_level from the settings",
                  log_level_to_string(level), log_level_to_string(previous), (unsigned) cl->cred.uid,
                  (int) cl->cred.pid);

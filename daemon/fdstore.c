@@ -84,9 +84,9 @@ void fdstore_flush(struct loop *l) {
                         unsigned suppressed;
                         if (ratelimit_pass(&store_rl, l->now, &suppressed))
                                 log_warning_errno(r ? r : -ENOTCONN,
-                                                  "cannot put %zu connections into the fd store; they will not "
+                                                  "cannot put %zu connection%s into the fd store; they will not "
                                                   "survive a restart",
-                                                  n);
+                                                  n, plural(n));
                 }
                 off += n;
         }
@@ -164,7 +164,8 @@ void fdstore_handover(struct loop *l) {
                 log_error_errno(r, "cannot save connection state into the fd store; after the restart the "
                                    "connections get new ids and lose bytes they were owed");
         else
-                log_info("handed %llu connections over to the fd store", (unsigned long long) l->stats.open);
+                log_info("handed %llu connection%s over to the fd store", (unsigned long long) l->stats.open,
+                         plural(l->stats.open));
         /* close our copies only: systemd's keep every connection open */
         for (c = l->head; c; c = next) {
                 next = c->next;
@@ -345,7 +346,8 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
                         limits_rebuild(loops[k]); /* adopted connections count for their sources */
                 sort_by_id(loops[k]);
         }
-        log_info("adopted %zu connections from the fd store (%zu with their saved state)", adopted, with_state);
+        log_info("adopted %zu connection%s from the fd store (%zu with their saved state)", adopted, plural(adopted),
+                 with_state);
         return 0;
 }
 

@@ -12,27 +12,6 @@
 int log_max_level = LOG_INFO;
 static bool journal;
 
-static const char *const level_names[] = {
-        [LOG_EMERG] = "emerg",    [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
-        [LOG_ERR] = "err",        [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-        [LOG_INFO] = "info",      [LOG_DEBUG] = "debug",
-};
-
-int log_level_from_string(const char *s) {
-        for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
-                if (streq(s, level_names[i]))
-                        return (int) i;
-        if (streq(s, "error"))
-                return LOG_ERR;
-        if (streq(s, "warn"))
-                return LOG_WARNING;
-        return -EINVAL;
-}
-
-const char *log_level_to_string(int level) {
-        return level >= 0 && level < (int) ARRAY_SIZE(level_names) ? level_names[level] : "?";
-}
-
 void log_open(void) {
         const char *e = getenv("JOURNAL_STREAM");
         unsigned long long dev, ino;
@@ -49,7 +28,8 @@ bool log_to_journal(void) {
         return journal;
 }
 
-int log_full(int level, int err, const char *const *fields, const char *fmt, ...) {
+int log_full(const char *code_file, const char *code_line, const char *func, int level, int err,
+             const char *const *fields, const char *fmt, ...) {
         char msg[1024], prio[16], errno_field[32];
         struct iovec iov[24];
         size_t n = 0, len;
@@ -78,7 +58,7 @@ int log_full(int level, int err, const char *const *fields, const char *fmt, ...
                 }
                 for (size_t i = 0; fields && fields[i] && n < ARRAY_SIZE(iov); i++)
                         iov[n++] = (struct iovec) { (char *) fields[i], strlen(fields[i]) };
-                sd_journal_sendv(iov, (int) n);
+                sd_journal_sendv_with_location(code_file, code_line, func, iov, (int) n);
         } else {
                 /* A line on stderr: the structured fields stay in the
                  * journal; the message carries what a person needs. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <syslog.h>
 
+#include "loglevel.h"
 #include "util.h"
 
 /* Set by the control plane, read by every worker: a relaxed atomic. */
@@ -16,17 +17,23 @@ extern int log_max_level;
 /* Call once at start: logs to the journal when JOURNAL_STREAM names our stderr. */
 void log_open(void);
 bool log_to_journal(void);
-int log_level_from_string(const char *s);
-const char *log_level_to_string(int level);
 
 /* fields: NULL, or "KEY=value" strings ending with NULL. Returns -err when
- * err is non-zero (negative errno), so callers can log and return at once. */
-int log_full(int level, int err, const char *const *fields, const char *fmt, ...) _printf_(4, 5);
+ * err is non-zero (negative errno), so callers can log and return at once.
+ * code_file and code_line are "CODE_FILE=..." and "CODE_LINE=...": the
+ * journal's fields for where the message comes from (log_at passes the
+ * caller's). */
+int log_full(const char *code_file, const char *code_line, const char *func, int level, int err,
+             const char *const *fields, const char *fmt, ...) _printf_(7, 8);
 
+#define LOG_STRINGIFY_(x) #x
+#define LOG_STRINGIFY(x) LOG_STRINGIFY_(x)
 #define log_at(level, err, fields, ...)                                                                \
         ({                                                                                             \
                 int _l = (level), _e = (err);                                                          \
-                _l <= log_level_get() ? log_full(_l, _e, fields, __VA_ARGS__) : -abs(_e);                \
+                _l <= log_level_get() ? log_full("CODE_FILE=" __FILE__, "CODE_LINE=" LOG_STRINGIFY(__LINE__), \
+                                                 __func__, _l, _e, fields, __VA_ARGS__)                  \
+                                      : -abs(_e);                                                      \
         })
 #define log_debug(...) log_at(LOG_DEBUG, 0, NULL, __VA_ARGS__)
 #define log_info(...) log_at(LOG_INFO, 0, NULL, __VA_ARGS__)

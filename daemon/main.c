@@ -379,8 +379,10 @@ done:
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         struct tcpd *t = userdata;
 
-        log_notice("shutdown_timeout reached with %llu connections still draining; closing them",
-                   (unsigned long long) open_connections(t));
+        uint64_t n = open_connections(t);
+
+        log_notice("shutdown_timeout reached with %llu connection%s still draining; closing them",
+                   (unsigned long long) n, plural(n));
         post_stop(t, STOP_NOW);
         return 0;
 }
@@ -413,8 +415,10 @@ void tcpd_stop(struct tcpd *t) {
                 listener_retire(t, li);
         update_status(t, true);
         if (t->loops[0].fdstore && handover_wanted(t)) {
-                log_info("stopping: handing %llu connections over to systemd's fd store",
-                         (unsigned long long) open_connections(t));
+                uint64_t n = open_connections(t);
+
+                log_info("stopping: handing %llu connection%s over to systemd's fd store", (unsigned long long) n,
+                         plural(n));
                 post_stop(t, STOP_HANDOVER);
                 return;
         }
@@ -791,7 +795,7 @@ static int run(struct tcpd *t) {
         {
                 struct loop_stats sum;
                 tcpd_stats(t, &sum);
-                log_info("tcpd stopped; %llu connections served", (unsigned long long) sum.total);
+                log_info("tcpd stopped; %llu connection%s served", (unsigned long long) sum.total, plural(sum.total));
         }
         return r;
 }

@@ -32,6 +32,9 @@ static inline void closep(int *fd) {
 }
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 
+/* "s" unless n is 1: "%llu connection%s", n, plural(n) */
+#define plural(n) ((n) == 1 ? "" : "s")
+
 /* Frees p and returns NULL: p = mfree(p); */
 static inline void *mfree(void *p) {
         free(p);

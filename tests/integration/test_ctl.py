@@ -154,6 +154,79 @@ def test_reload_command():
     d.stop()
 
 
+def _tcpctl(*args, env=None):
+    return subprocess.run([TCPCTL, *args], capture_output=True, text=True, timeout=10,
+                          env=dict(os.environ, **(env or {})))
+
+
+def test_options_anywhere_as_systemctl():
+    """Long options work anywhere; before the command a letter is global,
+    after it the command's own letters win; one line for one mistake."""
+    d = Daemon(LISTEN)
+    s = connect(d.port())
+    echo_roundtrip(s, b"x")
+    for args in (["list", "--json"], ["list", "-j"], ["--json", "list"], ["list", "--json", "--sort", "id"],
+                 ["list", "-ij"], ["list", "--no-pager", "--json"]):
+        p = _tcpctl("-s", d.control, *args)
+        check(p.returncode == 0 and p.stdout.lstrip().startswith("["), f"tcpctl {args}: {p.returncode} {p.stderr}")
+    p = _tcpctl("status", "--json", "--socket", d.control)
+    check(p.returncode == 0 and '"pid"' in p.stdout, f"status --json --socket: {p.stderr}")
+    p = _tcpctl("status", "-s", d.control, "--no-pager")
+    check(p.returncode == 0 and "running" in p.stdout, f"-s after a command without its own -s: {p.stderr}")
+    p = _tcpctl("--socket=" + d.control, "status", "-j")
+    check(p.returncode == 0 and '"pid"' in p.stdout, p.stderr)
+    # probe's -s is its size, not the socket
+    p = _tcpctl("probe", "-c", "1", "-i", "0", "-s", "16", f"127.0.0.1:{d.port()}")
+    check(p.returncode == 0 and "16B messages" in p.stdout, f"probe -s is the size: {p.stdout}{p.stderr}")
+    for args, want in ((["list", "--bogus"], "list: unknown option '--bogus'"),
+                       (["list", "-x"], "list: unknown option '-x'"),
+                       (["list", "--sort"], "list: '--sort' needs a value"),
+                       (["--frob", "status"], "unknown option '--frob'")):
+        p = _tcpctl("-s", d.control, *args)
+        errors = [line for line in p.stderr.splitlines() if line.startswith("tcpctl")]
+        check(p.returncode == 2 and errors == ["tcpctl: " + want], f"tcpctl {args}: {p.returncode} {p.stderr!r}")
+    s.close()
+    d.stop()
+
+
+def test_errors_in_words():
+    d = Daemon("[tcpd]\ncontrol_socket_mode = 0666\n" + LISTEN)
+    p = _tcpctl("-s", d.control, "list", "--service", "bogus")
+    check(p.returncode == 2 and "no service named 'bogus'" in p.stderr and "echo" in p.stderr, p.stderr)
+    check("org.varlink" not in p.stderr, p.stderr)
+    p = _tcpctl("-s", d.control, "kick", "3", "--peer", "127.0.0.1")
+    check(p.returncode == 2 and "not two of them" in p.stderr, p.stderr)
+    # errno survives the colour check, with TERM set and stderr not a terminal
+    missing = os.path.join(d.dir, "nope")
+    p = _tcpctl("-s", missing, "status", env={"TERM": "xterm"})
+    check("No such file or directory" in p.stderr, p.stderr)
+    ctl = os.path.join(d.dir, "tcpctl")
+    shutil.copy(TCPCTL, ctl)
+    os.chmod(ctl, 0o755)
+    os.chmod(d.control, 0o600)
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ctl, "-s", d.control,
+                        "status"], capture_output=True, text=True, timeout=10, env=dict(os.environ, TERM="xterm"))
+    check(p.returncode == 1 and "Permission denied" in p.stderr and "group root" in p.stderr and
+          "SocketGroup=" in p.stderr, p.stderr)
+    os.chmod(d.control, 0o666)
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ctl, "-s", d.control,
+                        "kick", "--all"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and "membership of group root" in p.stderr, p.stderr)
+    d.stop()
+
+
+def test_log_level_names_and_shape():
+    d = Daemon(LISTEN)
+    for name, shown in (("warn", "warning"), ("error", "err"), ("debug", "debug")):
+        r = d.ctl("log-level", name, json_out=True)
+        check(r["level"] == shown, f"{name}: {r}")
+        check(d.ctl("log-level", json_out=True) == {"level": shown}, "reading has the same shape as setting")
+    p = d.ctl("log-level", "loud", ok=(2,))
+    check("warning (warn)" in p.stderr, p.stderr)
+    d.stop()
+
+
 if __name__ == "__main__":
     main([test_status_human_and_json, test_list_shows_real_peers_and_counts, test_kick_by_id_and_by_cidr,
-          test_kick_sends_fin_not_reset, test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command])
+          test_kick_sends_fin_not_reset, test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command,
+          test_options_anywhere_as_systemctl, test_errors_in_words, test_log_level_names_and_shape])

@@ -284,6 +284,18 @@ def run_e2e(box, dest, t, clients):
         k = find_event(entries, TCPD_EVENT="kick", TCPD_KICKED="1")
         assert k.get("TCPD_KICKED_BY_PID", "0") != "0", f"the kick summary has no kicker's pid: {k}"
 
+    with t.check("the journal's CODE_FILE, CODE_LINE and CODE_FUNC name the code that logged, not the logger"):
+        entries = journal(box)
+        where = {(e.get("CODE_FILE"), e.get("CODE_FUNC")) for e in entries if e.get("SYSLOG_IDENTIFIER") == "tcpd"}
+        assert not any(f == "daemon/log.c" or (f or "").startswith("..") for f, _ in where), sorted(where)
+        k = find_event(entries, TCPD_EVENT="kick", TCPD_KICKED="1")
+        assert (k.get("CODE_FILE"), k.get("CODE_FUNC")) == ("daemon/control.c", "kick_done"), k
+        c = find_event(entries, TCPD_EVENT="connect", TCPD_CONNECTION_ID=b_id)
+        assert (c.get("CODE_FILE"), c.get("CODE_FUNC")) == ("daemon/conn.c", "conn_open"), c
+        assert int(c.get("CODE_LINE", "0")) > 0, c
+        r = box.run(["journalctl", "-u", "tcpd", "CODE_FUNC=kick_done", "-o", "cat", "--no-pager"], check=False)
+        assert "kicked 1 connection" in r.stdout, r.stdout
+
     with t.check("systemctl stop tcpd.socket tcpd-control.socket tcpd.service ends cleanly"):
         started = time.monotonic()
         box.run(["systemctl", "stop"] + UNITS, timeout=60)
