@@ -129,8 +129,9 @@ void format_status(FILE *f, json_t *st) {
         fputc('\n', f);
 }
 
+/* In ss's order: the local address before the peer's. */
 enum {
-        COL_ID, COL_PEER, COL_LOCAL, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT,
+        COL_ID, COL_LOCAL, COL_PEER, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT,
         COL_RTT, COL_RTTVAR, COL_RETRANS, COL_CWND, COL_UNACKED, /* with -i only */
         COL_STATE, _COL_MAX
 };
@@ -139,10 +140,18 @@ enum {
 
 /* The TCP_INFO columns: shown when the connections carry them (list -i). */
 static bool show_tcp;
+/* Left out to fit a narrow terminal (fit_columns). */
+static bool col_hidden[_COL_MAX];
 
 static bool col_shown(int k) {
-        return show_tcp || k < COL_TCP_FIRST || k > COL_TCP_LAST;
+        return !col_hidden[k] && (show_tcp || k < COL_TCP_FIRST || k > COL_TCP_LAST);
 }
+
+/* What goes first when a terminal is too narrow for the table, the least
+ * useful first. The id and the peer always stay, and an address is never
+ * cut: a column is left out whole instead. */
+static const int drop_order[] = { COL_UNACKED, COL_CWND, COL_RETRANS, COL_RTTVAR, COL_STATE, COL_IDLE,
+                                  COL_OUT,     COL_IN,   COL_AGE,     COL_SERVICE, COL_LOCAL, COL_RTT };
 
 static const struct {
         const char *title;
@@ -150,8 +159,8 @@ static const struct {
         bool elide; /* may be cut to fit a terminal: text, never an id or a number */
 } columns[_COL_MAX] = {
         [COL_ID] = { "ID", true, false },
-        [COL_PEER] = { "PEER", false, true },
-        [COL_LOCAL] = { "LOCAL", false, true },
+        [COL_PEER] = { "PEER", false, false },
+        [COL_LOCAL] = { "LOCAL", false, false },
         [COL_SERVICE] = { "SERVICE", false, true },
         [COL_AGE] = { "AGE", true, false },
         [COL_IDLE] = { "IDLE", true, false },
@@ -240,17 +249,40 @@ const char *format_ellipsize(const char *s, size_t cols, char *buf, size_t n) {
         return buf;
 }
 
-/* Narrows the widest column that may be cut, one column at a time, until
- * the table fits the terminal. When only ids and numbers are left the
- * terminal wraps the lines: a cut number would be a wrong number. */
+/* Narrows the widest column that may be cut (a service name, a state),
+ * one column at a time, until the table fits the terminal; then leaves
+ * whole columns out, the least useful first. When only the id and the
+ * peer are left the terminal wraps the lines: a cut address or number
+ * would be a wrong one. */
 static void fit_columns(size_t width[_COL_MAX]) {
         size_t total = 0;
 
+        memset(col_hidden, 0, sizeof(col_hidden));
         if (term.columns == 0)
                 return;
         for (int k = 0; k < _COL_MAX; k++)
                 if (col_shown(k))
                         total += width[k] + (k ? COLUMN_GAP : 0);
+        for (size_t i = 0; i < ARRAY_SIZE(drop_order) && total > term.columns; i++) {
+                int k = drop_order[i];
+                size_t min = strlen(columns[k].title);
+
+                if (!col_shown(k))
+                        continue;
+                if (columns[k].elide) {
+                        /* a text column is narrowed first; it goes only
+                         * when that is not enough */
+                        if (min < term.ellipsis_cols + 4)
+                                min = term.ellipsis_cols + 4;
+                        if (width[k] > min && total - (width[k] - min) <= term.columns) {
+                                width[k] -= total - term.columns;
+                                total = term.columns;
+                                break;
+                        }
+                }
+                col_hidden[k] = true;
+                total -= width[k] + COLUMN_GAP;
+        }
         while (total > term.columns) {
                 int widest = -1;
 
@@ -280,11 +312,16 @@ static void pad(FILE *f, size_t n) {
 
 /* fputs and fwrite, not fprintf: a list of 19,000 rows is 170,000 cells. */
 static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const cells[_COL_MAX], bool header) {
+        int last_shown = 0;
+
+        for (int k = 0; k < _COL_MAX; k++)
+                if (col_shown(k))
+                        last_shown = k;
         if (header && term.color)
                 fputs(ANSI_BOLD, f);
         for (int k = 0; k < _COL_MAX; k++) {
                 size_t cols, blank;
-                bool last = k == _COL_MAX - 1;
+                bool last = k == last_shown;
 
                 if (!col_shown(k))
                         continue;

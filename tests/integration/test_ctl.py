@@ -43,7 +43,7 @@ def test_list_shows_real_peers_and_counts():
     ids = [c["id"] for c in conns]
     check(ids == sorted(ids) and len(set(ids)) == 5, f"ids {ids}")
     table = d.ctl("list").stdout.splitlines()
-    check(table[0].split() == ["ID", "PEER", "LOCAL", "SERVICE", "AGE", "IDLE", "IN", "OUT", "STATE"], table[0])
+    check(table[0].split() == ["ID", "LOCAL", "PEER", "SERVICE", "AGE", "IDLE", "IN", "OUT", "STATE"], table[0])
     check(len(table) == 6, "a header and one row per connection")
     for s in socks:
         check(any(f":{s.getsockname()[1]} " in row for row in table[1:]), "row for each client")

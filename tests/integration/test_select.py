@@ -126,7 +126,7 @@ def test_tcp_info():
         check(t and t["rtt_usec"] > 0 and t["cwnd"] > 0 and t["retransmits"] == 0 and t["unacked"] >= 0,
               f"TCP_INFO of a loopback connection: {c}")
     table = d.ctl("list", "--tcp-info").stdout.splitlines()
-    check(table[0].split() == ["ID", "PEER", "LOCAL", "SERVICE", "AGE", "IDLE", "IN", "OUT", "RTT", "RTTVAR",
+    check(table[0].split() == ["ID", "LOCAL", "PEER", "SERVICE", "AGE", "IDLE", "IN", "OUT", "RTT", "RTTVAR",
                                "RETRANS", "CWND", "UNACKED", "STATE"], table[0])
     check(all(line.split()[8].endswith("ms") for line in table[1:]), "\n".join(table))
     by_rtt = d.ctl("list", "--sort", "rtt", json_out=True)
