@@ -639,9 +639,11 @@ static bool monitor_room(const struct control *ctl) {
 static void monitor_deliver(struct msg *m) {
         struct monitor_batch *b = (struct monitor_batch *) m;
         struct tcpd *t = b->owner;
-        uint64_t dropped = b->dropped;
+        uint64_t dropped;
 
         __atomic_sub_fetch(&t->shared.monitor_in_flight, 1, __ATOMIC_RELAXED);
+        /* what any worker had to drop, told with the next events */
+        dropped = __atomic_exchange_n(&t->shared.monitor_dropped, 0, __ATOMIC_RELAXED);
         for (size_t i = 0; t->control && t->control->n_monitors && i < b->n; i++) {
                 if (!monitor_room(t->control)) {
                         /* nobody can take an event now: count the rest of

@@ -65,6 +65,7 @@ struct loop_shared {
         /* tcpctl monitor: how many listen, and where batches go */
         unsigned monitors;          /* atomic */
         unsigned monitor_in_flight; /* atomic */
+        uint64_t monitor_dropped;   /* atomic: events workers could not queue */
         struct mailbox *monitor_inbox;
         msg_fn monitor_deliver;
         void *monitor_owner;
@@ -164,7 +165,6 @@ struct loop {
         size_t n_store_pending, store_cap;
 
         struct monitor_batch *monitor; /* events for tcpctl monitor, this batch */
-        uint64_t monitor_dropped;
 
         char *rbuf; /* one read buffer for every connection */
         size_t rbuf_size;

@@ -24,13 +24,13 @@ void monitor_note(struct loop *l, const struct monitor_event *e) {
         if (!l->monitor) {
                 if (__atomic_load_n(&l->shared->monitor_in_flight, __ATOMIC_RELAXED) >= MONITOR_MAX_IN_FLIGHT ||
                     !(l->monitor = malloc(sizeof(*l->monitor)))) {
-                        l->monitor_dropped++;
+                        /* counted where the control plane sees it with the
+                         * next batch of any worker, not only of this one */
+                        __atomic_add_fetch(&l->shared->monitor_dropped, 1, __ATOMIC_RELAXED);
                         return;
                 }
                 l->monitor->n = 0;
                 l->monitor->owner = l->shared->monitor_owner;
-                l->monitor->dropped = l->monitor_dropped;
-                l->monitor_dropped = 0;
         }
         l->monitor->ev[l->monitor->n] = *e;
         l->monitor->ev[l->monitor->n].worker = l->index;

@@ -39,7 +39,6 @@ struct monitor_batch {
         struct msg msg;
         void *owner; /* the daemon's (struct tcpd) */
         size_t n;
-        uint64_t dropped; /* events this worker dropped before these */
         struct monitor_event ev[MONITOR_BATCH];
 };
 
