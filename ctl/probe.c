@@ -288,6 +288,8 @@ static void print_json(json_t *v) {
 static void report_connect(struct probe *p, uint64_t elapsed, bool first) {
         char size[32], ms[32];
 
+        if (p->o->json && p->o->quiet)
+                return;
         if (p->o->json) {
                 print_json(json_pack("{s:s,s:s,s:s,s:I}", "type", "connect", "target", p->target, "address",
                                      p->addr_str, "time_usec", (json_int_t) elapsed));
@@ -304,10 +306,22 @@ static void report_connect(struct probe *p, uint64_t elapsed, bool first) {
                        probe_format_rtt(elapsed, ms, sizeof(ms)));
 }
 
+/* ping -D: "[1733370000.123456] " before a line */
+static void print_timestamp(const struct probe *p) {
+        uint64_t now;
+
+        if (!p->o->timestamps)
+                return;
+        now = now_usec(CLOCK_REALTIME);
+        printf("[%llu.%06llu] ", (unsigned long long) (now / USEC_PER_SEC), (unsigned long long) (now % USEC_PER_SEC));
+}
+
 static void report_echo(struct probe *p, uint64_t seq, const struct outcome *out) {
         char why[256], size[32], ms[32], dur[64];
         uint64_t other;
 
+        if (p->o->quiet)
+                return;
         switch (out->result) {
         case PROBE_OK:
                 why[0] = 0;
@@ -345,13 +359,18 @@ static void report_echo(struct probe *p, uint64_t seq, const struct outcome *out
                         json_object_set_new(v, "rtt_usec", json_integer((json_int_t) out->rtt_usec));
                 else
                         json_object_set_new(v, "message", json_string(why));
+                if (p->o->timestamps)
+                        json_object_set_new(v, "time_usec", json_integer((json_int_t) now_usec(CLOCK_REALTIME)));
                 print_json(v);
-        } else if (out->result == PROBE_OK)
-                printf("%s from %s: seq=%llu time=%s ms\n", format_size(p->o->size, size, sizeof(size)), p->addr_str,
-                       (unsigned long long) seq, probe_format_rtt(out->rtt_usec, ms, sizeof(ms)));
-        else
-                printf("%sseq=%llu: %s%s\n", p->o->term.color ? ANSI_RED : "", (unsigned long long) seq, why,
-                       p->o->term.color ? ANSI_NORMAL : "");
+        } else {
+                print_timestamp(p);
+                if (out->result == PROBE_OK)
+                        printf("%s from %s: seq=%llu time=%s ms\n", format_size(p->o->size, size, sizeof(size)),
+                               p->addr_str, (unsigned long long) seq, probe_format_rtt(out->rtt_usec, ms, sizeof(ms)));
+                else
+                        printf("%sseq=%llu: %s%s\n", p->o->term.color ? ANSI_RED : "", (unsigned long long) seq, why,
+                               p->o->term.color ? ANSI_NORMAL : "");
+        }
         /* one line per echo, as it happens, also into a pipe */
         fflush(stdout);
 }
@@ -470,22 +489,32 @@ int probe_run(const struct probe_options *o) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
+        start = now_usec(CLOCK_MONOTONIC);
         r = connect_first(&p, res);
         freeaddrinfo(res);
-        if (r) {
+        if (r && interrupted) {
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 return r;
         }
-        start = now_usec(CLOCK_MONOTONIC);
-        for (uint64_t seq = 1; o->count == 0 || seq <= o->count; seq++) {
+        if (r) {
+                /* as ping to a host that does not answer: the first echo is
+                 * lost, the next ones try again, and the summary says so */
+                probe_stats_add(&p.stats, false, 0);
+                last = start;
+        }
+        for (uint64_t seq = r ? 2 : 1; o->count == 0 || seq <= o->count; seq++) {
                 struct outcome out = { 0 };
-                uint64_t elapsed = 0;
+                uint64_t elapsed = 0, next = last + o->interval_usec;
 
+                if (o->deadline_usec && next > start + o->deadline_usec)
+                        next = start + o->deadline_usec;
                 /* like ping: one message per interval, counted from the last
                  * one's start, or at once when that echo took longer */
-                if (seq > 1 && wait_until(&p, -1, 0, last + o->interval_usec) < 0)
+                if (seq > 1 && wait_until(&p, -1, 0, next) < 0)
                         break;
                 last = now_usec(CLOCK_MONOTONIC);
+                if (o->deadline_usec && last - start >= o->deadline_usec)
+                        break; /* ping -w: the run's time is up */
                 /* after a failure the old stream may still deliver stale bytes: start a new one */
                 if (p.fd < 0) {
                         r = connect_to(&p, &p.addr, &elapsed);

@@ -27,7 +27,10 @@ struct probe_options {
         uint64_t count;     /* echoes to send; 0: until SIGINT or SIGTERM */
         uint64_t interval_usec;
         uint64_t timeout_usec; /* per echo, and per connection attempt */
+        uint64_t deadline_usec; /* the whole run, as ping's -w; 0: none */
         size_t size;
+        bool quiet;      /* the summary only, as ping's -q */
+        bool timestamps; /* each line starts with the time, as ping's -D */
         bool json;        /* one JSON object per line instead of text */
         struct term term; /* stdout's */
 };

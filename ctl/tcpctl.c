@@ -633,12 +633,17 @@ static int parse_probe_duration(const char *opt, const char *arg, bool zero_ok, 
         return 0;
 }
 
-#define PROBE_SHORT ":c:i:s:t:"
+/* ping's letters: -c -i -s -W -w -q -D; -t, the old letter of --timeout,
+ * stays as another name for -W */
+#define PROBE_SHORT ":c:i:s:t:W:w:qD"
 static const struct option probe_options[] = {
         { "count", required_argument, NULL, 'c' },
         { "interval", required_argument, NULL, 'i' },
         { "size", required_argument, NULL, 's' },
-        { "timeout", required_argument, NULL, 't' },
+        { "timeout", required_argument, NULL, 'W' },
+        { "deadline", required_argument, NULL, 'w' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "timestamp", no_argument, NULL, 'D' },
         {},
 };
 
@@ -652,6 +657,7 @@ static int cmd_probe(int argc, char **argv) {
                 .term = arg_term,
         };
         char host[256]; /* a DNS name has at most 253 characters */
+        bool count_set = false;
         uint64_t v;
         int c;
 
@@ -661,6 +667,7 @@ static int cmd_probe(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, PROBE_SHORT, probe_options, NULL)) >= 0)
                 switch (c) {
                 case 'c':
+                        count_set = true;
                         if (parse_uint(optarg, UINT32_MAX, &o.count) < 0)
                                 return usage_error("probe: --count: '%s' is not a number (0: until interrupted)",
                                                    optarg);
@@ -676,14 +683,27 @@ static int cmd_probe(int argc, char **argv) {
                         o.size = (size_t) v;
                         break;
                 case 't':
+                case 'W':
                         if (parse_probe_duration("timeout", optarg, false, &o.timeout_usec))
                                 return EXIT_USAGE;
+                        break;
+                case 'w':
+                        if (parse_probe_duration("deadline", optarg, false, &o.deadline_usec))
+                                return EXIT_USAGE;
+                        break;
+                case 'q':
+                        o.quiet = true;
+                        break;
+                case 'D':
+                        o.timestamps = true;
                         break;
                 default:
                         return option_error("probe", argv, c);
                 }
         if (argc - optind > 1)
                 return usage_error("probe: unexpected argument '%s'", argv[optind + 1]);
+        if (o.deadline_usec && !count_set)
+                o.count = 0; /* as ping -w: as many as fit in the deadline */
         o.target = optind < argc ? argv[optind] : NULL;
         if (probe_parse_target(o.target, host, sizeof(host), &o.port) < 0)
                 return usage_error("probe: '%s' is not HOST, HOST:PORT, :PORT, IPV6 or [IPV6]:PORT (port 1 to 65535)",
@@ -881,9 +901,12 @@ static void help(void) {
                "      --reset            close with an RST instead of a FIN\n"
                "\nOptions of probe:\n"
                "  -c, --count=N          echoes to send (default 5; 0: until interrupted)\n"
-               "  -i, --interval=TIME    between echoes (default 1s; 200ms, 1min 30s, ...)\n"
+               "  -i, --interval=TIME    between echoes (default 1s; 0.2, 200ms, 1.5s, 1min 30s, ...)\n"
                "  -s, --size=SIZE        bytes per message, %d to 16M (default 64; 1K, 1M)\n"
-               "  -t, --timeout=TIME     for each echo and connection attempt (default 5s)\n"
+               "  -W, --timeout=TIME     for each echo and connection attempt (default 5s; -t too)\n"
+               "  -w, --deadline=TIME    stop after this long, however many were sent\n"
+               "  -q, --quiet            print the summary only\n"
+               "  -D, --timestamp        start each line with the time (seconds since 1970)\n"
                "\nColour only on a terminal, never with NO_COLOR set. Tables fit the terminal's width.\n"
                "Exit status: 0 success, 1 the command failed (probe: an echo was lost or differed),\n"
                "2 usage error. See tcpctl(8).\n",

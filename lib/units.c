@@ -59,7 +59,7 @@ int parse_duration(const char *s, uint64_t *usec) {
         while (*s) {
                 char unit[8];
                 size_t ulen = 0;
-                uint64_t mult = 0;
+                uint64_t mult = 0, frac, scale, part;
                 unsigned long long v;
                 char *end;
 
@@ -74,6 +74,19 @@ int parse_duration(const char *s, uint64_t *usec) {
                 if (errno)
                         return -ERANGE;
                 s = end;
+                /* a fraction, as ping's -i 0.2 and systemd's 1.5s */
+                frac = 0;
+                scale = 1;
+                if (*s == '.') {
+                        s++;
+                        if (*s < '0' || *s > '9')
+                                return -EINVAL;
+                        for (; *s >= '0' && *s <= '9'; s++)
+                                if (scale < 1000000000ULL) { /* digits past nanoseconds change nothing */
+                                        frac = frac * 10 + (uint64_t) (*s - '0');
+                                        scale *= 10;
+                                }
+                }
                 while (isalpha((unsigned char) *s) && ulen < sizeof(unit) - 1)
                         unit[ulen++] = *s++;
                 unit[ulen] = 0;
@@ -89,6 +102,10 @@ int parse_duration(const char *s, uint64_t *usec) {
                 if (v > UINT64_MAX / mult || total + v * mult < total)
                         return -ERANGE;
                 total += v * mult;
+                part = (uint64_t) ((unsigned __int128) frac * mult / scale);
+                if (total + part < total)
+                        return -ERANGE;
+                total += part;
                 any = true;
         }
         if (!any)

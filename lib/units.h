@@ -7,7 +7,8 @@
 #define USEC_PER_MSEC 1000ULL
 #define USEC_PER_SEC 1000000ULL
 
-/* "30", "30s", "500ms", "5min", "2h", "1d", "1min 30s". A bare number is seconds. */
+/* "30", "30s", "500ms", "5min", "2h", "1d", "1min 30s", "1.5s", "0.2". A bare
+ * number is seconds. */
 int parse_duration(const char *s, uint64_t *usec);
 /* "65536", "64K", "1M", "1G" (powers of 1024, optional "B"/"iB"). */
 int parse_size(const char *s, uint64_t *bytes);

@@ -209,10 +209,46 @@ def test_stale_echo_named():
 
 
 def test_closed_port():
+    # as ping to a host that does not answer: every try counts, and the
+    # summary says 100% loss
     port = free_port()
-    p = probe("probe", "-c", "2", f"127.0.0.1:{port}", ok=(1,))
+    p = probe("probe", "-c", "2", "-i", "0.1", f"127.0.0.1:{port}", ok=(1,))
     check(p.stderr.strip() == f"tcpctl: cannot connect to 127.0.0.1:{port}: Connection refused", p.stderr)
-    check(p.stdout == "", "nothing on stdout when the first connection fails")
+    check(f"seq=2: cannot connect to 127.0.0.1:{port}" in p.stdout, p.stdout)
+    check(summary(p.stdout) == (2, 0, 2) and "100% loss" in p.stdout, p.stdout)
+    p = probe("probe", "-c", "1", f"127.0.0.1:{port}", ok=(1,))
+    check(summary(p.stdout) == (1, 0, 1) and "100% loss" in p.stdout, p.stdout)
+
+
+def test_ping_options():
+    d = Daemon(LISTEN)
+    target = f"127.0.0.1:{d.port()}"
+    # fractions of a second, as ping takes them
+    start = time.monotonic()
+    p = probe("probe", "-c", "3", "-i", "0.2", target)
+    took = time.monotonic() - start
+    check(summary(p.stdout) == (3, 3, 0) and 0.35 < took < 3, f"{took:.2f}s\n{p.stdout}")
+    p = probe("probe", "-c", "2", "-i", "0.1s", "-W", "1.5s", target)
+    check(summary(p.stdout) == (2, 2, 0), p.stdout)
+    # -q: the summary only
+    p = probe("probe", "-q", "-c", "3", "-i", "0.05", target)
+    check("seq=" not in p.stdout and summary(p.stdout) == (3, 3, 0), p.stdout)
+    # -D: each echo line starts with the time
+    p = probe("probe", "-D", "-c", "2", "-i", "0.05", target)
+    stamped = [line for line in p.stdout.splitlines() if "seq=" in line]
+    now = time.time()
+    check(len(stamped) == 2 and all(re.match(r"^\[\d+\.\d{6}\] ", line) for line in stamped), p.stdout)
+    check(all(abs(float(line[1:line.index("]")]) - now) < 30 for line in stamped), p.stdout)
+    # -w: the run ends at the deadline however many were asked for (none: as many as fit)
+    start = time.monotonic()
+    p = probe("probe", "-w", "1", "-i", "0.2", target)
+    took = time.monotonic() - start
+    sent = summary(p.stdout)[0]
+    check(0.8 < took < 3 and 4 <= sent <= 6, f"{sent} sent in {took:.2f}s\n{p.stdout}")
+    start = time.monotonic()
+    p = probe("probe", "-w", "0.5", "-c", "100", "-i", "0.2", target)
+    check(time.monotonic() - start < 2 and summary(p.stdout)[0] <= 4, p.stdout)
+    d.stop()
 
 
 def test_server_closes():
@@ -278,12 +314,12 @@ def test_json():
 
 def test_usage_errors():
     for args in (["-c", "x"], ["-c", "-1"], ["-s", "15"], ["-s", "17M"], ["-s", "big"], ["-t", "0"],
-                 ["-t", "2d"], ["-i", "soon"], ["a", "b"], ["[::1"], ["[::1]x"], ["host:0"], ["host:65536"],
+                 ["-t", "2d"], ["-W", "0"], ["-w", "0"], ["-i", "soon"], ["-i", "1.5.5"], ["a", "b"], ["[::1"], ["[::1]x"], ["host:0"], ["host:65536"],
                  ["host:"], ["--bogus"]):
         p = probe("probe", *args, ok=(2,))
         check("Try 'tcpctl --help'" in p.stderr and p.stdout == "", f"probe {args}: {p.stderr}")
     p = probe("--help")
-    for opt in ("probe", "--count", "--interval", "--size", "--timeout"):
+    for opt in ("probe", "--count", "--interval", "--size", "--timeout", "--deadline", "--quiet", "--timestamp"):
         check(opt in p.stdout, f"--help lists {opt}")
 
 
@@ -450,6 +486,6 @@ def test_bash_completion():
 
 if __name__ == "__main__":
     main([test_probe_tcpd, test_count_size_interval, test_ipv6, test_host_name, test_other_echo_server,
-          test_altered_bytes, test_stale_echo_named, test_closed_port, test_server_closes, test_timeout,
+          test_altered_bytes, test_stale_echo_named, test_closed_port, test_ping_options, test_server_closes, test_timeout,
           test_sigint_prints_summary, test_json, test_usage_errors, test_colour_only_on_a_terminal,
           test_table_fits_terminal, test_bash_completion])

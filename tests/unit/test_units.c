@@ -43,6 +43,14 @@ static void test_duration(void **state) {
         /* the largest whole number of days that fits */
         assert_int_equal(duration_ok("213503982d"), 213503982ULL * DAY);
         assert_int_equal(duration_ok("18446744073709551615us"), UINT64_MAX);
+        /* fractions, as ping -i 0.2 and systemd's 1.5s */
+        assert_int_equal(duration_ok("0.2"), 200 * USEC_PER_MSEC);
+        assert_int_equal(duration_ok("1.5s"), 1500 * USEC_PER_MSEC);
+        assert_int_equal(duration_ok("1.25min"), 75 * SEC);
+        assert_int_equal(duration_ok("0.5ms"), 500);
+        assert_int_equal(duration_ok("1.0000001s"), SEC); /* below a microsecond: dropped */
+        assert_int_equal(duration_ok("0.000001"), 1);
+        assert_int_equal(duration_ok("1.5min 30.5s"), 120 * SEC + 500 * USEC_PER_MSEC);
 }
 
 static void test_duration_bad(void **state) {
@@ -59,7 +67,10 @@ static void test_duration_bad(void **state) {
                 { "5verylongunit", -EINVAL },
                 { "-1", -EINVAL },
                 { "+1", -EINVAL },
-                { "1.5s", -EINVAL },
+                { "1.s", -EINVAL },
+                { ".5s", -EINVAL },
+                { "1..5s", -EINVAL },
+                { "1.5.5s", -EINVAL },
                 { "s", -EINVAL },
                 { "5 s x", -EINVAL },
                 { "99999999999999999999", -ERANGE },
