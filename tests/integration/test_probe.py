@@ -457,9 +457,11 @@ def test_bash_completion():
         return
     check(subprocess.run(["bash", "-n", COMPLETION]).returncode == 0, "completion script parses")
     check(complete([TCPCTL, ""]) == sorted(["status", "list", "kick", "reload", "log-level", "monitor", "probe"]), "commands")
-    check(complete([TCPCTL, "-"]) == sorted(["--socket", "--json", "--help", "--version"]), "global options")
+    check(complete([TCPCTL, "-"]) == sorted(["--socket", "--json", "--no-pager", "--help", "--version"]),
+          "global options")
     check(complete([TCPCTL, "re"]) == ["reload"], "a command by its start")
-    check(complete([TCPCTL, "probe", "--"]) == sorted(["--count", "--interval", "--size", "--timeout"]), "probe")
+    check(complete([TCPCTL, "probe", "--"]) == sorted(["--count", "--interval", "--size", "--timeout", "--deadline",
+                                                       "--quiet", "--timestamp"]), "probe")
     check(complete([TCPCTL, "probe", "-c", ""]) == [], "nothing to offer for a count")
     check(complete([TCPCTL, "kick", "--"]) == sorted(["--peer", "--service", "--idle-over", "--older-than", "--all", "--reset"]),
           "kick's options")
