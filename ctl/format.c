@@ -86,6 +86,10 @@ void format_status(FILE *f, json_t *st) {
         json_array_foreach(listeners, i, li)
                 fprintf(f, "%-13s%-*s %s%s\n", i == 0 ? "listening:" : "", (int) width, str(li, "service"),
                         str(li, "address"), json_is_true(json_object_get(li, "activated")) ? " (from systemd)" : "");
+        /* after the listeners, since it explains them */
+        if (json_string_value(json_object_get(st, "listen_ignored")))
+                fprintf(f, "not bound:   %s (in the settings; under systemd the socket units decide)\n",
+                        str(st, "listen_ignored"));
         fprintf(f, "connections: %llu open, %llu total, %llu kicked, %llu refused, %llu reset",
                 num(st, "connections_open"), num(st, "connections_total"), num(st, "connections_kicked"),
                 num(st, "connections_refused"), num(st, "connections_reset"));

@@ -407,8 +407,18 @@ static int parse_cidr_list(struct parse_ctx *p, const char *v, struct cidr **lis
         for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
                 struct cidr c, *g;
 
-                if (cidr_parse(tok, &c) < 0) {
-                        *why = "expected addresses or CIDR prefixes such as 192.0.2.0/24 2001:db8::/32";
+                const char *wrong;
+
+                if (cidr_parse_why(tok, &c, &wrong) < 0) {
+                        static __thread char buf[160];
+
+                        /* name the prefix that is wrong when there are several */
+                        if (streq(tok, v))
+                                *why = wrong;
+                        else {
+                                snprintf(buf, sizeof(buf), "%s: %s", tok, wrong);
+                                *why = buf;
+                        }
                         return -EINVAL;
                 }
                 g = realloc(*list, (*n + 1) * sizeof(**list));
@@ -700,6 +710,9 @@ void config_print(const struct config *c, FILE *f) {
                 const struct service_config *s = &c->services[i];
 
                 fprintf(f, "\n[%s]\n", service_name(i));
+                if (i == 0)
+                        fprintf(f, "# listen= is bound when tcpd binds its own sockets; under systemd the socket\n"
+                                   "# units decide (ListenStream=), and a listen= here is not bound\n");
                 if (!s->n_listen)
                         fprintf(f, "listen =\n");
                 for (size_t j = 0; j < s->n_listen; j++)

@@ -373,6 +373,7 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
         /* the file did not load: what is wrong, and what tcpd runs on */
         json_object_set_new(params, "settings_error", t->settings_error ? json_string(t->settings_error) : json_null());
         json_object_set_new(params, "settings", json_string(t->no_settings ? "none" : t->settings_error ? "previous" : "loaded"));
+        json_object_set_new(params, "listen_ignored", t->listen_ignored ? json_string(t->listen_ignored) : json_null());
         json_object_set_new(params, "worker_connections", workers);
         json_object_set_new(params, "refused", refused_json(s));
         json_object_set_new(params, "limits", limits_json(t->config));

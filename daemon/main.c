@@ -266,13 +266,40 @@ static bool listener_wanted(const struct listener *li, const struct config *c) {
         return false;
 }
 
+/* Under systemd the socket units decide where tcpd listens: a listen= in
+ * the file is not bound. Say so at start and at each reload, not silently
+ * (and keep it for tcpctl status). */
+static void note_ignored_listen(struct tcpd *t, const struct config *c) {
+        char *s = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&s, &len);
+
+        if (!f)
+                return;
+        for (int svc = 0; svc < _SERVICE_MAX; svc++)
+                for (size_t i = 0; c->services[svc].listen_set && i < c->services[svc].n_listen; i++) {
+                        const struct listen_spec *l = &c->services[svc].listen[i];
+
+                        fprintf(f, "%s[%s] listen = %s", ftell(f) ? ", " : "", service_name(svc), l->text);
+                        log_warning("%s:%u: [%s] listen = %s is not bound: tcpd has its sockets from systemd, whose "
+                                    "socket units decide where it listens (ListenStream=)",
+                                    c->path ? c->path : t->config_path, l->line, service_name(svc), l->text);
+                }
+        fclose(f);
+        free(t->listen_ignored);
+        t->listen_ignored = s && *s ? s : mfree(s);
+}
+
 static int apply_listeners(struct tcpd *t, const struct config *c) {
         struct listener *new = NULL, *li, *next;
         char a[ADDR_STRLEN];
         int r;
 
-        if (t->activated)
-                return 0; /* systemd owns the listening sockets */
+        if (t->activated) {
+                /* systemd owns the listening sockets */
+                note_ignored_listen(t, c);
+                return 0;
+        }
         r = bind_listeners(t, c, &new);
         if (r < 0)
                 return r;
@@ -744,11 +771,9 @@ static int run(struct tcpd *t) {
                 fdstore_adopt(t->loop_ptrs, t->n_workers, act.conn_fds, act.n_conn, act.state_fds, act.n_state);
         free(act.conn_fds);
         free(act.state_fds);
-        if (!t->activated) {
-                r = apply_listeners(t, t->config);
-                if (r < 0)
-                        return r;
-        }
+        r = apply_listeners(t, t->config);
+        if (r < 0)
+                return r;
         if (!t->listeners)
                 log_warning("no listen address is configured: serving the control socket only");
         r = control_open(t, control_fd, &t->control);
@@ -832,6 +857,7 @@ static void teardown(struct tcpd *t) {
         t->event = sd_event_unref(t->event);
         t->config = config_free(t->config);
         t->settings_error = mfree(t->settings_error);
+        t->listen_ignored = mfree(t->listen_ignored);
 }
 
 /* The settings file does not load at a start. Exiting would not help

@@ -51,6 +51,8 @@ struct tcpd {
         /* ... and at start nothing else could be loaded either: tcpd runs,
          * answers tcpctl, and refuses clients until a reload succeeds */
         bool no_settings;
+        /* listen= lines not bound because systemd passed the sockets, or NULL */
+        char *listen_ignored;
 };
 
 /* Re-reads the settings and applies them. On failure the old settings stay

@@ -95,6 +95,10 @@ int addr_parse_listen(const char *s, union sockaddr_in46 *a, bool *any, const ch
 
         *any = false;
         *why = NULL;
+        if (*s && strspn(s, "0123456789") == strlen(s) && parse_port(s, &p) < 0) {
+                *why = "a port is from 1 to 65535 (0 takes any free port)";
+                return -EINVAL;
+        }
         if (parse_port(s, &p) == 0) {
                 memset(a, 0, sizeof(*a));
                 a->in6.sin6_family = AF_INET6;
@@ -107,7 +111,7 @@ int addr_parse_listen(const char *s, union sockaddr_in46 *a, bool *any, const ch
                 return -EINVAL;
         }
         if (parse_port(port, &p) < 0) {
-                *why = "port must be a number from 0 to 65535";
+                *why = "a port is from 1 to 65535 (0 takes any free port)";
                 return -EINVAL;
         }
         if (strcmp(host, "*") == 0 || host[0] == 0) {
@@ -177,12 +181,19 @@ static void mask_bytes(uint8_t *b, unsigned prefix, unsigned total_bits) {
 }
 
 int cidr_parse(const char *s, struct cidr *c) {
+        const char *why;
+
+        return cidr_parse_why(s, c, &why);
+}
+
+int cidr_parse_why(const char *s, struct cidr *c, const char **why) {
         char host[INET6_ADDRSTRLEN + 1];
         const char *slash = strchr(s, '/');
         size_t len = slash ? (size_t) (slash - s) : strlen(s);
         unsigned long prefix;
         char *end;
 
+        *why = "not a numeric IPv4 or IPv6 address or prefix (such as 192.0.2.0/24 or 2001:db8::/32)";
         if (len == 0 || len >= sizeof(host))
                 return -EINVAL;
         memcpy(host, s, len);
@@ -198,6 +209,8 @@ int cidr_parse(const char *s, struct cidr *c) {
                 return -EINVAL;
 
         if (slash) {
+                *why = c->family == AF_INET ? "the prefix length of an IPv4 prefix is from 0 to 32"
+                                            : "the prefix length of an IPv6 prefix is from 0 to 128";
                 if (slash[1] < '0' || slash[1] > '9')
                         return -EINVAL;
                 errno = 0;
@@ -206,6 +219,7 @@ int cidr_parse(const char *s, struct cidr *c) {
                         return -EINVAL;
                 c->prefix = (unsigned) prefix;
         }
+        *why = NULL;
 
         if (c->family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *) c->bytes) && c->prefix >= 96) {
                 memmove(c->bytes, c->bytes + 12, 4);

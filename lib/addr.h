@@ -46,5 +46,8 @@ bool addr_equal(const union sockaddr_in46 *a, const union sockaddr_in46 *b);
 /* "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128).
  * ::ffff:a.b.c.d/N becomes the IPv4 prefix a.b.c.d/(N-96). */
 int cidr_parse(const char *s, struct cidr *c);
+/* The same; on -EINVAL *why says what is wrong ("the prefix length of an
+ * IPv4 prefix is from 0 to 32"). */
+int cidr_parse_why(const char *s, struct cidr *c, const char **why);
 bool cidr_match(const struct cidr *c, const union sockaddr_in46 *a);
 const char *cidr_format(const struct cidr *c, char *buf, size_t n);

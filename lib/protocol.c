@@ -80,6 +80,8 @@ const char tcpd_interface_description[] =
         "  # every client is refused until a reload succeeds\n"
         "  settings: string,\n"
         "  settings_error: ?string,\n"
+        "  # listen= lines of the settings not bound: systemd passed the sockets\n"
+        "  listen_ignored: ?string,\n"
         "  bytes_in: int,\n"
         "  bytes_out: int,\n"
         "  max_connections: int,\n"

@@ -109,6 +109,13 @@ def test_activated_echo_and_status():
     check(st["listeners"] == [{"service": "echo", "address": f"127.0.0.1:{d.echo_port}", "activated": True}],
           f"listeners: {st['listeners']}")
     check(refused(other), f"the settings' own listen address 127.0.0.1:{other} is bound")
+    # not silently: a warning with file and line, and tcpctl status says so
+    check(f"tcpd.ini:4: [echo] listen = 127.0.0.1:{other} is not bound" in d.stderr(), d.stderr())
+    check(st["listen_ignored"] == f"[echo] listen = 127.0.0.1:{other}", f"{st['listen_ignored']}")
+    human = d.ctl("status").stdout
+    check(f"not bound:   [echo] listen = 127.0.0.1:{other}" in human, human)
+    d.ctl("reload")
+    check(d.stderr().count(f"listen = 127.0.0.1:{other} is not bound") == 2, "and again at a reload")
     check(not os.path.exists(d.configured_control), "the configured control socket was created as well")
     out = d.ctl("status").stdout
     check(f"127.0.0.1:{d.echo_port}" in out, f"tcpctl status: {out}")

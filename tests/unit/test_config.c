@@ -316,6 +316,10 @@ static void test_bad_values(void **state) {
                  "'run/tcpd/control'", "absolute", NULL);
         load_bad("[tcpd]\ncontrol_socket =\n", PATH ":2:", "control_socket", NULL);
         load_bad("[tcpd]\nadmin_group =\n", PATH ":2:", "admin_group", "empty", NULL);
+        /* the range, not just "bad value" */
+        load_bad("[tcpd]\nallow = 10.0.0.0/33\n", PATH ":2:", "allow", "'10.0.0.0/33'", "from 0 to 32", NULL);
+        load_bad("[tcpd]\ndeny = 1.2.3.4 ::1/129\n", PATH ":2:", "deny", "::1/129", "from 0 to 128", NULL);
+        load_bad("[tcpd]\nallow = example.com\n", PATH ":2:", "allow", "not a numeric", NULL);
 
         /* a UNIX socket path holds at most 107 bytes */
         {
@@ -340,7 +344,8 @@ static void test_bad_values(void **state) {
 static void test_bad_listen(void **state) {
         load_bad("[echo]\nlisten = host:80\n", PATH ":2:", "listen", "'host:80'", "numeric", NULL);
         load_bad("[echo]\nlisten = 1.2.3.4\n", PATH ":2:", "listen", "'1.2.3.4'", NULL);
-        load_bad("[echo]\nlisten = 1.2.3.4:70000\n", PATH ":2:", "listen", "'1.2.3.4:70000'", NULL);
+        load_bad("[echo]\nlisten = 1.2.3.4:70000\n", PATH ":2:", "listen", "'1.2.3.4:70000'", "1 to 65535", NULL);
+        load_bad("[echo]\nlisten = 99999\n", PATH ":2:", "listen", "'99999'", "1 to 65535", NULL);
         /* the bad one among several on a line is named */
         load_bad("[echo]\nlisten = 127.0.0.1:80\nlisten = [::1]:81 [::1 1.2.3.4:82\n", PATH ":3:", "'[::1'", NULL);
 }
