@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 
 #include "addr.h"
@@ -563,6 +564,44 @@ static int cmd_prepare_stop(int argc, char **argv) {
                     &handover);
 }
 
+/* The daemon's own check (tcpd --check-config), run from here because the
+ * daemon may have no name to type: the Debian package keeps it in
+ * /usr/libexec/tcpd beside TCP Wrappers' /usr/sbin/tcpd. Its output and
+ * its exit status are the command's. */
+static int cmd_check_config(int argc, char **argv) {
+        const char *daemon = getenv("TCPD_DAEMON");
+        char *args[5];
+        int n = 0, status;
+        pid_t pid;
+
+        if (argc > 2)
+                return usage_error("check-config takes at most one settings file");
+        if (!daemon || !*daemon)
+                daemon = TCPD_DAEMON_PATH;
+        args[n++] = (char *) daemon;
+        args[n++] = (char *) "--check-config";
+        if (argc == 2) {
+                args[n++] = (char *) "-c";
+                args[n++] = argv[1];
+        }
+        args[n] = NULL;
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0)
+                return fail("cannot run %s: %m", daemon);
+        if (pid == 0) {
+                execv(daemon, args);
+                term_error("cannot run %s: %s (TCPD_DAEMON names another)", daemon, strerror(errno));
+                _exit(EXIT_FAILURE);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return fail("cannot wait for %s: %m", daemon);
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return fail("%s ended by signal %d", daemon, WTERMSIG(status));
+}
+
 static int print_log_level(json_t *params, void *userdata) {
         json_t *o;
 
@@ -728,6 +767,7 @@ static const struct command {
         { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)",
           KICK_SHORT, kick_options },
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
+        { "check-config", cmd_check_config, "[FILE]", "check a settings file (default: the daemon's) before a reload" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
         { "prepare-stop", cmd_prepare_stop, "UNIT",

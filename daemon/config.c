@@ -512,6 +512,55 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         return r == -EINVAL ? -EALREADY : r;
 }
 
+/* Levenshtein's distance, for names of a few dozen characters. */
+static size_t edit_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b), row[65];
+
+        if (la > 64 || lb > 64)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+                        if (up + 1 < best)
+                                best = up + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        diag = up;
+                        row[j] = best;
+                }
+        }
+        return row[lb];
+}
+
+/* "did you mean 'max_connections'? known keys: ..." from the key table
+ * itself, so that the list cannot drift from what is parsed. */
+static const char *unknown_key_hint(const char *name, const char *const *names, size_t n) {
+        static __thread char buf[1024];
+        size_t best = SIZE_MAX, off = 0;
+        const char *closest = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t d = edit_distance(name, names[i]);
+
+                if (d < best) {
+                        best = d;
+                        closest = names[i];
+                }
+        }
+        if (closest && best <= 2)
+                off = (size_t) snprintf(buf, sizeof(buf), "did you mean '%s'? ", closest);
+        off += (size_t) snprintf(buf + off, sizeof(buf) - off, "known keys:");
+        for (size_t i = 0; i < n && off < sizeof(buf); i++)
+                off += (size_t) snprintf(buf + off, sizeof(buf) - off, "%s %s", i ? "," : "", names[i]);
+        return buf;
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value, int lineno) {
         struct parse_ctx *p = user;
         const char *why = NULL;
@@ -529,16 +578,20 @@ static int config_handler(void *user, const char *section, const char *name, con
                                 r = global_keys[i].parse(p, value, (char *) p->c + global_keys[i].offset, &why);
                                 break;
                         }
-                if (r == -ENOENT)
-                        why = "known keys: log_level, log_connections, control_socket, control_socket_mode, "
-                              "admin_group, backlog, workers, worker_scheduling, max_connections, max_buffered, idle_timeout, "
-                              "shutdown_timeout, max_lifetime, max_connections_per_source, source_prefix_ipv6, "
-                              "max_connection_rate, allow, deny, keepalive, keepalive_idle, keepalive_interval, "
-                              "keepalive_count, user_timeout";
+                if (r == -ENOENT) {
+                        const char *names[ARRAY_SIZE(global_keys)];
+
+                        for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++)
+                                names[i] = global_keys[i].name;
+                        why = unknown_key_hint(name, names, ARRAY_SIZE(names));
+                }
         } else if ((svc = service_from_name(section)) >= 0) {
                 r = service_key(p, svc, name, value, &why);
-                if (r == -ENOENT)
-                        why = "known keys: listen, banner";
+                if (r == -ENOENT) {
+                        static const char *const names[] = { "listen", "banner" };
+
+                        why = unknown_key_hint(name, names, ARRAY_SIZE(names));
+                }
         } else {
                 /* One error per unknown section, not one per key in it. */
                 if (!streq(p->last_bad_section, section)) {

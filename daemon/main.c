@@ -34,8 +34,9 @@ static void help(void) {
                "  -V, --version         show the version and exit\n"
                "\n"
                "Signals: SIGHUP reloads the settings, SIGTERM and SIGINT stop gracefully.\n"
-               "See tcpd(8) and tcpd.ini(5).\n",
-               TCPD_CONFIG_PATH);
+               "'tcpctl check-config' runs the check without typing this program's path.\n"
+               "See %s(8) and tcpd.ini(5).\n",
+               TCPD_CONFIG_PATH, TCPD_DAEMON_PAGE);
 }
 
 static void log_config_errors(struct config_errors *errs) {

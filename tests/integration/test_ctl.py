@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, fill_until_blocked, main, read_to_eof, reads_eof, \
+from tcpdtest import TCPCTL, TCPD, Daemon, check, connect, echo_roundtrip, fill_until_blocked, main, read_to_eof, reads_eof, \
     wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
@@ -226,7 +226,28 @@ def test_log_level_names_and_shape():
     d.stop()
 
 
+def test_check_config():
+    """tcpctl check-config runs the daemon's own check, wherever the daemon
+    is installed: its output and its exit status."""
+    d = Daemon(LISTEN)
+    env = {"TCPD_DAEMON": TCPD}
+    p = _tcpctl("check-config", d.config, env=env)
+    check(p.returncode == 0 and "settings are valid" in p.stderr and "[echo]" in p.stdout, p.stderr)
+    bad = os.path.join(d.dir, "bad.ini")
+    with open(bad, "w") as f:
+        f.write("[tcpd]\nmax_conections = 10\n")
+    p = _tcpctl("check-config", bad, env=env)
+    check(p.returncode == 1 and f"{bad}:2: unknown key 'max_conections'" in p.stderr and
+          "did you mean 'max_connections'?" in p.stderr, p.stderr)
+    p = _tcpctl("check-config", bad, "extra", env=env)
+    check(p.returncode == 2, p.stderr)
+    p = _tcpctl("check-config", bad, env={"TCPD_DAEMON": os.path.join(d.dir, "no-daemon")})
+    check(p.returncode == 1 and "cannot run" in p.stderr and "no-daemon" in p.stderr, p.stderr)
+    d.stop()
+
+
 if __name__ == "__main__":
     main([test_status_human_and_json, test_list_shows_real_peers_and_counts, test_kick_by_id_and_by_cidr,
           test_kick_sends_fin_not_reset, test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command,
-          test_options_anywhere_as_systemctl, test_errors_in_words, test_log_level_names_and_shape])
+          test_options_anywhere_as_systemctl, test_errors_in_words, test_log_level_names_and_shape,
+          test_check_config])

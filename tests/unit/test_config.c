@@ -316,6 +316,10 @@ static void test_bad_values(void **state) {
                  "'run/tcpd/control'", "absolute", NULL);
         load_bad("[tcpd]\ncontrol_socket =\n", PATH ":2:", "control_socket", NULL);
         load_bad("[tcpd]\nadmin_group =\n", PATH ":2:", "admin_group", "empty", NULL);
+        /* a typo is named with what was meant */
+        load_bad("[tcpd]\nmax_conections = 10\n", PATH ":2:", "unknown key 'max_conections'",
+                 "did you mean 'max_connections'?", "user_timeout", NULL);
+        load_bad("[echo]\nlisen = 7\n", PATH ":2:", "did you mean 'listen'?", "banner", NULL);
         /* the range, not just "bad value" */
         load_bad("[tcpd]\nallow = 10.0.0.0/33\n", PATH ":2:", "allow", "'10.0.0.0/33'", "from 0 to 32", NULL);
         load_bad("[tcpd]\ndeny = 1.2.3.4 ::1/129\n", PATH ":2:", "deny", "::1/129", "from 0 to 128", NULL);
