@@ -106,6 +106,39 @@ def test_every_tcpctl_command_and_option_in_tcpctl_8():
                   ("Fl \\-" + opt[2:]) in page, f"tcpctl option {opt} is not in tcpctl(8)")
 
 
+def test_every_status_line_in_tcpctl_8():
+    """Every line tcpctl status can print ("workers:", "refused by:", ...)
+    is described in tcpctl(8): a daemon set up so that all of them show."""
+    import socket
+    import time
+    from tcpdtest import Daemon, connect, free_port, refused, wait_for
+    page = read(TCPCTL_PAGE)
+    port = free_port()
+    d = Daemon("[tcpd]\nallow = 127.0.0.0/8\ndeny = 127.0.0.9\nmax_connection_rate = 100/s\n"
+               "max_lifetime = 1h\nmax_connections_per_source = 50\n[echo]\nlisten = 127.0.0.1:1234\n",
+               activate=[f"127.0.0.1:{port}"], fdnames=["echo"], wait_ready=False)
+
+    def first():
+        try:
+            return connect(port)
+        except ConnectionRefusedError:
+            return None
+    s = wait_for(first, what="activation")
+    d.wait_notify("READY=1")
+    check(refused(port, source="127.0.0.9"), "a refusal, for the 'refused by:' line")
+    with open(d.config, "a") as f:
+        f.write("[tcpd]\nbacklog = lots\n")
+    d.ctl("reload", ok=(1,))  # the settings: line
+    out = d.ctl("status").stdout
+    labels = {m.group(1) for m in re.finditer(r"^([a-z][a-z ]*):\s", out, re.M)}
+    check({"listening", "not bound", "settings", "connections", "refused by", "workers", "traffic", "limits",
+           "allow", "deny"} <= labels, f"not every line showed: {sorted(labels)}\n{out}")
+    for label in sorted(labels):
+        check(f"Li {label}:\\&" in page, f"tcpctl status prints '{label}:', which tcpctl(8) does not describe")
+    s.close()
+    d.stop()
+
+
 def test_every_tcpd_option_in_tcpd_8():
     page = read(TCPD_PAGE)
     for opt in help_entries(TCPD, "Options:"):
@@ -116,4 +149,4 @@ def test_every_tcpd_option_in_tcpd_8():
 if __name__ == "__main__":
     main([test_example_settings_are_the_defaults, test_every_key_in_the_example_with_a_comment,
           test_every_key_in_tcpd_ini_5, test_every_tcpctl_command_and_option_in_tcpctl_8,
-          test_every_tcpd_option_in_tcpd_8])
+          test_every_tcpd_option_in_tcpd_8, test_every_status_line_in_tcpctl_8])
