@@ -131,6 +131,14 @@ def run_e2e(box, dest, t, clients):
         assert m, "no group in the installed sysusers.d/tcpd.conf"
         group = m.group(1)
 
+    with t.check(f"forgetting systemd-sysusers: tcpd-control.socket fails, and the journal names the group {group}"):
+        box.run(["systemctl", "daemon-reload"])
+        r = box.run(["systemctl", "start", "tcpd-control.socket"], check=False)
+        assert r.returncode != 0, "tcpd-control.socket started without its group"
+        log = box.run(["journalctl", "-u", "tcpd-control.socket", "-o", "cat", "--no-pager"], check=False).stdout
+        assert f"the group {group} (SocketGroup=) does not exist" in log and "systemd-sysusers" in log, log
+        box.run(["systemctl", "reset-failed", "tcpd-control.socket"], check=False)
+
     with t.check(f"systemd-sysusers creates the admin group {group} from the installed sysusers.d file"):
         box.run(["systemd-sysusers"])
         r = box.run(["getent", "group", group], check=False)
