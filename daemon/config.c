@@ -21,11 +21,9 @@
 #define INI_LINE_LIMIT 200
 #define CONFIG_MAX_SIZE (1024 * 1024)
 
-static const char *const service_names[_SERVICE_MAX] = {
-        [SERVICE_ECHO] = "echo",
-        [SERVICE_DISCARD] = "discard",
-        [SERVICE_CHARGEN] = "chargen",
-};
+#define SERVICE_NAME(name) #name,
+static const char *const service_names[_SERVICE_MAX] = { SERVICE_TYPES(SERVICE_NAME) };
+#undef SERVICE_NAME
 
 const char *service_name(enum service_kind k) {
         return k < _SERVICE_MAX ? service_names[k] : "?";
@@ -596,8 +594,9 @@ static int config_handler(void *user, const char *section, const char *name, con
                 /* One error per unknown section, not one per key in it. */
                 if (!streq(p->last_bad_section, section)) {
                         snprintf(p->last_bad_section, sizeof(p->last_bad_section), "%s", section);
-                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s], [echo], [discard], [chargen])", p->path,
-                                  p->line, section, GLOBAL_SECTION);
+                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s] and the services' "
+                                           "own: %.*s)",
+                                  p->path, p->line, section, GLOBAL_SECTION, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
                 }
                 return 1;
         }

@@ -2,6 +2,8 @@
  * file or a string, never touches sockets. */
 #pragma once
 
+#include "services/list.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,12 +12,20 @@
 #include "addr.h"
 
 /* inetd's built-ins: echo (RFC 862), discard (RFC 863), chargen (RFC 864). */
+/* The built-in service types (services/list.h); each has a section of its
+ * own in the settings, named as the type. */
+#define SERVICE_KIND(name) SERVICE_KIND_##name,
 enum service_kind {
-        SERVICE_ECHO,
-        SERVICE_DISCARD,
-        SERVICE_CHARGEN,
+        SERVICE_TYPES(SERVICE_KIND)
         _SERVICE_MAX,
 };
+#undef SERVICE_KIND
+/* the one the settings and a connection without a saved state default to */
+#define SERVICE_ECHO SERVICE_KIND_echo
+/* "echo, discard, ...", for messages */
+#define SERVICE_NAME_TEXT(name) #name ", "
+#define SERVICE_NAMES_TEXT SERVICE_TYPES(SERVICE_NAME_TEXT)
+#define SERVICE_NAMES_LEN ((int) sizeof(SERVICE_NAMES_TEXT) - 3) /* without the last ", " */
 
 /* A banner is one line, sent with CRLF when a client connects. */
 #define CONFIG_BANNER_MAX 160

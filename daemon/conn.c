@@ -10,29 +10,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "conn-io.h"
 #include "fdstore.h"
 #include "listener.h"
 #include "log.h"
 #include "monitor.h"
-
-/* recv() and send() are cancellation points: in a process with threads,
- * glibc brackets every call with enabling and disabling asynchronous
- * cancellation (about 60 instructions per echo under callgrind, a quarter
- * of tcpd's own). tcpd never cancels a thread, so the data path makes the
- * system calls directly. */
-static inline ssize_t data_recv(int fd, void *buf, size_t n) {
-        return syscall(SYS_recvfrom, fd, buf, n, 0, NULL, NULL);
-}
-
-static inline ssize_t data_send(int fd, const void *buf, size_t n) {
-        return syscall(SYS_sendto, fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
-}
+#include "services/service.h"
 
 static const char *const reason_names[] = {
         [CLOSE_PEER] = "closed by peer", [CLOSE_RESET] = "reset by peer", [CLOSE_ERROR] = "error",
         [CLOSE_KICKED] = "kicked",       [CLOSE_IDLE] = "idle timeout",   [CLOSE_SHUTDOWN] = "shutdown",
-        [CLOSE_LIFETIME] = "max lifetime",
+        [CLOSE_LIFETIME] = "max lifetime", [CLOSE_DONE] = "done",
 };
 
 const char *close_reason_name(enum close_reason r) {
@@ -90,46 +78,9 @@ static int conn_set_events(struct loop *l, struct conn *c, uint32_t events) {
         return 0;
 }
 
-static void lru_unlink(struct loop *l, struct conn *c) {
-        if (c->lru_prev)
-                c->lru_prev->lru_next = c->lru_next;
-        else
-                l->lru_head = c->lru_next;
-        if (c->lru_next)
-                c->lru_next->lru_prev = c->lru_prev;
-        else
-                l->lru_tail = c->lru_prev;
-        c->lru_prev = c->lru_next = NULL;
-}
-
-static void lru_append(struct loop *l, struct conn *c) {
-        c->lru_prev = l->lru_tail;
-        c->lru_next = NULL;
-        if (l->lru_tail)
-                l->lru_tail->lru_next = c;
-        else
-                l->lru_head = c;
-        l->lru_tail = c;
-}
-
-/* Activity moves a connection to the tail, so the idle sweep only ever
- * looks at the head: no timer per connection. */
-static inline void conn_touch(struct loop *l, struct conn *c) {
-        if (c->last_active == l->now)
-                return;
-        c->last_active = l->now;
-        if (l->lru_tail != c) {
-                lru_unlink(l, c);
-                lru_append(l, c);
-        }
-}
-
-static int owed_append(struct conn *c, const char *p, size_t n);
 static int conn_flush(struct loop *l, struct conn *c);
 static int linger_start(struct loop *l, struct conn *c);
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c);
-static void conn_update(struct loop *l, struct conn *c);
-static void conn_fail(struct loop *l, struct conn *c, int err);
 
 /* Puts a new or adopted connection into the table, the lists and epoll. */
 static int conn_attach(struct loop *l, struct conn *c) {
@@ -178,28 +129,36 @@ static struct conn *conn_new(struct loop *l, int fd, const union sockaddr_in46 *
         return c;
 }
 
-/* The service's banner line, first thing on a new connection. What the
- * socket does not take at once (it nearly always does) waits as owed bytes,
- * before any echo or chargen output. */
-static void conn_banner(struct loop *l, struct conn *c, const char *banner) {
-        char line[CONFIG_BANNER_MAX + 3];
-        int len = snprintf(line, sizeof(line), "%s\r\n", banner);
-        ssize_t w = data_send(c->fd, line, (size_t) len);
+int conn_send(struct loop *l, struct conn *c, const char *buf, size_t n) {
+        ssize_t w = c->owed ? 0 : data_send(c->fd, buf, n);
 
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
-                conn_fail(l, c, -errno);
-                return;
+                int r = -errno;
+
+                conn_fail(l, c, r);
+                return r;
         }
         w = w < 0 ? 0 : w;
         c->bytes_out += (uint64_t) w;
         STAT_ADD(l, bytes_out, (uint64_t) w);
-        if (w < len) {
-                if (owed_append(c, line + w, (size_t) (len - w)) < 0) {
+        if ((size_t) w < n) {
+                if (owed_append(c, buf + w, n - (size_t) w) < 0) {
                         conn_close(l, c, CLOSE_ERROR);
-                        return;
+                        return -ENOMEM;
                 }
                 conn_update(l, c);
         }
+        return 0;
+}
+
+/* The service's banner line, first thing on a new connection. What the
+ * socket does not take at once (it nearly always does) waits as owed bytes,
+ * before anything the service sends. */
+static int conn_banner(struct loop *l, struct conn *c, const char *banner) {
+        char line[CONFIG_BANNER_MAX + 3];
+        int len = snprintf(line, sizeof(line), "%s\r\n", banner);
+
+        return conn_send(l, c, line, (size_t) len);
 }
 
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, uint32_t local,
@@ -225,8 +184,11 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
                 monitor_note(l, &(struct monitor_event) { .type = MONITOR_CONNECTED, .service = c->service,
                                                          .id = c->id, .time_usec = c->connected_usec,
                                                          .peer = c->peer });
-        if (svc < ARRAY_SIZE(l->settings.banner) && l->settings.banner[svc])
-                conn_banner(l, c, l->settings.banner[svc]);
+        if (svc < ARRAY_SIZE(l->settings.banner) && l->settings.banner[svc] &&
+            conn_banner(l, c, l->settings.banner[svc]) < 0)
+                return 0; /* closed */
+        if (service_types[svc]->open)
+                service_types[svc]->open(l, c);
         return 0;
 }
 
@@ -321,7 +283,8 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         c->src = NULL;
         if (l->n_store_pending)
                 fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
-        if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN || why == CLOSE_LIFETIME) &&
+        if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN || why == CLOSE_LIFETIME ||
+             why == CLOSE_DONE) &&
             linger_start(l, c) == 0)
                 return;
         free(c->owed);
@@ -535,7 +498,7 @@ uint64_t conn_linger_expire(struct loop *l, bool force) {
 /* Queues the unsent tail of a write. Never grows past max_buffered, because
  * reads are sized to the room left; grows by doubling, so a client that
  * never reads costs each byte a bounded number of copies. */
-static int owed_append(struct conn *c, const char *p, size_t n) {
+int owed_append(struct conn *c, const char *p, size_t n) {
         struct owed *o = c->owed;
 
         if (o && o->cap - o->len < n && o->off > 0) {
@@ -563,10 +526,6 @@ static int owed_append(struct conn *c, const char *p, size_t n) {
         return 0;
 }
 
-static size_t owed_bytes(const struct conn *c) {
-        return c->owed ? c->owed->len - c->owed->off : 0;
-}
-
 /* Sends what is owed. Returns 1 when all is out, 0 when the socket is full,
  * or a negative errno. */
 static int conn_flush(struct loop *l, struct conn *c) {
@@ -590,7 +549,7 @@ static int conn_flush(struct loop *l, struct conn *c) {
         return 1;
 }
 
-static void conn_fail(struct loop *l, struct conn *c, int err) {
+void conn_fail(struct loop *l, struct conn *c, int err) {
         if (err == -ECONNRESET || err == -EPIPE)
                 conn_close(l, c, CLOSE_RESET);
         else {
@@ -603,14 +562,14 @@ static void conn_fail(struct loop *l, struct conn *c, int err) {
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
         uint32_t ev = 0;
 
-        if (c->owed || (c->service == SERVICE_CHARGEN && c->state == CONN_OPEN))
+        if (c->owed || (service_types[c->service]->writable && c->state == CONN_OPEN))
                 ev |= EPOLLOUT;
         if (c->state == CONN_OPEN && owed_bytes(c) < l->settings.max_buffered)
                 ev |= EPOLLIN;
         return ev;
 }
 
-static void conn_update(struct loop *l, struct conn *c) {
+void conn_update(struct loop *l, struct conn *c) {
         int r;
 
         if (c->state == CONN_DRAINING && !c->owed) {
@@ -622,51 +581,9 @@ static void conn_update(struct loop *l, struct conn *c) {
                 conn_fail(l, c, r);
 }
 
-/* Echo (RFC 862): whatever arrives goes straight back. */
-/* RFC 864's pattern: the 95 printable characters, lines of 72, each
- * line starting one character further on, ended with CRLF. Twice over, so
- * that any point of the cycle starts a contiguous run of a whole cycle. */
-#define CHARGEN_LINE 72
-#define CHARGEN_CYCLE (95 * (CHARGEN_LINE + 2))
-static char chargen_pattern[2 * CHARGEN_CYCLE];
-static pthread_once_t chargen_once = PTHREAD_ONCE_INIT;
-
-static void chargen_init(void) {
-        char *p = chargen_pattern;
-
-        for (int copy = 0; copy < 2; copy++)
-                for (int line = 0; line < 95; line++) {
-                        for (int i = 0; i < CHARGEN_LINE; i++)
-                                *p++ = (char) (' ' + (line + i) % 95); /* as inetd: space to '~' */
-                        *p++ = '\r';
-                        *p++ = '\n';
-                }
-}
-
-/* chargen sends only what the socket takes, straight from the pattern: a
- * client that reads slowly costs no memory, only its socket buffer. A few
- * cycles per wake-up at most, so one fast reader cannot hold the loop. */
-static void chargen_write(struct loop *l, struct conn *c) {
-        pthread_once(&chargen_once, chargen_init);
-        for (int i = 0; i < 8; i++) {
-                ssize_t n = data_send(c->fd, chargen_pattern + c->gen_off, CHARGEN_CYCLE);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                return;
-                        conn_fail(l, c, -errno);
-                        return;
-                }
-                c->gen_off = (uint16_t) ((c->gen_off + (size_t) n) % CHARGEN_CYCLE);
-                c->bytes_out += (uint64_t) n;
-                STAT_ADD(l, bytes_out, (uint64_t) n);
-                conn_touch(l, c);
-                if (n < CHARGEN_CYCLE)
-                        return;
-        }
-}
-
-/* discard, and what a chargen client sends: counted and dropped. */
-static void conn_read_drop(struct loop *l, struct conn *c) {
+/* What a client sends to a service that does not read it: counted and
+ * dropped (discard, chargen, daytime, time). */
+void conn_read_drop(struct loop *l, struct conn *c) {
         for (int i = 0; i < 4; i++) {
                 ssize_t n = data_recv(c->fd, l->rbuf, l->rbuf_size);
                 if (n < 0) {
@@ -687,64 +604,9 @@ static void conn_read_drop(struct loop *l, struct conn *c) {
         }
 }
 
-static void conn_read(struct loop *l, struct conn *c) {
-        size_t room = l->rbuf_size < l->settings.max_buffered ? l->rbuf_size : l->settings.max_buffered;
-        ssize_t n, w = 0;
-
-        if (c->owed) {
-                size_t owed = owed_bytes(c);
-                /* max_buffered may have been lowered by a reload below what
-                 * is already owed: then read nothing until it drains */
-                if (owed >= l->settings.max_buffered) {
-                        conn_update(l, c);
-                        return;
-                }
-                if (l->settings.max_buffered - owed < room)
-                        room = l->settings.max_buffered - owed;
-        }
-        n = data_recv(c->fd, l->rbuf, room);
-        if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR)
-                        return;
-                conn_fail(l, c, -errno);
-                return;
-        }
-        if (n == 0) {
-                /* FIN: what is still owed goes out, then we close */
-                c->state = CONN_DRAINING;
-                conn_update(l, c);
-                return;
-        }
-        c->bytes_in += (uint64_t) n;
-        STAT_ADD(l, bytes_in, (uint64_t) n);
-        conn_touch(l, c);
-
-        if (!c->owed) {
-                w = data_send(c->fd, l->rbuf, (size_t) n);
-                if (w < 0) {
-                        if (errno != EAGAIN && errno != EINTR) {
-                                conn_fail(l, c, -errno);
-                                return;
-                        }
-                        w = 0;
-                }
-                c->bytes_out += (uint64_t) w;
-                STAT_ADD(l, bytes_out, (uint64_t) w);
-                if (w == n)
-                        return; /* the common case: no state changes */
-        }
-        if (owed_append(c, l->rbuf + w, (size_t) (n - w)) < 0) {
-                /* Cannot keep the client's bytes: better to say so by
-                 * closing than to drop them silently. */
-                log_warning("connection %llu: out of memory for %zd owed bytes; closing",
-                            (unsigned long long) c->id, n - w);
-                conn_close(l, c, CLOSE_ERROR);
-                return;
-        }
-        conn_update(l, c);
-}
-
 void conn_handle(struct loop *l, struct conn *c, uint32_t events) {
+        const struct service_type *type;
+
         if ((events & EPOLLOUT) && c->owed) {
                 int r = conn_flush(l, c);
                 if (r < 0) {
@@ -755,20 +617,15 @@ void conn_handle(struct loop *l, struct conn *c, uint32_t events) {
                 conn_update(l, c); /* may close a draining connection */
                 return;
         }
-        if (c->service != SERVICE_ECHO) {
-                if ((events & EPOLLOUT) && c->service == SERVICE_CHARGEN && c->state == CONN_OPEN) {
-                        chargen_write(l, c);
-                        if (c->ev.kind != EV_CONN)
-                                return; /* closed on an error */
-                }
-                if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (c->events & EPOLLIN)) {
-                        conn_read_drop(l, c);
-                        return;
-                }
+        type = service_types[c->service];
+        if ((events & EPOLLOUT) && type->writable && c->state == CONN_OPEN) {
+                type->writable(l, c);
+                if (c->ev.kind != EV_CONN)
+                        return; /* closed on an error */
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 if (c->events & EPOLLIN)
-                        conn_read(l, c);
+                        type->readable(l, c);
                 else if (events & (EPOLLHUP | EPOLLERR)) {
                         int err = 0;
                         socklen_t len = sizeof(err);

@@ -28,6 +28,7 @@ enum close_reason {
         CLOSE_IDLE,
         CLOSE_SHUTDOWN,
         CLOSE_LIFETIME,
+        CLOSE_DONE,     /* the service has said all it had to (daytime, time) */
 };
 
 /* Bytes read but not yet written back: allocated only while some are owed. */

@@ -48,7 +48,7 @@ struct loop_settings {
         uint64_t close_timeout_usec; /* shutdown_timeout: how long a close may take */
         bool log_connections;
         bool refuse_all; /* the settings file never loaded: nothing to serve by */
-        const char *banner[4]; /* per service (enum service_kind); owned by the settings */
+        const char *banner[8]; /* per service (enum service_kind); owned by the settings */
 };
 
 /* What every worker's loop shares: connection ids unique across workers,

@@ -542,9 +542,9 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                 if (svc < 0) {
                         r = log_error_errno(-EINVAL,
                                             "socket %d from systemd is named '%s', which is no service of tcpd "
-                                            "(known: echo, discard, chargen; the control socket is 'control'); set "
+                                            "(known: %.*s; the control socket is 'control'); set "
                                             "FileDescriptorName= in the socket unit",
-                                            fd, name);
+                                            fd, name, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
                         close(fd);
                         continue;
                 }

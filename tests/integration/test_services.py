@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""inetd's other built-ins: discard (RFC 863) and chargen (RFC 864), a
-banner per service, each chosen by the settings or by systemd's
-FileDescriptorName."""
+"""inetd's other built-ins: discard (RFC 863), chargen (RFC 864), daytime
+(RFC 867) and time (RFC 868), a banner per service, each chosen by the
+settings or by systemd's FileDescriptorName."""
 
+import re
 import socket
+import struct
 import time
 
 from tcpdtest import (Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact, run_config_check,
@@ -153,6 +155,46 @@ def test_activated_by_name():
     d.stop()
 
 
+def read_all(s, timeout=5):
+    s.settimeout(timeout)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_daytime_and_time():
+    d = Daemon("[tcpd]\nlog_connections = yes\n[daytime]\nlisten = 127.0.0.1:0\n"
+               "[time]\nlisten = 127.0.0.1:0\nbanner = hello\n")
+    # daytime: one line of the local date and time, then the server closes
+    before = time.time()
+    s = connect(service_port(d, "daytime"))
+    line = read_all(s)
+    s.close()
+    check(re.fullmatch(rb"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] \d\d:\d\d:\d\d \d{4}\r\n", line), repr(line))
+    when = time.mktime(time.strptime(line.decode().strip(), "%a %b %d %H:%M:%S %Y"))
+    check(before - 2 <= when <= time.time() + 1, f"{line!r} is not now")
+    # time: 32 bits, seconds since 1900 in network byte order, after the banner
+    s = connect(service_port(d, "time"))
+    data = read_all(s)
+    s.close()
+    check(data.startswith(b"hello\r\n") and len(data) == 7 + 4, repr(data))
+    since_1900 = struct.unpack("!I", data[7:])[0]
+    check(abs(since_1900 - 2208988800 - time.time()) < 3, f"{since_1900} is not now")
+    # a client that sends first is not answered with a reset
+    s = connect(service_port(d, "time"))
+    s.sendall(b"what time is it?\n")
+    check(len(read_all(s)) == 11, "the answer, then a FIN")
+    s.close()
+    wait_for(lambda: d.status()["connections_open"] == 0, what="every connection closed")
+    check("done after" in d.stderr(), "the log gives the reason 'done'")
+    st = d.status()
+    check(st["connections_total"] == 3 and st["connections_reset"] == 0, f"{st}")
+    d.stop()
+
+
 if __name__ == "__main__":
     main([test_discard, test_chargen_pattern_and_fin, test_chargen_back_pressure, test_banners, test_banner_errors,
-          test_activated_by_name])
+          test_activated_by_name, test_daytime_and_time])
