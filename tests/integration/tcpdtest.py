@@ -60,6 +60,32 @@ def connect(port, host="127.0.0.1", source=None, timeout=TIMEOUT):
     return s
 
 
+def activated(d, port):
+    """The first connection to a socket of systemd-socket-activate, which
+    starts tcpd with it, once tcpd said READY=1."""
+    def attempt():
+        try:
+            return connect(port)
+        except ConnectionRefusedError:
+            return None
+    s = wait_for(attempt, what="systemd-socket-activate")
+    d.wait_notify("READY=1")
+    return s
+
+
+def read_available(s, quiet=0.5):
+    """All that arrives until nothing has for quiet seconds; fails on EOF."""
+    s.settimeout(quiet)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            check(chunk, "the peer closed the stream")
+            got += chunk
+    except socket.timeout:
+        return got
+
+
 def recv_exact(s, n):
     buf = bytearray()
     while len(buf) < n:

@@ -111,20 +111,14 @@ def test_every_status_line_in_tcpctl_8():
     is described in tcpctl(8): a daemon set up so that all of them show."""
     import socket
     import time
-    from tcpdtest import Daemon, connect, free_port, refused, wait_for
+    from tcpdtest import Daemon, activated, free_port, refused
     page = read(TCPCTL_PAGE)
     port = free_port()
     d = Daemon("[tcpd]\nallow = 127.0.0.0/8\ndeny = 127.0.0.9\nmax_connection_rate = 100/s\n"
                "max_lifetime = 1h\nmax_connections_per_source = 50\n[echo]\nlisten = 127.0.0.1:1234\n",
                activate=[f"127.0.0.1:{port}"], fdnames=["echo"], wait_ready=False)
 
-    def first():
-        try:
-            return connect(port)
-        except ConnectionRefusedError:
-            return None
-    s = wait_for(first, what="activation")
-    d.wait_notify("READY=1")
+    s = activated(d, port)
     check(refused(port, source="127.0.0.9"), "a refusal, for the 'refused by:' line")
     with open(d.config, "a") as f:
         f.write("[tcpd]\nbacklog = lots\n")

@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 
-from tcpdtest import Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, refused, wait_for
+from tcpdtest import Daemon, activated, check, connect, echo_roundtrip, free_port, main, reads_eof, refused, wait_for
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0 [::1]:0\n"
 
@@ -129,13 +129,7 @@ def test_connection_rate_with_two_workers():
     d = Daemon("[tcpd]\nworkers = 2\nmax_connection_rate = 5/s\n", activate=[f"127.0.0.1:{port}"],
                fdnames=["echo"], wait_ready=False)
 
-    def first_connection():  # systemd-socket-activate starts tcpd at the first
-        try:
-            return connect(port)
-        except ConnectionRefusedError:
-            return None
-    wait_for(first_connection, what="activation").close()
-    d.wait_notify("READY=1")
+    activated(d, port).close()
     time.sleep(1.1)  # the first connection's token back
     admitted, elapsed = _rate_flood(d, port)
     allowed = 5 + 5 * (elapsed + 0.2) + 2

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 
-from tcpdtest import (Daemon, TestFailure, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact,
+from tcpdtest import (Daemon, TestFailure, activated, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact,
                       refused, run_config_check, wait_for)
 
 LISTEN = "[echo]\nlisten = 127.0.0.1:0\n"
@@ -268,13 +268,7 @@ def test_activated_socket_is_shared_by_workers():
     port = free_port()
     d = Daemon("[tcpd]\nworkers = 2\n", activate=[f"127.0.0.1:{port}"], fdnames=["echo"], wait_ready=False)
     # systemd-socket-activate starts tcpd at the first connection
-    def try_connect():
-        try:
-            return connect(port)
-        except ConnectionRefusedError:
-            return None
-    first = wait_for(try_connect, what="activation")
-    d.wait_notify("READY=1")
+    first = activated(d, port)
     echo_roundtrip(first, b"first")
     tcpd_pid = int(d.status()["pid"])
     check(listening_sockets(tcpd_pid, port) == 1, "one shared listening socket")
