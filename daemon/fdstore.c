@@ -14,7 +14,13 @@
 
 /* SCM_MAX_FD: the most descriptors one message can carry. */
 #define STORE_BATCH 253
-#define STATE_MAGIC "TCPDSTA1"
+/* The state a hand-over leaves for the next tcpd, which may be another
+ * version (the Debian package restarts tcpd on upgrade): versioned, and a
+ * connection's service is saved by name, since types are added between
+ * versions. Version 1 (tcpd 0.1.0 until 2026-12) saved the type's index. */
+#define STATE_MAGIC_V1 "TCPDSTA1"
+#define STATE_MAGIC "TCPDSTA2"
+#define STATE_SERVICE_NAME 32
 
 struct state_header {
         char magic[8];
@@ -27,9 +33,29 @@ struct state_record {
         uint64_t connected_usec;
         uint64_t bytes_in, bytes_out;
         union sockaddr_in46 peer, local;
-        uint8_t service;
-        uint8_t pad[3];
+        char service[STATE_SERVICE_NAME]; /* NUL-terminated */
         uint32_t owed_len; /* this many owed bytes follow the record */
+        uint32_t pad;
+};
+
+struct state_record_v1 {
+        uint64_t id;
+        uint64_t connected_usec;
+        uint64_t bytes_in, bytes_out;
+        union sockaddr_in46 peer, local;
+        uint8_t service; /* 0 echo, 1 discard, 2 chargen */
+        uint8_t pad[3];
+        uint32_t owed_len;
+};
+
+/* A saved connection as this version reads it, from either format. */
+struct saved_rec {
+        uint64_t id, connected_usec, bytes_in, bytes_out;
+        union sockaddr_in46 peer, local;
+        int service; /* enum service_kind, or -1: a service this tcpd does not have */
+        char service_name[STATE_SERVICE_NAME];
+        const char *owed;
+        uint32_t owed_len;
 };
 
 static struct ratelimit store_rl = RATELIMIT_INIT(10 * 1000 * 1000, 5);
@@ -125,10 +151,10 @@ static int save_state(struct loop *l) {
                         .bytes_in = c->bytes_in,
                         .bytes_out = c->bytes_out,
                         .peer = c->peer,
-                        .service = c->service,
                 };
                 socklen_t len = sizeof(rec.local);
 
+                snprintf(rec.service, sizeof(rec.service), "%s", service_name(c->service));
                 if (getsockname(c->fd, &rec.local.sa, &len) == 0)
                         addr_normalize(&rec.local);
                 if (c->owed)
@@ -240,11 +266,50 @@ static uint64_t pair_key(const union sockaddr_in46 *peer, const union sockaddr_i
         return h | 1; /* table keys are never 0 */
 }
 
+/* One record of either version, as this version reads it. Returns its
+ * size with the owed bytes, or 0 when the file ends inside it. */
+static size_t read_record(const char *p, const char *end, bool v1, struct saved_rec *out) {
+        size_t size;
+
+        if (v1) {
+                const struct state_record_v1 *r = (const struct state_record_v1 *) p;
+                static const char *const v1_names[] = { "echo", "discard", "chargen" };
+
+                if ((size_t) (end - p) < sizeof(*r) || (size_t) (end - p) - sizeof(*r) < r->owed_len)
+                        return 0;
+                *out = (struct saved_rec) { .id = r->id, .connected_usec = r->connected_usec,
+                                            .bytes_in = r->bytes_in, .bytes_out = r->bytes_out,
+                                            .peer = r->peer, .local = r->local,
+                                            .owed = p + sizeof(*r), .owed_len = r->owed_len };
+                snprintf(out->service_name, sizeof(out->service_name), "%s",
+                         r->service < ARRAY_SIZE(v1_names) ? v1_names[r->service] : "?");
+                size = sizeof(*r) + r->owed_len;
+        } else {
+                const struct state_record *r = (const struct state_record *) p;
+
+                if ((size_t) (end - p) < sizeof(*r) || (size_t) (end - p) - sizeof(*r) < r->owed_len)
+                        return 0;
+                *out = (struct saved_rec) { .id = r->id, .connected_usec = r->connected_usec,
+                                            .bytes_in = r->bytes_in, .bytes_out = r->bytes_out,
+                                            .peer = r->peer, .local = r->local,
+                                            .owed = p + sizeof(*r), .owed_len = r->owed_len };
+                memcpy(out->service_name, r->service, sizeof(out->service_name));
+                out->service_name[sizeof(out->service_name) - 1] = 0;
+                size = sizeof(*r) + r->owed_len;
+        }
+        out->service = service_from_name(out->service_name);
+        if (out->service < 0)
+                out->service = -1;
+        return size;
+}
+
 /* Maps the state memfd and indexes its records by address pair. */
-static int load_state(int fd, void **map, size_t *size, struct table *index, uint64_t *next_id) {
+static int load_state(int fd, void **map, size_t *size, struct saved_rec **recs, struct table *index,
+                      uint64_t *next_id) {
         struct stat st;
         const char *p, *end;
         const struct state_header *h;
+        bool v1;
 
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -257,21 +322,28 @@ static int load_state(int fd, void **map, size_t *size, struct table *index, uin
                 return -errno;
         }
         h = *map;
-        if (memcmp(h->magic, STATE_MAGIC, sizeof(h->magic)) != 0)
+        v1 = memcmp(h->magic, STATE_MAGIC_V1, sizeof(h->magic)) == 0;
+        if (!v1 && memcmp(h->magic, STATE_MAGIC, sizeof(h->magic)) != 0)
                 return -EBADMSG;
         *next_id = h->next_id;
         p = (const char *) (h + 1);
         end = (const char *) *map + *size;
+        /* a record takes at least this much: the count cannot ask for more */
+        if (h->count > (uint64_t) (end - p) / sizeof(struct state_record_v1))
+                return -EBADMSG;
+        *recs = calloc(h->count ? h->count : 1, sizeof(**recs));
+        if (!*recs)
+                return -ENOMEM;
         for (uint64_t i = 0; i < h->count; i++) {
-                const struct state_record *rec = (const struct state_record *) p;
+                size_t n = read_record(p, end, v1, &(*recs)[i]);
                 int r;
 
-                if ((size_t) (end - p) < sizeof(*rec) || (size_t) (end - p) - sizeof(*rec) < rec->owed_len)
+                if (!n)
                         return -EBADMSG;
-                r = table_put(index, pair_key(&rec->peer, &rec->local), (void *) rec);
+                r = table_put(index, pair_key(&(*recs)[i].peer, &(*recs)[i].local), &(*recs)[i]);
                 if (r < 0 && r != -EEXIST)
                         return r;
-                p += sizeof(*rec) + rec->owed_len;
+                p += n;
         }
         return 0;
 }
@@ -279,8 +351,8 @@ static int load_state(int fd, void **map, size_t *size, struct table *index, uin
 int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
                   size_t n_state) {
         struct table index = { 0 };
-        struct { void *map; size_t size; } *maps = calloc(n_state ? n_state : 1, sizeof(*maps));
-        size_t with_state = 0, adopted = 0;
+        struct { void *map; size_t size; struct saved_rec *recs; } *maps = calloc(n_state ? n_state : 1, sizeof(*maps));
+        size_t with_state = 0, adopted = 0, gone = 0;
         int r;
 
         if (!maps)
@@ -291,7 +363,7 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         for (size_t k = 0; k < n_state; k++) {
                 uint64_t next_id = 0;
 
-                r = load_state(state_fds[k], &maps[k].map, &maps[k].size, &index, &next_id);
+                r = load_state(state_fds[k], &maps[k].map, &maps[k].size, &maps[k].recs, &index, &next_id);
                 if (r < 0)
                         log_warning_errno(r, "a saved connection state is unusable; adopting its connections "
                                              "with new ids");
@@ -301,7 +373,7 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         for (size_t i = 0; i < n; i++) {
                 union sockaddr_in46 peer, local;
                 socklen_t plen = sizeof(peer), llen = sizeof(local);
-                const struct state_record *rec;
+                const struct saved_rec *rec;
                 struct conn_saved saved;
 
                 if (getpeername(fds[i], &peer.sa, &plen) < 0 || getsockname(fds[i], &local.sa, &llen) < 0) {
@@ -315,14 +387,28 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
                 rec = table_get(&index, pair_key(&peer, &local));
                 if (rec && (!addr_equal(&rec->peer, &peer) || !addr_equal(&rec->local, &local)))
                         rec = NULL;
+                if (rec && rec->service < 0) {
+                        /* its service is gone (a newer tcpd's type, or one
+                         * this version dropped): end it, as a stop would */
+                        char host[ADDR_STRLEN];
+
+                        log_notice("connection %llu from %s was for service '%s', which this tcpd does not have; "
+                                   "closing it",
+                                   (unsigned long long) rec->id, addr_format(&peer, host, sizeof(host)),
+                                   rec->service_name);
+                        (void) shutdown(fds[i], SHUT_RDWR);
+                        close(fds[i]);
+                        gone++;
+                        continue;
+                }
                 if (rec) {
                         saved = (struct conn_saved) {
                                 .id = rec->id,
-                                .service = rec->service < _SERVICE_MAX ? rec->service : SERVICE_ECHO,
+                                .service = (uint8_t) rec->service,
                                 .connected_usec = rec->connected_usec,
                                 .bytes_in = rec->bytes_in,
                                 .bytes_out = rec->bytes_out,
-                                .owed = (const char *) (rec + 1),
+                                .owed = rec->owed,
                                 .owed_len = rec->owed_len,
                         };
                         with_state++;
@@ -335,6 +421,7 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         for (size_t k = 0; k < n_state; k++) {
                 if (maps[k].map)
                         munmap(maps[k].map, maps[k].size);
+                free(maps[k].recs);
                 close(state_fds[k]);
         }
         free(maps);
@@ -348,6 +435,9 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         }
         log_info("adopted %zu connection%s from the fd store (%zu with their saved state)", adopted, plural(adopted),
                  with_state);
+        if (gone)
+                log_notice("closed %zu stored connection%s whose service this tcpd does not have", gone,
+                           plural(gone));
         return 0;
 }
 

@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import signal
+import struct
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import tempfile
 import threading
 import time
 
-from tcpdtest import SANITIZER_MARKS, TCPCTL, TCPD, TIMEOUT, TestFailure, check, connect, main, wait_for
+from tcpdtest import SANITIZER_MARKS, TCPCTL, TCPD, TIMEOUT, TestFailure, check, connect, main, reads_eof, wait_for
 
 LAUNCH = r"""
 import fcntl, os, sys
@@ -372,6 +373,90 @@ def test_a_kicked_connection_at_a_restart_ends_with_a_fin():
         sd.cleanup()
 
 
+# The saved state's layout (daemon/fdstore.c): a header, then per connection
+# a record and its owed bytes. Version 2 saves the service by name.
+STATE_HEADER = struct.Struct("=8sQQ")
+STATE_V2 = struct.Struct("=QQQQ28s28s32sII")
+STATE_V1 = struct.Struct("=QQQQ28s28sB3xI")
+
+
+def rewrite_state(sd, convert):
+    """Replaces each stored tcpd-state memfd by convert(records) of it: a
+    list of [id, connected, in, out, peer, local, service name, owed]."""
+    with sd.lock:
+        for k, (name, fd) in enumerate(list(sd.store)):
+            if name != "tcpd-state":
+                continue
+            data = os.pread(fd, 1 << 24, 0)
+            magic, count, next_id = STATE_HEADER.unpack_from(data)
+            check(magic == b"TCPDSTA2", f"a version 2 state: {magic}")
+            recs, off = [], STATE_HEADER.size
+            for _ in range(count):
+                f = list(STATE_V2.unpack_from(data, off))
+                off += STATE_V2.size
+                owed = data[off:off + f[7]]
+                off += f[7]
+                recs.append(f[:6] + [f[6].rstrip(b"\0").decode(), owed])
+            new = convert(recs, next_id)
+            mfd = os.memfd_create("tcpd-state")
+            os.write(mfd, new)
+            os.close(fd)
+            sd.store[k] = (name, mfd)
+
+
+def test_state_from_the_previous_version_and_gone_services():
+    """A hand-over from the previous release's tcpd (state version 1, the
+    service by index) keeps ids and bytes; a connection saved for a service
+    this tcpd does not have is closed and logged, the others stay."""
+    sd = FakeSystemd()
+    try:
+        sd.start()
+        clients = [Client(sd.port) for _ in range(3)]
+        for c in clients:
+            c.send(500)
+            c.receive_all()
+        wait_for(lambda: sd.stored("conn") == 3, what="stored")
+        before = {x["peer_port"]: x["id"] for x in sd.ctl("list")}
+        check(sd.stop_tcpd() == 0, "hand-over")
+
+        def to_v1(recs, next_id):
+            out = STATE_HEADER.pack(b"TCPDSTA1", len(recs), next_id)
+            for r in recs:
+                out += STATE_V1.pack(*r[:6], {"echo": 0, "discard": 1, "chargen": 2}[r[6]], len(r[7])) + r[7]
+            return out
+        rewrite_state(sd, to_v1)
+        sd.start()
+        after = {x["peer_port"]: x["id"] for x in sd.ctl("list")}
+        check(after == before, f"ids kept across a version 1 state: {before} -> {after}")
+        check("adopted 3 connections from the fd store (3 with their saved state)" in sd.stderr(), sd.stderr())
+        for c in clients:
+            c.send(100)
+            c.receive_all()
+        # a service the next tcpd does not have
+        check(sd.stop_tcpd() == 0, "hand-over")
+        gone = clients[1].s.getsockname()[1]
+
+        def drop_one(recs, next_id):
+            out = STATE_HEADER.pack(b"TCPDSTA2", len(recs), next_id)
+            for r in recs:
+                svc = "gopher" if struct.unpack("!H", r[4][2:4])[0] == gone else r[6]
+                out += STATE_V2.pack(*r[:6], svc.encode(), len(r[7]), 0) + r[7]
+            return out
+        rewrite_state(sd, drop_one)
+        sd.start()
+        check(reads_eof(clients[1].s), "the connection of the gone service is closed")
+        check("was for service 'gopher', which this tcpd does not have" in sd.stderr(), sd.stderr())
+        check("closed 1 stored connection whose service" in sd.stderr(), sd.stderr())
+        left = {x["peer_port"] for x in sd.ctl("list")}
+        check(gone not in left and len(left) == 2, f"{left}")
+        for c in (clients[0], clients[2]):
+            c.send(10)
+            c.receive_all()
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
 def test_broken_settings_at_restart_and_crash_keep_the_service():
     """A typo in the file, then a restart (and a crash): tcpd runs on the
     last settings that loaded, kept in the store, keeps every connection,
@@ -427,5 +512,5 @@ def test_broken_settings_at_restart_and_crash_keep_the_service():
 if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
-          test_a_kicked_connection_at_a_restart_ends_with_a_fin,
+          test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
           test_broken_settings_at_restart_and_crash_keep_the_service])
