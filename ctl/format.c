@@ -54,6 +54,22 @@ static void format_limits(FILE *f, json_t *lim) {
         }
 }
 
+/* One line per service, names aligned: its own counters. */
+static void format_services(FILE *f, json_t *services) {
+        char in[32], out[32];
+        size_t i, width = 0;
+        json_t *v;
+
+        json_array_foreach(services, i, v)
+                if (strlen(str(v, "name")) > width)
+                        width = strlen(str(v, "name"));
+        json_array_foreach(services, i, v)
+                fprintf(f, "%-13s%-*s %llu open, %llu total, %llu refused, %s in, %s out\n", i == 0 ? "services:" : "",
+                        (int) width, str(v, "name"), num(v, "connections_open"), num(v, "connections_total"),
+                        num(v, "connections_refused"), format_size(num(v, "bytes_in"), in, sizeof(in)),
+                        format_size(num(v, "bytes_out"), out, sizeof(out)));
+}
+
 void format_status(FILE *f, json_t *st) {
         char up[64], in[32], out[32], idle[64];
         json_t *listeners = json_object_get(st, "listeners"), *li;
@@ -90,6 +106,7 @@ void format_status(FILE *f, json_t *st) {
         if (json_string_value(json_object_get(st, "listen_ignored")))
                 fprintf(f, "not bound:   %s (in the settings; under systemd the socket units decide)\n",
                         str(st, "listen_ignored"));
+        format_services(f, json_object_get(st, "services"));
         fprintf(f, "connections: %llu open, %llu total, %llu kicked, %llu refused, %llu reset",
                 num(st, "connections_open"), num(st, "connections_total"), num(st, "connections_kicked"),
                 num(st, "connections_refused"), num(st, "connections_reset"));

@@ -105,6 +105,8 @@ static int conn_attach(struct loop *l, struct conn *c) {
         lru_append(l, c);
         STAT_INC(l, open);
         STAT_INC(l, total);
+        STAT_INC(l, svc[c->service].open);
+        STAT_INC(l, svc[c->service].total);
         __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
         return 0;
 fail:
@@ -140,7 +142,7 @@ int conn_send(struct loop *l, struct conn *c, const char *buf, size_t n) {
         }
         w = w < 0 ? 0 : w;
         c->bytes_out += (uint64_t) w;
-        STAT_ADD(l, bytes_out, (uint64_t) w);
+        STAT_OUT(l, c, (uint64_t) w);
         if ((size_t) w < n) {
                 if (owed_append(c, buf + w, n - (size_t) w) < 0) {
                         conn_close(l, c, CLOSE_ERROR);
@@ -278,6 +280,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
                 l->tail = c->prev;
         lru_unlink(l, c);
         STAT_DEC(l, open);
+        STAT_DEC(l, svc[c->service].open);
         limits_open_sub(l);
         limits_release(l, c->src);
         c->src = NULL;
@@ -542,7 +545,7 @@ static int conn_flush(struct loop *l, struct conn *c) {
                 }
                 o->off += (uint32_t) n;
                 c->bytes_out += (uint64_t) n;
-                STAT_ADD(l, bytes_out, (uint64_t) n);
+                STAT_OUT(l, c, (uint64_t) n);
         }
         free(o);
         c->owed = NULL;
@@ -597,7 +600,7 @@ void conn_read_drop(struct loop *l, struct conn *c) {
                         return;
                 }
                 c->bytes_in += (uint64_t) n;
-                STAT_ADD(l, bytes_in, (uint64_t) n);
+                STAT_IN(l, c, (uint64_t) n);
                 conn_touch(l, c);
                 if ((size_t) n < l->rbuf_size)
                         return;

@@ -310,6 +310,27 @@ static json_t *refused_json(const struct loop_stats *s) {
         return o;
 }
 
+/* Each service that listens, or served or refused a connection. */
+static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
+        json_t *a = json_array();
+
+        for (int k = 0; a && k < _SERVICE_MAX; k++) {
+                const struct service_stats *v = &s->svc[k];
+                bool listens = false;
+
+                for (const struct listener *li = t->listeners; li; li = li->next)
+                        listens |= li->service == (enum service_kind) k;
+                if (!listens && !v->total && !v->refused)
+                        continue;
+                json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", service_name(k), "type",
+                                                   service_name(k), "connections_open", (json_int_t) v->open,
+                                                   "connections_total", (json_int_t) v->total,
+                                                   "connections_refused", (json_int_t) v->refused, "bytes_in",
+                                                   (json_int_t) v->bytes_in, "bytes_out", (json_int_t) v->bytes_out));
+        }
+        return a;
+}
+
 static json_t *cidrs_json(const struct cidr *list, size_t n) {
         json_t *a = json_array();
         char buf[64];
@@ -370,6 +391,7 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                 return reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         }
         json_object_set_new(params, "connections_aborted", json_integer((json_int_t) s->aborted));
+        json_object_set_new(params, "services", services_json(t, s));
         /* the file did not load: what is wrong, and what tcpd runs on */
         json_object_set_new(params, "settings_error", t->settings_error ? json_string(t->settings_error) : json_null());
         json_object_set_new(params, "settings", json_string(t->no_settings ? "none" : t->settings_error ? "previous" : "loaded"));

@@ -183,7 +183,7 @@ void fdstore_handover(struct loop *l) {
                                 break;
                         c->owed->off += (uint32_t) n;
                         c->bytes_out += (uint64_t) n;
-                        STAT_ADD(l, bytes_out, (uint64_t) n);
+                        STAT_OUT(l, c, (uint64_t) n);
                 }
         r = save_state(l);
         if (r < 0)
@@ -208,6 +208,7 @@ void fdstore_handover(struct loop *l) {
                         l->tail = NULL;
                 c->lru_prev = c->lru_next = NULL;
                 STAT_DEC(l, open);
+                STAT_DEC(l, svc[c->service].open);
                 limits_open_sub(l);
                 limits_release(l, c->src);
                 c->src = NULL;

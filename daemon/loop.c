@@ -25,7 +25,7 @@ static struct ratelimit refuse_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
 
 /* Refused: reset at once (SO_LINGER 0), so a flood leaves no connection in
  * FIN_WAIT or TIME_WAIT behind on our side. */
-static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum refusal why) {
+static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, enum refusal why) {
         struct linger lg = { .l_onoff = 1, .l_linger = 0 };
         unsigned suppressed;
 
@@ -33,6 +33,7 @@ static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum
         close(fd);
         STAT_INC(l, refused);
         STAT_INC(l, refused_by[why]);
+        STAT_INC(l, svc[svc].refused);
         if (monitor_active(l))
                 monitor_note(l, &(struct monitor_event) { .type = MONITOR_REFUSED, .why = (uint8_t) why,
                                                          .time_usec = now_usec(CLOCK_REALTIME), .peer = *peer });
@@ -122,6 +123,13 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
         sum->idle_closed += stat_get(s->idle_closed);
         sum->bytes_in += stat_get(s->bytes_in);
         sum->bytes_out += stat_get(s->bytes_out);
+        for (size_t i = 0; i < ARRAY_SIZE(s->svc); i++) {
+                sum->svc[i].open += stat_get(s->svc[i].open);
+                sum->svc[i].total += stat_get(s->svc[i].total);
+                sum->svc[i].refused += stat_get(s->svc[i].refused);
+                sum->svc[i].bytes_in += stat_get(s->svc[i].bytes_in);
+                sum->svc[i].bytes_out += stat_get(s->svc[i].bytes_out);
+        }
 }
 
 void loop_stats_sum(const struct loop *loops, unsigned n, struct loop_stats *sum) {
@@ -377,7 +385,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                 addr_normalize(&peer);
                 why = limits_admit(l, &peer, &src);
                 if (why != ADMIT) {
-                        refuse(l, fd, &peer, why);
+                        refuse(l, fd, &peer, li->service, why);
                         continue;
                 }
                 r = conn_open(l, fd, &peer, li->service, ll->local, src);
@@ -386,6 +394,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         limits_open_sub(l);
                         STAT_INC(l, refused);
                         STAT_INC(l, refused_by[REFUSE_NO_MEMORY]);
+                        STAT_INC(l, svc[li->service].refused);
                         if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
                                 log_error_errno(r, "cannot set up a new connection; refused it");
                 }

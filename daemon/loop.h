@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "addr.h"
+#include "config.h"
 #include "mailbox.h"
 #include "table.h"
 
@@ -71,6 +72,12 @@ struct loop_shared {
         void *monitor_owner;
 };
 
+/* What tcpctl status shows for each service. */
+struct service_stats {
+        uint64_t open, total, refused;
+        uint64_t bytes_in, bytes_out;
+};
+
 /* Counters owned by the loop. Each is written by its loop's thread only, as
  * a relaxed atomic store (a plain mov on x86-64), so the control plane may
  * read them from its own thread with stat_get(). */
@@ -85,12 +92,24 @@ struct loop_stats {
         uint64_t idle_closed;
         uint64_t bytes_in;
         uint64_t bytes_out;
+        struct service_stats svc[_SERVICE_MAX];
 };
 
 #define STAT_ADD(l, field, n) __atomic_store_n(&(l)->stats.field, (l)->stats.field + (n), __ATOMIC_RELAXED)
 #define STAT_INC(l, field) STAT_ADD(l, field, 1)
 #define STAT_DEC(l, field) __atomic_store_n(&(l)->stats.field, (l)->stats.field - 1, __ATOMIC_RELAXED)
 #define stat_get(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
+/* Bytes of connection c, for the loop's total and its service's. */
+#define STAT_IN(l, c, n)                                               \
+        do {                                                           \
+                STAT_ADD(l, bytes_in, n);                              \
+                STAT_ADD(l, svc[(c)->service].bytes_in, n);            \
+        } while (0)
+#define STAT_OUT(l, c, n)                                              \
+        do {                                                           \
+                STAT_ADD(l, bytes_out, n);                             \
+                STAT_ADD(l, svc[(c)->service].bytes_out, n);           \
+        } while (0)
 
 /* Adds a loop's counters to *sum (from any thread). */
 void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);

@@ -40,7 +40,7 @@ static void chargen_writable(struct loop *l, struct conn *c) {
                 }
                 c->gen_off = (uint16_t) ((c->gen_off + (size_t) n) % CHARGEN_CYCLE);
                 c->bytes_out += (uint64_t) n;
-                STAT_ADD(l, bytes_out, (uint64_t) n);
+                STAT_OUT(l, c, (uint64_t) n);
                 conn_touch(l, c);
                 if (n < CHARGEN_CYCLE)
                         return;

@@ -34,7 +34,7 @@ static void echo_readable(struct loop *l, struct conn *c) {
                 return;
         }
         c->bytes_in += (uint64_t) n;
-        STAT_ADD(l, bytes_in, (uint64_t) n);
+        STAT_IN(l, c, (uint64_t) n);
         conn_touch(l, c);
 
         if (!c->owed) {
@@ -47,7 +47,7 @@ static void echo_readable(struct loop *l, struct conn *c) {
                         w = 0;
                 }
                 c->bytes_out += (uint64_t) w;
-                STAT_ADD(l, bytes_out, (uint64_t) w);
+                STAT_OUT(l, c, (uint64_t) w);
                 if (w == n)
                         return; /* the common case: no state changes */
         }

@@ -125,8 +125,8 @@ def test_every_status_line_in_tcpctl_8():
     d.ctl("reload", ok=(1,))  # the settings: line
     out = d.ctl("status").stdout
     labels = {m.group(1) for m in re.finditer(r"^([a-z][a-z ]*):\s", out, re.M)}
-    check({"listening", "not bound", "settings", "connections", "refused by", "workers", "traffic", "limits",
-           "allow", "deny"} <= labels, f"not every line showed: {sorted(labels)}\n{out}")
+    check({"listening", "not bound", "settings", "services", "connections", "refused by", "workers", "traffic",
+           "limits", "allow", "deny"} <= labels, f"not every line showed: {sorted(labels)}\n{out}")
     for label in sorted(labels):
         check(f"Li {label}:\\&" in page, f"tcpctl status prints '{label}:', which tcpctl(8) does not describe")
     s.close()

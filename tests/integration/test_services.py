@@ -8,8 +8,8 @@ import socket
 import struct
 import time
 
-from tcpdtest import (Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact, run_config_check,
-                      wait_for)
+from tcpdtest import (Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact, refused,
+                      run_config_check, wait_for)
 
 SERVICES = ("[echo]\nlisten = 127.0.0.1:0\n[discard]\nlisten = 127.0.0.1:0\n"
             "[chargen]\nlisten = 127.0.0.1:0\n")
@@ -166,7 +166,7 @@ def read_all(s, timeout=5):
 
 
 def test_daytime_and_time():
-    d = Daemon("[tcpd]\nlog_connections = yes\n[daytime]\nlisten = 127.0.0.1:0\n"
+    d = Daemon("[tcpd]\nlog_connections = yes\ndeny = 127.0.0.9\n[daytime]\nlisten = 127.0.0.1:0\n"
                "[time]\nlisten = 127.0.0.1:0\nbanner = hello\n")
     # daytime: one line of the local date and time, then the server closes
     before = time.time()
@@ -192,6 +192,19 @@ def test_daytime_and_time():
     check("done after" in d.stderr(), "the log gives the reason 'done'")
     st = d.status()
     check(st["connections_total"] == 3 and st["connections_reset"] == 0, f"{st}")
+    # each service with its own counters
+    svc = {s["name"]: s for s in st["services"]}
+    check({"daytime", "time"} <= set(svc), f"{st['services']}")
+    check(svc["daytime"]["connections_total"] == 1 and svc["daytime"]["bytes_out"] == len(line), f"{svc}")
+    check(svc["time"]["connections_total"] == 2 and svc["time"]["bytes_out"] == 22 and
+          svc["time"]["connections_open"] == 0, f"{svc}")
+    check(refused(service_port(d, "daytime"), source="127.0.0.9"), "denied")
+    svc = {s["name"]: s for s in d.status()["services"]}
+    check(svc["daytime"]["connections_refused"] == 1 and svc["time"]["connections_refused"] == 0, f"{svc}")
+    human = d.ctl("status").stdout
+    check(re.search(r"^ +daytime 0 open, 1 total, 1 refused, 0B in, 26B out", human, re.M) and
+          re.search(r"^ +time +0 open, 2 total, 0 refused, \d+B in, 22B out", human, re.M) and
+          "services:" in human, human)
     d.stop()
 
 
