@@ -105,6 +105,7 @@ static int conn_attach(struct loop *l, struct conn *c) {
         lru_append(l, c);
         STAT_INC(l, open);
         STAT_INC(l, total);
+        c->svc_stats = &l->stats.svc[c->service];
         STAT_INC(l, svc[c->service].open);
         STAT_INC(l, svc[c->service].total);
         __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);

@@ -54,6 +54,7 @@ struct conn {
         union sockaddr_in46 peer;
         struct owed *owed;
         struct source *src; /* for per-source limits, or NULL */
+        struct service_stats *svc_stats; /* its service's in the loop's counters */
         struct conn *prev, *next;         /* the loop's list, id order */
         struct conn *lru_prev, *lru_next; /* least recently active first */
 };

@@ -121,9 +121,9 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
         sum->resets += stat_get(s->resets);
         sum->aborted += stat_get(s->aborted);
         sum->idle_closed += stat_get(s->idle_closed);
-        sum->bytes_in += stat_get(s->bytes_in);
-        sum->bytes_out += stat_get(s->bytes_out);
         for (size_t i = 0; i < ARRAY_SIZE(s->svc); i++) {
+                sum->bytes_in += stat_get(s->svc[i].bytes_in);
+                sum->bytes_out += stat_get(s->svc[i].bytes_out);
                 sum->svc[i].open += stat_get(s->svc[i].open);
                 sum->svc[i].total += stat_get(s->svc[i].total);
                 sum->svc[i].refused += stat_get(s->svc[i].refused);

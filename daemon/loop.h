@@ -90,7 +90,7 @@ struct loop_stats {
         uint64_t resets;
         uint64_t aborted; /* reset by us: still owed bytes at close_timeout */
         uint64_t idle_closed;
-        uint64_t bytes_in;
+        uint64_t bytes_in;  /* in a sum only: a loop counts bytes per service */
         uint64_t bytes_out;
         struct service_stats svc[_SERVICE_MAX];
 };
@@ -99,17 +99,13 @@ struct loop_stats {
 #define STAT_INC(l, field) STAT_ADD(l, field, 1)
 #define STAT_DEC(l, field) __atomic_store_n(&(l)->stats.field, (l)->stats.field - 1, __ATOMIC_RELAXED)
 #define stat_get(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
-/* Bytes of connection c, for the loop's total and its service's. */
-#define STAT_IN(l, c, n)                                               \
-        do {                                                           \
-                STAT_ADD(l, bytes_in, n);                              \
-                STAT_ADD(l, svc[(c)->service].bytes_in, n);            \
-        } while (0)
-#define STAT_OUT(l, c, n)                                              \
-        do {                                                           \
-                STAT_ADD(l, bytes_out, n);                             \
-                STAT_ADD(l, svc[(c)->service].bytes_out, n);           \
-        } while (0)
+/* Bytes of connection c, counted once, for its service: the loop's totals
+ * are the sum of its services' (loop_stats_add), so the data path pays one
+ * add per direction, as before there were services to count. */
+#define STAT_IN(l, c, n) \
+        __atomic_store_n(&(c)->svc_stats->bytes_in, (c)->svc_stats->bytes_in + (n), __ATOMIC_RELAXED)
+#define STAT_OUT(l, c, n) \
+        __atomic_store_n(&(c)->svc_stats->bytes_out, (c)->svc_stats->bytes_out + (n), __ATOMIC_RELAXED)
 
 /* Adds a loop's counters to *sum (from any thread). */
 void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
