@@ -54,20 +54,31 @@ static void format_limits(FILE *f, json_t *lim) {
         }
 }
 
-/* One line per service, names aligned: its own counters. */
+/* One line per service, names aligned: its own counters. A service named
+ * otherwise than its type says the type too: "git (echo)". */
 static void format_services(FILE *f, json_t *services) {
-        char in[32], out[32];
+        char in[32], out[32], name[80];
         size_t i, width = 0;
         json_t *v;
 
-        json_array_foreach(services, i, v)
-                if (strlen(str(v, "name")) > width)
-                        width = strlen(str(v, "name"));
-        json_array_foreach(services, i, v)
+        json_array_foreach(services, i, v) {
+                size_t n = strlen(str(v, "name"));
+
+                if (!streq(str(v, "name"), str(v, "type")))
+                        n += strlen(str(v, "type")) + 3;
+                if (n > width)
+                        width = n;
+        }
+        json_array_foreach(services, i, v) {
+                if (streq(str(v, "name"), str(v, "type")))
+                        snprintf(name, sizeof(name), "%s", str(v, "name"));
+                else
+                        snprintf(name, sizeof(name), "%s (%s)", str(v, "name"), str(v, "type"));
                 fprintf(f, "%-13s%-*s %llu open, %llu total, %llu refused, %s in, %s out\n", i == 0 ? "services:" : "",
-                        (int) width, str(v, "name"), num(v, "connections_open"), num(v, "connections_total"),
+                        (int) width, name, num(v, "connections_open"), num(v, "connections_total"),
                         num(v, "connections_refused"), format_size(num(v, "bytes_in"), in, sizeof(in)),
                         format_size(num(v, "bytes_out"), out, sizeof(out)));
+        }
 }
 
 void format_status(FILE *f, json_t *st) {

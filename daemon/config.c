@@ -29,6 +29,17 @@ const char *service_name(enum service_kind k) {
         return k < _SERVICE_MAX ? service_names[k] : "?";
 }
 
+const char *service_config_name(const struct service_config *s) {
+        return s->name ? s->name : service_name(s->type);
+}
+
+const struct service_config *config_service(const struct config *c, const char *name) {
+        for (size_t i = 0; i < c->n_services; i++)
+                if (streq(service_config_name(&c->services[i]), name))
+                        return &c->services[i];
+        return NULL;
+}
+
 int service_from_name(const char *name) {
         for (int i = 0; i < _SERVICE_MAX; i++)
                 if (streq(name, service_names[i]))
@@ -118,6 +129,9 @@ struct config *config_new(void) {
         c->keepalive_interval_usec = 20 * USEC_PER_SEC;
         c->keepalive_count = 5;
         c->user_timeout_usec = 180 * USEC_PER_SEC;
+        for (int i = 0; i < _SERVICE_MAX; i++)
+                c->services[i] = (struct service_config) { .type = (enum service_kind) i, .type_set = true };
+        c->n_services = _SERVICE_MAX;
         if (!c->control_socket || !c->admin_group || listen_add(&c->services[SERVICE_ECHO], "7788", 0, &why) < 0)
                 return config_free(c);
         return c;
@@ -132,9 +146,10 @@ struct config *config_free(struct config *c) {
         free(c->admin_group);
         free(c->allow);
         free(c->deny);
-        for (int i = 0; i < _SERVICE_MAX; i++) {
+        for (size_t i = 0; i < c->n_services; i++) {
                 listen_clear(&c->services[i]);
                 free(c->services[i].banner);
+                free(c->services[i].name);
         }
         free(c);
         return NULL;
@@ -148,6 +163,7 @@ struct parse_ctx {
         const char *path;
         unsigned line;
         char last_bad_section[64];
+        char section_label[64]; /* the section as messages name it */
 };
 
 typedef int (*key_parser)(struct parse_ctx *p, const char *value, void *field, const char **why);
@@ -473,6 +489,23 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         char *copy, *tok, *save = NULL;
         int r = 0;
 
+        if (streq(name, "type")) {
+                int t = s->name ? service_from_name(value) : -1;
+
+                if (!s->name) {
+                        *why = "a short form's type is its name; a [service NAME] section sets type=";
+                        return -EINVAL;
+                }
+                if (t < 0) {
+                        s->type_set = true; /* said here, not again as missing */
+                        *why = "expected one of " SERVICE_NAMES_TEXT "nothing else in this version (not exec, not "
+                               "forward)";
+                        return -EINVAL;
+                }
+                s->type = (enum service_kind) t;
+                s->type_set = true;
+                return 0;
+        }
         if (streq(name, "banner")) {
                 size_t n = strlen(value);
 
@@ -503,11 +536,57 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 r = listen_add(s, tok, p->line, why);
                 if (r == -EINVAL)
                         add_error(p->errs, "%s:%u: [%s] listen: bad address '%s': %s%s", p->path, p->line,
-                                  service_name(svc), tok, *why,
+                                  p->section_label, tok, *why,
                                   strchr(value, '#') ? " ('#' starts a comment only at the start of a line)" : "");
         }
         free(copy);
         return r == -EINVAL ? -EALREADY : r;
+}
+
+/* Names that systemd's sockets and the fd store use for other things. */
+static const char *const reserved_names[] = { "control", "varlink", "metrics", "conn", "tcpd-state", "tcpd-settings" };
+
+/* The [service NAME] section's service, added at its first key. Returns
+ * its index, or -1 after saying (once) what is wrong with the section. */
+static int named_service(struct parse_ctx *p, const char *section) {
+        const char *name = section + 7, *why = NULL;
+        struct config *c = p->c;
+        size_t len;
+
+        while (*name == ' ')
+                name++;
+        len = strlen(name);
+        for (size_t i = _SERVICE_MAX; i < c->n_services; i++)
+                if (streq(c->services[i].name, name))
+                        return (int) i;
+        if (!len)
+                why = "a [service NAME] section needs a name, such as [service git]";
+        else if (len > CONFIG_SERVICE_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != len ||
+                 name[0] == '-' || name[0] == '_')
+                why = "a service's name is 1 to 31 lower-case letters, digits, '-' and '_', starting with a letter or "
+                      "digit";
+        else if (service_from_name(name) >= 0)
+                why = "that name is a type's short form: write its section as [NAME], or give the service another name";
+        else
+                for (size_t i = 0; i < ARRAY_SIZE(reserved_names); i++)
+                        if (streq(name, reserved_names[i]))
+                                why = "that name is reserved (control, varlink, metrics, conn, tcpd-state, "
+                                      "tcpd-settings name other sockets under systemd)";
+        if (!why && c->n_services == CONFIG_MAX_SERVICES)
+                why = "at most " STRINGIFY(CONFIG_MAX_SERVICES) " services, the short forms included";
+        if (why) {
+                if (!streq(p->last_bad_section, section)) {
+                        snprintf(p->last_bad_section, sizeof(p->last_bad_section), "%s", section);
+                        add_error(p->errs, "%s:%u: [%s]: %s", p->path, p->line, section, why);
+                }
+                return -1;
+        }
+        c->services[c->n_services] = (struct service_config) { .name = strdup(name), .line = p->line };
+        if (!c->services[c->n_services].name) {
+                add_error(p->errs, "%s:%u: out of memory", p->path, p->line);
+                return -1;
+        }
+        return (int) c->n_services++;
 }
 
 /* Levenshtein's distance, for names of a few dozen characters. */
@@ -583,12 +662,18 @@ static int config_handler(void *user, const char *section, const char *name, con
                                 names[i] = global_keys[i].name;
                         why = unknown_key_hint(name, names, ARRAY_SIZE(names));
                 }
-        } else if ((svc = service_from_name(section)) >= 0) {
+        } else if ((svc = service_from_name(section)) >= 0 ||
+                   (strncmp(section, "service", 7) == 0 && (!section[7] || section[7] == ' '))) {
+                if (svc < 0 && (svc = named_service(p, section)) < 0)
+                        return 1; /* said once for the section */
+                snprintf(p->section_label, sizeof(p->section_label), "%s", section);
                 r = service_key(p, svc, name, value, &why);
                 if (r == -ENOENT) {
-                        static const char *const names[] = { "listen", "banner" };
+                        static const char *const short_names[] = { "listen", "banner" };
+                        static const char *const names[] = { "type", "listen", "banner" };
 
-                        why = unknown_key_hint(name, names, ARRAY_SIZE(names));
+                        why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
+                                                       : unknown_key_hint(name, short_names, ARRAY_SIZE(short_names));
                 }
         } else {
                 /* One error per unknown section, not one per key in it. */
@@ -659,6 +744,10 @@ int config_load_string(const char *path, const char *text, struct config **ret, 
                 else if (r < 0 && errs->total == 0)
                         add_error(errs, "%s: could not be parsed", path);
         }
+        for (size_t i = _SERVICE_MAX; i < p.c->n_services; i++)
+                if (!p.c->services[i].type_set)
+                        add_error(errs, "%s:%u: [service %s] has no type= (one of %.*s)", path,
+                                  p.c->services[i].line, p.c->services[i].name, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
         if (errs->total > 0) {
                 config_free(p.c);
                 return -EINVAL;
@@ -758,10 +847,13 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "keepalive_interval = %s\n", format_duration_exact(c->keepalive_interval_usec, buf, sizeof(buf)));
         fprintf(f, "keepalive_count = %u\n", c->keepalive_count);
         fprintf(f, "user_timeout = %s\n", format_duration_exact(c->user_timeout_usec, buf, sizeof(buf)));
-        for (int i = 0; i < _SERVICE_MAX; i++) {
+        for (size_t i = 0; i < c->n_services; i++) {
                 const struct service_config *s = &c->services[i];
 
-                fprintf(f, "\n[%s]\n", service_name(i));
+                if (s->name)
+                        fprintf(f, "\n[service %s]\ntype = %s\n", s->name, service_name(s->type));
+                else
+                        fprintf(f, "\n[%s]\n", service_name(s->type));
                 if (i == 0)
                         fprintf(f, "# listen= is bound when tcpd binds its own sockets; under systemd the socket\n"
                                    "# units decide (ListenStream=), and a listen= here is not bound\n");

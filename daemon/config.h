@@ -33,6 +33,7 @@ enum service_kind {
 const char *service_name(enum service_kind k);
 int service_from_name(const char *name);
 
+
 struct listen_spec {
         union sockaddr_in46 addr;
         bool any; /* only a port was given: every address, IPv6 dual-stack */
@@ -40,7 +41,17 @@ struct listen_spec {
         unsigned line;
 };
 
+/* A service: the short forms [echo], [discard], ... (one for each type,
+ * always there, named as their type, first in the array), then any
+ * [service NAME] sections, in the order the file has them. */
+#define CONFIG_MAX_SERVICES 32
+#define CONFIG_SERVICE_NAME_MAX 31
 struct service_config {
+        char *name; /* NULL for a short form: named as its type */
+        enum service_kind type;
+        unsigned id; /* in the registry (registry.h), set once the settings are taken */
+        bool type_set;
+        unsigned line; /* where its section starts */
         struct listen_spec *listen;
         size_t n_listen;
         bool listen_set; /* a listen= line replaced the default */
@@ -74,8 +85,14 @@ struct config {
         uint64_t keepalive_idle_usec, keepalive_interval_usec;
         unsigned keepalive_count;
         uint64_t user_timeout_usec;     /* 0: the kernel's default */
-        struct service_config services[_SERVICE_MAX];
+        struct service_config services[CONFIG_MAX_SERVICES];
+        size_t n_services;
 };
+
+/* A service's name: its own, or its type's for a short form. */
+const char *service_config_name(const struct service_config *s);
+/* The service named name, or NULL. */
+const struct service_config *config_service(const struct config *c, const char *name);
 
 #define CONFIG_MAX_ERRORS 16
 #define CONFIG_MAX_WORKERS 256

@@ -47,7 +47,7 @@ void conn_log_at(const char *code_file, const char *code_line, const char *func,
                 return;
         snprintf(id, sizeof(id), "TCPD_CONNECTION_ID=%llu", (unsigned long long) c->id);
         snprintf(peer, sizeof(peer), "TCPD_PEER=%s", addr_format(&c->peer, host, sizeof(host)));
-        snprintf(svc, sizeof(svc), "TCPD_SERVICE=%s", service_name(c->service));
+        snprintf(svc, sizeof(svc), "TCPD_SERVICE=%s", service_id_name(c->service));
         snprintf(in, sizeof(in), "TCPD_BYTES_IN=%llu", (unsigned long long) c->bytes_in);
         snprintf(out, sizeof(out), "TCPD_BYTES_OUT=%llu", (unsigned long long) c->bytes_out);
         snprintf(ev, sizeof(ev), "TCPD_EVENT=%s", event);
@@ -84,9 +84,12 @@ static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c);
 
 /* Puts a new or adopted connection into the table, the lists and epoll. */
 static int conn_attach(struct loop *l, struct conn *c) {
-        struct epoll_event e = { .events = conn_wanted_events(l, c), .data.ptr = c };
+        struct epoll_event e = { .data.ptr = c };
         int r;
 
+        c->svc_stats = &l->stats.svc[c->service];
+        c->ops = service_types[service_id_type(c->service)];
+        e.events = conn_wanted_events(l, c);
         c->events = e.events;
         r = table_put(&l->table, c->id, c);
         if (r < 0)
@@ -105,7 +108,6 @@ static int conn_attach(struct loop *l, struct conn *c) {
         lru_append(l, c);
         STAT_INC(l, open);
         STAT_INC(l, total);
-        c->svc_stats = &l->stats.svc[c->service];
         STAT_INC(l, svc[c->service].open);
         STAT_INC(l, svc[c->service].total);
         __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
@@ -164,7 +166,7 @@ static int conn_banner(struct loop *l, struct conn *c, const char *banner) {
         return conn_send(l, c, line, (size_t) len);
 }
 
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, uint32_t local,
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local,
               struct source *src) {
         struct conn *c = conn_new(l, fd, peer);
         int r;
@@ -190,8 +192,8 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum serv
         if (svc < ARRAY_SIZE(l->settings.banner) && l->settings.banner[svc] &&
             conn_banner(l, c, l->settings.banner[svc]) < 0)
                 return 0; /* closed */
-        if (service_types[svc]->open)
-                service_types[svc]->open(l, c);
+        if (c->ops->open)
+                c->ops->open(l, c);
         return 0;
 }
 
@@ -566,7 +568,7 @@ void conn_fail(struct loop *l, struct conn *c, int err) {
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
         uint32_t ev = 0;
 
-        if (c->owed || (service_types[c->service]->writable && c->state == CONN_OPEN))
+        if (c->owed || (c->ops->writable && c->state == CONN_OPEN))
                 ev |= EPOLLOUT;
         if (c->state == CONN_OPEN && owed_bytes(c) < l->settings.max_buffered)
                 ev |= EPOLLIN;
@@ -621,7 +623,7 @@ void conn_handle(struct loop *l, struct conn *c, uint32_t events) {
                 conn_update(l, c); /* may close a draining connection */
                 return;
         }
-        type = service_types[c->service];
+        type = c->ops;
         if ((events & EPOLLOUT) && type->writable && c->state == CONN_OPEN) {
                 type->writable(l, c);
                 if (c->ev.kind != EV_CONN)

@@ -55,12 +55,13 @@ struct conn {
         struct owed *owed;
         struct source *src; /* for per-source limits, or NULL */
         struct service_stats *svc_stats; /* its service's in the loop's counters */
+        const struct service_type *ops;  /* its service's type (services/) */
         struct conn *prev, *next;         /* the loop's list, id order */
         struct conn *lru_prev, *lru_next; /* least recently active first */
 };
 
 /* A connection accepted on fd; registers it with the loop. Takes fd. */
-int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, uint32_t local,
+int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local,
               struct source *src);
 
 /* What a previous tcpd handed over about a connection (see fdstore.c). */

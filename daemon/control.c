@@ -246,7 +246,7 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
         int k = 0;
 
         k |= json_integer_set(r->id, (json_int_t) i->id);
-        k |= json_string_set(r->service, service_name(i->service));
+        k |= json_string_set(r->service, service_id_name(i->service));
         k |= json_string_set(r->peer, addr_format(&i->peer, peer, sizeof(peer)));
         k |= json_string_set(r->peer_address, addr_format_host(&i->peer, host, sizeof(host)));
         k |= json_integer_set(r->peer_port, (json_int_t) addr_port(&i->peer));
@@ -314,16 +314,16 @@ static json_t *refused_json(const struct loop_stats *s) {
 static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
         json_t *a = json_array();
 
-        for (int k = 0; a && k < _SERVICE_MAX; k++) {
+        for (unsigned k = 0; a && k < service_ids(); k++) {
                 const struct service_stats *v = &s->svc[k];
                 bool listens = false;
 
                 for (const struct listener *li = t->listeners; li; li = li->next)
-                        listens |= li->service == (enum service_kind) k;
-                if (!listens && !v->total && !v->refused)
+                        listens |= li->service == k;
+                if (!listens && !v->total && !v->refused && !v->open)
                         continue;
-                json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", service_name(k), "type",
-                                                   service_name(k), "connections_open", (json_int_t) v->open,
+                json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", service_id_name(k), "type",
+                                                   service_name(service_id_type(k)), "connections_open", (json_int_t) v->open,
                                                    "connections_total", (json_int_t) v->total,
                                                    "connections_refused", (json_int_t) v->refused, "bytes_in",
                                                    (json_int_t) v->bytes_in, "bytes_out", (json_int_t) v->bytes_out));
@@ -371,7 +371,7 @@ static void method_get_status(struct control_client *cl, struct vl_call *call) {
                 json_array_append_new(workers, json_integer((json_int_t) stat_get(t->loops[i].stats.open)));
         for (struct listener *li = t->listeners; li && listeners; li = li->next)
                 json_array_append_new(listeners,
-                                      json_pack("{s:s,s:s,s:b}", "service", service_name(li->service), "address",
+                                      json_pack("{s:s,s:s,s:b}", "service", service_id_name(li->service), "address",
                                                 listener_format(li, addr, sizeof(addr)), "activated",
                                                 li->activated));
         params = json_pack("{s:s,s:i,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version", TCPD_VERSION,
@@ -415,7 +415,7 @@ static int parse_filter(struct control_client *cl, json_t *params, struct conn_f
         }
         f->has_cidr = peer != NULL;
         if (vl_param(params, "service", JSON_STRING, &service) < 0 ||
-            (service && (f->service = service_from_name(json_string_value(service))) < 0)) {
+            (service && (f->service = service_lookup(json_string_value(service))) < 0)) {
                 reply_invalid_parameter(cl, "service");
                 return -EINVAL;
         }
@@ -608,7 +608,7 @@ static json_t *monitor_event_json(const struct monitor_event *e) {
                 return NULL;
         if (e->type != MONITOR_REFUSED) {
                 json_object_set_new(o, "id", json_integer((json_int_t) e->id));
-                json_object_set_new(o, "service", json_string(service_name(e->service)));
+                json_object_set_new(o, "service", json_string(service_id_name(e->service)));
         }
         if (e->type == MONITOR_CLOSED) {
                 json_object_set_new(o, "reason", json_string(close_reason_name(e->why)));

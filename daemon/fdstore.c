@@ -52,7 +52,7 @@ struct state_record_v1 {
 struct saved_rec {
         uint64_t id, connected_usec, bytes_in, bytes_out;
         union sockaddr_in46 peer, local;
-        int service; /* enum service_kind, or -1: a service this tcpd does not have */
+        int service; /* its id (registry.h), or -1: a service this tcpd does not have */
         char service_name[STATE_SERVICE_NAME];
         const char *owed;
         uint32_t owed_len;
@@ -154,7 +154,7 @@ static int save_state(struct loop *l) {
                 };
                 socklen_t len = sizeof(rec.local);
 
-                snprintf(rec.service, sizeof(rec.service), "%s", service_name(c->service));
+                snprintf(rec.service, sizeof(rec.service), "%s", service_id_name(c->service));
                 if (getsockname(c->fd, &rec.local.sa, &len) == 0)
                         addr_normalize(&rec.local);
                 if (c->owed)
@@ -298,7 +298,8 @@ static size_t read_record(const char *p, const char *end, bool v1, struct saved_
                 out->service_name[sizeof(out->service_name) - 1] = 0;
                 size = sizeof(*r) + r->owed_len;
         }
-        out->service = service_from_name(out->service_name);
+        /* the services the settings have are registered by now */
+        out->service = service_lookup(out->service_name);
         if (out->service < 0)
                 out->service = -1;
         return size;

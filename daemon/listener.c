@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "listener.h"
+#include "registry.h"
 #include "log.h"
 
 static void listener_tune(int fd) {
@@ -15,7 +16,7 @@ static void listener_tune(int fd) {
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int listener_new(int fd, enum service_kind svc, struct listener **ret) {
+static int listener_new(int fd, unsigned svc, struct listener **ret) {
         struct listener *l = calloc(1, sizeof(*l));
         socklen_t len = sizeof(l->addr);
 
@@ -77,7 +78,7 @@ static void close_fds(int *fds, unsigned n) {
                         close(fds[i]);
 }
 
-int listener_bind(const char *config_path, const struct listen_spec *spec, enum service_kind svc, unsigned backlog,
+int listener_bind(const char *config_path, const struct listen_spec *spec, unsigned svc, unsigned backlog,
                   unsigned workers, struct listener **ret) {
         union sockaddr_in46 a = spec->addr;
         _cleanup_close_ int probe = -1;
@@ -93,7 +94,7 @@ int listener_bind(const char *config_path, const struct listen_spec *spec, enum 
                 where[0] = 0;
         fds = malloc(n * sizeof(*fds));
         if (!fds)
-                return log_error_errno(-ENOMEM, "[%s] listen = %s", service_name(svc), spec->text);
+                return log_error_errno(-ENOMEM, "[%s] listen = %s", service_id_name(svc), spec->text);
         if (n > 1) {
                 /* A SO_REUSEPORT group takes in any socket of the same user that
                  * asks to join, so a second tcpd on this port would silently
@@ -123,14 +124,14 @@ int listener_bind(const char *config_path, const struct listen_spec *spec, enum 
         r = listener_new(fds[0], svc, ret);
         if (r < 0) {
                 close_fds(fds, n);
-                return log_error_errno(r, "[%s] listen = %s", service_name(svc), spec->text);
+                return log_error_errno(r, "[%s] listen = %s", service_id_name(svc), spec->text);
         }
         (*ret)->any = spec->any;
         (*ret)->spec = strdup(spec->text);
         if (!(*ret)->spec) {
                 close_fds(fds + 1, n - 1);
                 *ret = listener_free(*ret);
-                return log_error_errno(-ENOMEM, "[%s] listen = %s", service_name(svc), spec->text);
+                return log_error_errno(-ENOMEM, "[%s] listen = %s", service_id_name(svc), spec->text);
         }
         if (n > 1) {
                 (*ret)->fds = TAKE_PTR(fds);
@@ -138,10 +139,10 @@ int listener_bind(const char *config_path, const struct listen_spec *spec, enum 
         }
         return 0;
 fail:
-        return log_error_errno(r, "%s[%s] listen = %s: %s", where, service_name(svc), spec->text, step);
+        return log_error_errno(r, "%s[%s] listen = %s: %s", where, service_id_name(svc), spec->text, step);
 }
 
-int listener_adopt(int fd, enum service_kind svc, struct listener **ret) {
+int listener_adopt(int fd, unsigned svc, struct listener **ret) {
         int flags = fcntl(fd, F_GETFL), r;
 
         /* systemd does not promise non-blocking sockets */

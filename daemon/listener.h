@@ -17,7 +17,7 @@ struct listener {
          * workers. NULL for one worker and for sockets from systemd. */
         int *fds;
         unsigned n_fds;
-        enum service_kind service;
+        unsigned service; /* id in the registry */
         union sockaddr_in46 addr; /* as bound, from getsockname() */
         bool activated;
         bool any;     /* bound to every address (from a port-only spec) */
@@ -28,7 +28,7 @@ struct listener {
 
 /* Binds one listen= entry, with one socket per worker when workers > 1.
  * Logs what went wrong, with the entry's line. */
-int listener_bind(const char *config_path, const struct listen_spec *spec, enum service_kind svc, unsigned backlog,
+int listener_bind(const char *config_path, const struct listen_spec *spec, unsigned svc, unsigned backlog,
                   unsigned workers, struct listener **ret);
 /* The socket worker `index` accepts on. */
 static inline int listener_fd(const struct listener *l, unsigned index) {
@@ -41,7 +41,7 @@ static inline unsigned listener_n_fds(const struct listener *l) {
 /* A new backlog on every socket of a listener tcpd bound. */
 void listener_set_backlog(struct listener *l, unsigned backlog);
 /* Wraps a socket passed by systemd. */
-int listener_adopt(int fd, enum service_kind svc, struct listener **ret);
+int listener_adopt(int fd, unsigned svc, struct listener **ret);
 struct listener *listener_free(struct listener *l);
 /* References: every loop that watches a listener holds one, and so does the
  * control plane while the listener is in its list. The last one frees it. */

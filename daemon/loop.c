@@ -25,7 +25,7 @@ static struct ratelimit refuse_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
 
 /* Refused: reset at once (SO_LINGER 0), so a flood leaves no connection in
  * FIN_WAIT or TIME_WAIT behind on our side. */
-static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, enum service_kind svc, enum refusal why) {
+static void refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, enum refusal why) {
         struct linger lg = { .l_onoff = 1, .l_linger = 0 };
         unsigned suppressed;
 
@@ -378,7 +378,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         default:
                                 if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
                                         log_error_errno(-errno, "accept failed on %s listener",
-                                                        service_name(li->service));
+                                                        service_id_name(li->service));
                                 return;
                         }
                 }

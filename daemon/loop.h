@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "config.h"
 #include "mailbox.h"
+#include "registry.h"
 #include "table.h"
 
 enum ev_kind {
@@ -49,7 +50,7 @@ struct loop_settings {
         uint64_t close_timeout_usec; /* shutdown_timeout: how long a close may take */
         bool log_connections;
         bool refuse_all; /* the settings file never loaded: nothing to serve by */
-        const char *banner[8]; /* per service (enum service_kind); owned by the settings */
+        const char *banner[SERVICE_IDS_MAX]; /* per service id; owned by the settings */
 };
 
 /* What every worker's loop shares: connection ids unique across workers,
@@ -92,7 +93,7 @@ struct loop_stats {
         uint64_t idle_closed;
         uint64_t bytes_in;  /* in a sum only: a loop counts bytes per service */
         uint64_t bytes_out;
-        struct service_stats svc[_SERVICE_MAX];
+        struct service_stats svc[SERVICE_IDS_MAX]; /* by service id */
 };
 
 #define STAT_ADD(l, field, n) __atomic_store_n(&(l)->stats.field, (l)->stats.field + (n), __ATOMIC_RELAXED)

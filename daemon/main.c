@@ -71,7 +71,23 @@ static void resolve_admin_group(struct tcpd *t) {
 }
 
 static unsigned fd_budget;
-_Static_assert(_SERVICE_MAX <= ARRAY_SIZE(((struct loop_settings *) 0)->banner), "a banner for every service");
+_Static_assert(CONFIG_MAX_SERVICES <= SERVICE_IDS_MAX, "an id for every service of one load");
+
+/* Gives each service of the settings its id (registry.h): the same as
+ * before for a name and type that stay. Fails when the process has used up
+ * its ids (services added and removed by many reloads). */
+static int assign_service_ids(struct config *c) {
+        for (size_t i = 0; i < c->n_services; i++) {
+                int id = service_register(service_config_name(&c->services[i]), c->services[i].type);
+
+                if (id < 0)
+                        return log_error_errno(id, "no id left for service '%s': at most %d services in the life "
+                                                   "of one tcpd; restart it",
+                                               service_config_name(&c->services[i]), SERVICE_IDS_MAX);
+                c->services[i].id = (unsigned) id;
+        }
+        return 0;
+}
 _Static_assert(_REFUSE_MAX <= ARRAY_SIZE(((struct loop_stats *) 0)->refused_by), "a counter for every rule");
 
 #define settings_from(c)                                                                                    \
@@ -141,8 +157,8 @@ static void post_settings(struct tcpd *t, const struct config *c) {
 
         ls.refuse_all = t->no_settings;
         /* borrowed here: each worker's copy owns its own */
-        for (int i = 0; i < _SERVICE_MAX; i++)
-                ls.banner[i] = c->services[i].banner;
+        for (size_t i = 0; i < c->n_services; i++)
+                ls.banner[c->services[i].id] = c->services[i].banner;
 
         for (unsigned i = 0; i < t->n_workers; i++)
                 if (loop_post_settings(&t->loops[i], &ls) < 0)
@@ -228,15 +244,16 @@ static bool listener_matches(const struct listener *li, const struct listen_spec
 static int bind_listeners(struct tcpd *t, const struct config *c, struct listener **ret) {
         struct listener *new = NULL;
 
-        for (int svc = 0; svc < _SERVICE_MAX; svc++)
-                for (size_t i = 0; i < c->services[svc].n_listen; i++) {
-                        const struct listen_spec *spec = &c->services[svc].listen[i];
+        for (size_t k = 0; k < c->n_services; k++)
+                for (size_t i = 0; i < c->services[k].n_listen; i++) {
+                        const struct listen_spec *spec = &c->services[k].listen[i];
+                        unsigned svc = c->services[k].id;
                         struct listener *li = NULL, *have;
                         int r;
 
                         /* keep a listener that is already bound to this */
                         for (have = t->listeners; have; have = have->next)
-                                if (have->service == (enum service_kind) svc && listener_matches(have, spec))
+                                if (have->service == svc && listener_matches(have, spec))
                                         break;
                         if (have) {
                                 listener_set_backlog(have, c->backlog);
@@ -259,11 +276,13 @@ static int bind_listeners(struct tcpd *t, const struct config *c, struct listene
 }
 
 static bool listener_wanted(const struct listener *li, const struct config *c) {
-        const struct service_config *s = &c->services[li->service];
+        for (size_t k = 0; k < c->n_services; k++) {
+                const struct service_config *s = &c->services[k];
 
-        for (size_t i = 0; i < s->n_listen; i++)
-                if (listener_matches(li, &s->listen[i]))
-                        return true;
+                for (size_t i = 0; s->id == li->service && i < s->n_listen; i++)
+                        if (listener_matches(li, &s->listen[i]))
+                                return true;
+        }
         return false;
 }
 
@@ -277,14 +296,17 @@ static void note_ignored_listen(struct tcpd *t, const struct config *c) {
 
         if (!f)
                 return;
-        for (int svc = 0; svc < _SERVICE_MAX; svc++)
-                for (size_t i = 0; c->services[svc].listen_set && i < c->services[svc].n_listen; i++) {
-                        const struct listen_spec *l = &c->services[svc].listen[i];
+        for (size_t k = 0; k < c->n_services; k++)
+                for (size_t i = 0; c->services[k].listen_set && i < c->services[k].n_listen; i++) {
+                        const struct listen_spec *l = &c->services[k].listen[i];
+                        char section[48];
 
-                        fprintf(f, "%s[%s] listen = %s", ftell(f) ? ", " : "", service_name(svc), l->text);
+                        snprintf(section, sizeof(section), "%s%s", c->services[k].name ? "service " : "",
+                                 service_config_name(&c->services[k]));
+                        fprintf(f, "%s[%s] listen = %s", ftell(f) ? ", " : "", section, l->text);
                         log_warning("%s:%u: [%s] listen = %s is not bound: tcpd has its sockets from systemd, whose "
                                     "socket units decide where it listens (ListenStream=)",
-                                    c->path ? c->path : t->config_path, l->line, service_name(svc), l->text);
+                                    c->path ? c->path : t->config_path, l->line, section, l->text);
                 }
         fclose(f);
         free(t->listen_ignored);
@@ -308,14 +330,14 @@ static int apply_listeners(struct tcpd *t, const struct config *c) {
                 next = li->next;
                 if (!listener_wanted(li, c)) {
                         log_info("no longer listening on %s (%s)", listener_format(li, a, sizeof(a)),
-                                 service_name(li->service));
+                                 service_id_name(li->service));
                         listener_retire(t, li);
                 }
         }
         for (li = new; li; li = next) {
                 next = li->next;
                 listener_start(t, li);
-                log_info("listening on %s (%s)", listener_format(li, a, sizeof(a)), service_name(li->service));
+                log_info("listening on %s (%s)", listener_format(li, a, sizeof(a)), service_id_name(li->service));
         }
         return 0;
 }
@@ -354,6 +376,12 @@ int tcpd_reload(struct tcpd *t, char **error) {
                 config_errors_clear(&errs);
                 free(t->settings_error);
                 t->settings_error = *error ? strdup(*error) : NULL;
+                goto done;
+        }
+        r = assign_service_ids(c);
+        if (r < 0) {
+                *error = strdup("no id left for a new service (see the log); the previous settings stay in force");
+                config_free(c);
                 goto done;
         }
         r = apply_listeners(t, c);
@@ -538,12 +566,13 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         *control_fd = fd;
                         continue;
                 }
-                svc = service_from_name(name);
+                svc = config_service(t->config, name) ? (int) config_service(t->config, name)->id : -1;
                 if (svc < 0) {
                         r = log_error_errno(-EINVAL,
                                             "socket %d from systemd is named '%s', which is no service of tcpd "
-                                            "(known: %.*s; the control socket is 'control'); set "
-                                            "FileDescriptorName= in the socket unit",
+                                            "(the short forms: %.*s; or a [service NAME] of the settings; the "
+                                            "control socket is 'control'); set FileDescriptorName= in the socket "
+                                            "unit",
                                             fd, name, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
                         close(fd);
                         continue;
@@ -723,10 +752,13 @@ static void workers_join(struct tcpd *t) {
 static int run(struct tcpd *t) {
         struct loop_settings ls = settings_from(t->config);
         struct activated act = { .control_fd = -1 };
-
-        ls.refuse_all = t->no_settings;
         int control_fd, r;
         sigset_t mask;
+
+        ls.refuse_all = t->no_settings;
+        r = assign_service_ids(t->config);
+        if (r < 0)
+                return r;
 
         t->start_monotonic = now_usec(CLOCK_MONOTONIC);
         raise_nofile();

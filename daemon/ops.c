@@ -17,7 +17,8 @@ bool conn_filter_set(const struct conn_filter *f) {
 bool conn_filter_match(const struct conn_filter *f, const struct conn *c, uint64_t now) {
         if (f->has_cidr && !cidr_match(&f->cidr, &c->peer))
                 return false;
-        if (f->service >= 0 && c->service != f->service)
+        if (f->service >= 0 && c->service != f->service &&
+            !streq(service_id_name(c->service), service_id_name((unsigned) f->service)))
                 return false;
         if (f->idle_over && (now < c->last_active || now - c->last_active < f->idle_over))
                 return false;

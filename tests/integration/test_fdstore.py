@@ -40,7 +40,8 @@ def pattern(start, n):
 
 
 class FakeSystemd:
-    def __init__(self, workers=1):
+    def __init__(self, workers=1, service="echo"):
+        self.service = service  # the listening socket's FileDescriptorName=
         self.dir = tempfile.mkdtemp(prefix="tcpd-fdstore-")
         self.notify_path = os.path.join(self.dir, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -83,7 +84,7 @@ class FakeSystemd:
             return self._start()
 
     def _start(self):
-        names = ["echo", "control"] + [n for n, _ in self.store]
+        names = [self.service, "control"] + [n for n, _ in self.store]
         fds = [self.echo.fileno(), self.control.fileno()] + [fd for _, fd in self.store]
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, FDSTORE="4096", LISTEN_FDNAMES=":".join(names),
                    TCPDTEST_FDS=",".join(map(str, fds)))
@@ -457,6 +458,31 @@ def test_state_from_the_previous_version_and_gone_services():
         sd.cleanup()
 
 
+def test_named_service_across_a_restart():
+    sd = FakeSystemd(service="git")
+    try:
+        with open(sd.config, "a") as f:
+            f.write("[service git]\ntype = echo\n")
+        sd.start()
+        c = Client(sd.port)
+        c.send(100)
+        c.receive_all()
+        wait_for(lambda: sd.stored("conn") == 1, what="stored")
+        before = sd.ctl("list")
+        check(before[0]["service"] == "git", f"{before}")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        sd.start()
+        after = sd.ctl("list")
+        check([(x["id"], x["service"]) for x in after] == [(before[0]["id"], "git")], f"{after}")
+        c.send(50)
+        c.receive_all()
+        svc = {x["name"]: x for x in sd.ctl("status")["services"]}
+        check(svc["git"]["connections_open"] == 1, f"{svc}")
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
 def test_broken_settings_at_restart_and_crash_keep_the_service():
     """A typo in the file, then a restart (and a crash): tcpd runs on the
     last settings that loaded, kept in the store, keeps every connection,
@@ -513,4 +539,4 @@ if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
-          test_broken_settings_at_restart_and_crash_keep_the_service])
+          test_broken_settings_at_restart_and_crash_keep_the_service, test_named_service_across_a_restart])

@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 
-from tcpdtest import (Daemon, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact, refused,
+from tcpdtest import (Daemon, activated, check, connect, echo_roundtrip, free_port, main, reads_eof, recv_exact, refused,
                       run_config_check, wait_for)
 
 SERVICES = ("[echo]\nlisten = 127.0.0.1:0\n[discard]\nlisten = 127.0.0.1:0\n"
@@ -208,6 +208,62 @@ def test_daytime_and_time():
     d.stop()
 
 
+def test_named_services():
+    """[service NAME] sections: any number, each of a type; list, kick and
+    status by name; a reload adds and removes services without touching the
+    connections of those that stay; systemd's FileDescriptorName= by name."""
+    d = Daemon("[echo]\nlisten =\n[service git]\ntype = echo\nlisten = 127.0.0.1:0\nbanner = git here\n"
+               "[service mirror]\ntype = echo\nlisten = 127.0.0.1:0\n"
+               "[service clock]\ntype = daytime\nlisten = 127.0.0.1:0\n")
+    git, mirror = connect(service_port(d, "git")), connect(service_port(d, "mirror"))
+    check(recv_exact(git, 10) == b"git here\r\n", "the service's own banner")
+    echo_roundtrip(git, b"to git\n")
+    echo_roundtrip(mirror, b"to mirror\n")
+    s = connect(service_port(d, "clock"))
+    check(read_all(s).endswith(b"\r\n"), "daytime under its own name")
+    s.close()
+    st = d.status()
+    svc = {x["name"]: x for x in st["services"]}
+    check(svc["git"]["type"] == "echo" and svc["clock"]["type"] == "daytime" and svc["git"]["connections_open"] == 1,
+          f"{st['services']}")
+    human = d.ctl("status").stdout
+    check(re.search(r"^services: +git \(echo\) +1 open, 1 total", human, re.M), human)
+    listed = d.ctl("list", "--service", "git", json_out=True)
+    check([c["service"] for c in listed] == ["git"], f"{listed}")
+    kicked = d.ctl("kick", "--service", "mirror", json_out=True)
+    check(kicked["kicked"] == 1 and reads_eof(mirror), f"{kicked}")
+    # a reload: clock goes, relay comes, git stays and keeps its connection
+    d.write_config("[echo]\nlisten =\n[service git]\ntype = echo\nlisten = 127.0.0.1:0\nbanner = git here\n"
+                   "[service relay]\ntype = discard\nlisten = 127.0.0.1:0\n")
+    port_clock = service_port(d, "clock")
+    d.ctl("reload")
+    names = {li["service"] for li in d.status()["listeners"]}
+    check(names == {"git", "relay"}, f"{names}")
+    check(refused_port(port_clock), "clock's listener closed")
+    echo_roundtrip(git, b"still git after the reload\n")
+    check(d.connections()[0]["service"] == "git", "the connection keeps its service")
+    git.close()
+    d.stop()
+    # a socket from systemd picks the service by its name
+    port = free_port()
+    d = Daemon("[service git]\ntype = echo\nbanner = git here\n", activate=[f"127.0.0.1:{port}"],
+               fdnames=["git"], wait_ready=False)
+    s = activated(d, port)
+    check(recv_exact(s, 10) == b"git here\r\n", "the named service's banner on systemd's socket")
+    echo_roundtrip(s, b"activated git\n")
+    check(d.status()["listeners"][0]["service"] == "git", f"{d.status()['listeners']}")
+    s.close()
+    d.stop()
+
+
+def refused_port(port):
+    try:
+        connect(port, timeout=2).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
 if __name__ == "__main__":
     main([test_discard, test_chargen_pattern_and_fin, test_chargen_back_pressure, test_banners, test_banner_errors,
-          test_activated_by_name, test_daytime_and_time])
+          test_activated_by_name, test_daytime_and_time, test_named_services])

@@ -345,6 +345,37 @@ static void test_bad_values(void **state) {
         }
 }
 
+/* [service NAME] sections: any number, each with a type; the short forms
+ * stay, first, named as their types. */
+static void test_named_services(void **state) {
+        struct config *c = load_ok("[service git]\ntype = echo\nlisten = 127.0.0.1:9418\nbanner = hello\n"
+                                   "[service clock]\ntype = daytime\nlisten = 1300\n"
+                                   "[service git]\nlisten = [::1]:9418\n");
+        const struct service_config *git = config_service(c, "git"), *clock = config_service(c, "clock");
+
+        assert_int_equal(c->n_services, _SERVICE_MAX + 2);
+        assert_non_null(git);
+        assert_non_null(clock);
+        assert_int_equal(git->type, SERVICE_ECHO);
+        assert_int_equal(git->n_listen, 2); /* a second section of the same name adds to it */
+        assert_string_equal(git->banner, "hello");
+        assert_int_equal(clock->type, SERVICE_KIND_daytime);
+        assert_string_equal(service_config_name(&c->services[0]), "echo");
+        assert_int_equal(c->services[SERVICE_ECHO].n_listen, 1); /* the default echo stays */
+        assert_ptr_equal(config_service(c, "echo"), &c->services[SERVICE_ECHO]);
+        assert_null(config_service(c, "nope"));
+        config_free(c);
+
+        load_bad("[service git]\nlisten = 9418\n", PATH ":2:", "[service git] has no type=", NULL);
+        load_bad("[service git]\ntype = exec\n", PATH ":2:", "type", "'exec'", "not exec", NULL);
+        load_bad("[service Git]\ntype = echo\n", PATH ":2:", "lower-case", NULL);
+        load_bad("[service control]\ntype = echo\n", PATH ":2:", "reserved", NULL);
+        load_bad("[service echo]\ntype = echo\n", PATH ":2:", "short form", NULL);
+        load_bad("[service]\ntype = echo\n", PATH ":2:", "needs a name", NULL);
+        load_bad("[echo]\ntype = discard\n", PATH ":2:", "short form's type is its name", NULL);
+        load_bad("[service git]\ntype = echo\nbaner = x\n", PATH ":3:", "did you mean 'banner'?", NULL);
+}
+
 static void test_bad_listen(void **state) {
         load_bad("[echo]\nlisten = host:80\n", PATH ":2:", "listen", "'host:80'", "numeric", NULL);
         load_bad("[echo]\nlisten = 1.2.3.4\n", PATH ":2:", "listen", "'1.2.3.4'", NULL);
@@ -635,6 +666,7 @@ int main(void) {
                 cmocka_unit_test(test_unknown_section),
                 cmocka_unit_test(test_bad_values),
                 cmocka_unit_test(test_bad_listen),
+                cmocka_unit_test(test_named_services),
                 cmocka_unit_test(test_errors_collected),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_syntax_error),
