@@ -165,6 +165,7 @@ struct listener *listener_free(struct listener *l) {
                 close(l->fd);
         free(l->fds);
         free(l->spec);
+        free(l->fdname);
         free(l);
         return NULL;
 }

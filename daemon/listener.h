@@ -22,6 +22,7 @@ struct listener {
         bool activated;
         bool any;     /* bound to every address (from a port-only spec) */
         char *spec;   /* the listen= text it came from; NULL when activated */
+        char *fdname; /* activated: its FileDescriptorName=, the service's name */
         unsigned refs; /* atomic: the control plane's list and each loop watching it */
         struct listener *next; /* the control plane's list */
 };

@@ -1,5 +1,6 @@
 /* tcpd: start-up, signals, reload, shutdown. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <sched.h>
@@ -313,6 +314,54 @@ static void note_ignored_listen(struct tcpd *t, const struct config *c) {
         t->listen_ignored = s && *s ? s : mfree(s);
 }
 
+/* A socket from systemd serves the service its FileDescriptorName= names:
+ * when new settings give that name another id (a service whose type
+ * changed, or the first settings after a start on none), the socket moves
+ * to it, through a new listener on a copy of the descriptor (the workers
+ * switch as for any listener). Clients wait in the backlog meanwhile. */
+static void remap_activated(struct tcpd *t, const struct config *c) {
+        struct listener *li, *next, *moved = NULL;
+        char a[ADDR_STRLEN];
+
+        for (li = t->listeners; li; li = next) {
+                const struct service_config *s = li->fdname ? config_service(c, li->fdname) : NULL;
+                struct listener *nl = NULL;
+                int fd;
+
+                next = li->next;
+                if (!li->activated || !li->fdname)
+                        continue;
+                if (!s) {
+                        log_warning("the socket '%s' from systemd (%s) names no service of the settings; it stays "
+                                    "with its service as it was",
+                                    li->fdname, listener_format(li, a, sizeof(a)));
+                        continue;
+                }
+                if (s->id == li->service)
+                        continue;
+                fd = fcntl(li->fd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0 || listener_adopt(fd, s->id, &nl) < 0 || !(nl->fdname = strdup(li->fdname))) {
+                        if (nl)
+                                nl = listener_free(nl);
+                        else if (fd >= 0)
+                                close(fd);
+                        log_error("cannot move the socket '%s' from systemd to its service's new settings; it "
+                                  "stays as it was",
+                                  li->fdname);
+                        continue;
+                }
+                log_info("the socket '%s' from systemd now serves %s as %s", li->fdname, s->name ? s->name : "it",
+                         service_name(s->type));
+                listener_retire(t, li);
+                nl->next = moved;
+                moved = nl;
+        }
+        for (li = moved; li; li = next) {
+                next = li->next;
+                listener_start(t, li);
+        }
+}
+
 static int apply_listeners(struct tcpd *t, const struct config *c) {
         struct listener *new = NULL, *li, *next;
         char a[ADDR_STRLEN];
@@ -321,6 +370,7 @@ static int apply_listeners(struct tcpd *t, const struct config *c) {
         if (t->activated) {
                 /* systemd owns the listening sockets */
                 note_ignored_listen(t, c);
+                remap_activated(t, c);
                 return 0;
         }
         r = bind_listeners(t, c, &new);
@@ -567,6 +617,13 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         continue;
                 }
                 svc = config_service(t->config, name) ? (int) config_service(t->config, name)->id : -1;
+                if (svc < 0 && t->no_settings) {
+                        /* nothing loaded to say what it is: keep the socket
+                         * (its clients are refused until a reload) */
+                        svc = service_register(name, SERVICE_ECHO);
+                        if (svc < 0)
+                                svc = SERVICE_ECHO;
+                }
                 if (svc < 0) {
                         r = log_error_errno(-EINVAL,
                                             "socket %d from systemd is named '%s', which is no service of tcpd "
@@ -583,7 +640,11 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         close(fd);
                         continue;
                 }
-                r = listener_adopt(fd, svc, &li);
+                r = listener_adopt(fd, (unsigned) svc, &li);
+                if (r == 0 && !(li->fdname = strdup(name))) {
+                        li = listener_free(li);
+                        r = -ENOMEM;
+                }
                 if (r < 0) {
                         log_error_errno(r, "cannot use socket %d from systemd ('%s')", fd, name);
                         close(fd);

@@ -287,6 +287,30 @@ def test_broken_settings_at_first_start_stay_up():
     d.stop()
 
 
+def test_named_socket_follows_its_service():
+    """A socket named for a [service NAME]: at a first start on broken
+    settings it is kept (clients refused); the fix and a reload give it its
+    service; a reload that changes the service's type moves it too."""
+    d = ActivatedDaemon("[service git]\ntype = echoo\n", names=("git", "control"), trigger="echo")
+    check(d.proc.poll() is None and d.status()["settings"] == "none", "up on no settings")
+    check(tcpdtest.refused(d.echo_port), "refused while nothing loaded")
+    d.write_config("[service git]\ntype = echo\n")
+    d.ctl("reload")
+    s = connect(d.echo_port)
+    echo_roundtrip(s, b"git is an echo now\n")
+    check([li["service"] for li in d.status()["listeners"]] == ["git"], f"{d.status()['listeners']}")
+    d.write_config("[service git]\ntype = daytime\n")
+    d.ctl("reload")
+    t = connect(d.echo_port)
+    t.settimeout(5)
+    line = t.recv(100)
+    check(line.endswith(b"\r\n") and b":" in line, f"git is a daytime service now: {line!r}")
+    t.close()
+    echo_roundtrip(s, b"the open echo connection stays an echo\n")
+    s.close()
+    d.stop()
+
+
 def test_broken_settings_without_systemd_exit():
     # started by hand, there is nothing to keep: exit 1 with the error
     d = Daemon("[tcpd]\nmax_conections = 10\n", wait_ready=False)
@@ -299,4 +323,5 @@ if __name__ == "__main__":
           test_varlink_name_is_the_control_socket, test_two_activated_echo_sockets,
           test_control_only_activated_binds_settings, test_bogus_name_fails, test_unnamed_sockets_fail,
           test_ready_via_notify_socket, test_first_connection_on_echo_socket, test_started_at_first_connection,
-          test_broken_settings_at_first_start_stay_up, test_broken_settings_without_systemd_exit])
+          test_broken_settings_at_first_start_stay_up, test_broken_settings_without_systemd_exit,
+          test_named_socket_follows_its_service])
