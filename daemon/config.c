@@ -150,6 +150,8 @@ struct config *config_free(struct config *c) {
                 listen_clear(&c->services[i]);
                 free(c->services[i].banner);
                 free(c->services[i].name);
+                free(c->services[i].allow);
+                free(c->services[i].deny);
         }
         free(c);
         return NULL;
@@ -489,6 +491,19 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         char *copy, *tok, *save = NULL;
         int r = 0;
 
+        /* limits of the service's own: they replace [tcpd]'s for it */
+        if (streq(name, "max_connections")) {
+                s->has_max_connections = true;
+                return parse_max_conn(p, value, &s->max_connections, why);
+        }
+        if (streq(name, "allow")) {
+                s->has_allow = true;
+                return parse_cidr_list(p, value, &s->allow, &s->n_allow, why);
+        }
+        if (streq(name, "deny")) {
+                s->has_deny = true;
+                return parse_cidr_list(p, value, &s->deny, &s->n_deny, why);
+        }
         if (streq(name, "type")) {
                 int t = s->name ? service_from_name(value) : -1;
 
@@ -669,8 +684,10 @@ static int config_handler(void *user, const char *section, const char *name, con
                 snprintf(p->section_label, sizeof(p->section_label), "%s", section);
                 r = service_key(p, svc, name, value, &why);
                 if (r == -ENOENT) {
-                        static const char *const short_names[] = { "listen", "banner" };
-                        static const char *const names[] = { "type", "listen", "banner" };
+                        static const char *const short_names[] = { "listen", "banner", "max_connections", "allow",
+                                                                   "deny" };
+                        static const char *const names[] = { "type", "listen", "banner", "max_connections", "allow",
+                                                             "deny" };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
                                                        : unknown_key_hint(name, short_names, ARRAY_SIZE(short_names));
@@ -865,5 +882,16 @@ void config_print(const struct config *c, FILE *f) {
                  * begins with ';' (written "banner =;...") prints as it came */
                 fprintf(f, "banner =%s%s\n", s->banner && s->banner[0] != ';' ? " " : "",
                         s->banner ? s->banner : "");
+                /* a service's own limits, only where it has them */
+                if (s->has_max_connections)
+                        fprintf(f, "max_connections = %u\n", s->max_connections);
+                if (s->has_allow && !s->n_allow)
+                        fprintf(f, "allow =\n");
+                for (size_t j = 0; s->has_allow && j < s->n_allow; j++)
+                        fprintf(f, "allow = %s\n", cidr_format(&s->allow[j], buf, sizeof(buf)));
+                if (s->has_deny && !s->n_deny)
+                        fprintf(f, "deny =\n");
+                for (size_t j = 0; s->has_deny && j < s->n_deny; j++)
+                        fprintf(f, "deny = %s\n", cidr_format(&s->deny[j], buf, sizeof(buf)));
         }
 }

@@ -56,6 +56,11 @@ struct service_config {
         size_t n_listen;
         bool listen_set; /* a listen= line replaced the default */
         char *banner;    /* NULL: none */
+        /* The service's own limits, in place of [tcpd]'s where set. */
+        bool has_max_connections, has_allow, has_deny;
+        unsigned max_connections;
+        struct cidr *allow, *deny;
+        size_t n_allow, n_deny;
 };
 
 struct config {

@@ -227,7 +227,7 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
         loop_id_seen(l, c->id);
         r = conn_attach(l, c);
         if (r == 0)
-                limits_open_add(l);
+                limits_open_add(l, c->service);
         return r;
 }
 
@@ -284,7 +284,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         lru_unlink(l, c);
         STAT_DEC(l, open);
         STAT_DEC(l, svc[c->service].open);
-        limits_open_sub(l);
+        limits_open_sub(l, c->service);
         limits_release(l, c->src);
         c->src = NULL;
         if (l->n_store_pending)

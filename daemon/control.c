@@ -310,27 +310,6 @@ static json_t *refused_json(const struct loop_stats *s) {
         return o;
 }
 
-/* Each service that listens, or served or refused a connection. */
-static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
-        json_t *a = json_array();
-
-        for (unsigned k = 0; a && k < service_ids(); k++) {
-                const struct service_stats *v = &s->svc[k];
-                bool listens = false;
-
-                for (const struct listener *li = t->listeners; li; li = li->next)
-                        listens |= li->service == k;
-                if (!listens && !v->total && !v->refused && !v->open)
-                        continue;
-                json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", service_id_name(k), "type",
-                                                   service_name(service_id_type(k)), "connections_open", (json_int_t) v->open,
-                                                   "connections_total", (json_int_t) v->total,
-                                                   "connections_refused", (json_int_t) v->refused, "bytes_in",
-                                                   (json_int_t) v->bytes_in, "bytes_out", (json_int_t) v->bytes_out));
-        }
-        return a;
-}
-
 static json_t *cidrs_json(const struct cidr *list, size_t n) {
         json_t *a = json_array();
         char buf[64];
@@ -339,6 +318,39 @@ static json_t *cidrs_json(const struct cidr *list, size_t n) {
                 json_array_append_new(a, json_string(cidr_format(&list[i], buf, sizeof(buf))));
         return a;
 }
+
+/* Each service that listens, or served or refused a connection. */
+static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
+        json_t *a = json_array();
+
+        for (unsigned k = 0; a && k < service_ids(); k++) {
+                const struct service_stats *v = &s->svc[k];
+                const struct service_config *sc;
+                bool listens = false;
+                json_t *o;
+
+                for (const struct listener *li = t->listeners; li; li = li->next)
+                        listens |= li->service == k;
+                if (!listens && !v->total && !v->refused && !v->open)
+                        continue;
+                sc = config_service(t->config, service_id_name(k));
+                o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", service_id_name(k), "type",
+                              service_name(service_id_type(k)), "connections_open", (json_int_t) v->open,
+                              "connections_total", (json_int_t) v->total, "connections_refused",
+                              (json_int_t) v->refused, "bytes_in", (json_int_t) v->bytes_in, "bytes_out",
+                              (json_int_t) v->bytes_out);
+                /* its own limits, where it has them */
+                if (o && sc && sc->id == k && sc->has_max_connections)
+                        json_object_set_new(o, "max_connections", json_integer((json_int_t) sc->max_connections));
+                if (o && sc && sc->id == k && sc->has_allow)
+                        json_object_set_new(o, "allow", cidrs_json(sc->allow, sc->n_allow));
+                if (o && sc && sc->id == k && sc->has_deny)
+                        json_object_set_new(o, "deny", cidrs_json(sc->deny, sc->n_deny));
+                json_array_append_new(a, o);
+        }
+        return a;
+}
+
 
 static json_t *limits_json(const struct config *c) {
         return json_pack("{s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:o,s:o,s:b,s:I,s:I,s:i,s:I}", "max_connections",

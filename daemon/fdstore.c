@@ -209,7 +209,7 @@ void fdstore_handover(struct loop *l) {
                 c->lru_prev = c->lru_next = NULL;
                 STAT_DEC(l, open);
                 STAT_DEC(l, svc[c->service].open);
-                limits_open_sub(l);
+                limits_open_sub(l, c->service);
                 limits_release(l, c->src);
                 c->src = NULL;
                 free(c->owed);

@@ -82,12 +82,25 @@ static bool open_reserve(struct loop *l, unsigned max) {
         return true;
 }
 
-void limits_open_add(struct loop *l) {
-        __atomic_add_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
+/* A service's own max_connections: the same reservation, on its count. */
+static bool svc_reserve(struct loop *l, unsigned svc, unsigned max) {
+        uint64_t *open = &l->shared->svc_open[svc], n = __atomic_load_n(open, __ATOMIC_RELAXED);
+
+        do {
+                if (max && n >= max)
+                        return false;
+        } while (!__atomic_compare_exchange_n(open, &n, n + 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+        return true;
 }
 
-void limits_open_sub(struct loop *l) {
+void limits_open_add(struct loop *l, unsigned svc) {
+        __atomic_add_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&l->shared->svc_open[svc], 1, __ATOMIC_RELAXED);
+}
+
+void limits_open_sub(struct loop *l, unsigned svc) {
         __atomic_sub_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&l->shared->svc_open[svc], 1, __ATOMIC_RELAXED);
 }
 
 static struct source *source_get(struct loop *l, uint64_t key) {
@@ -128,21 +141,30 @@ static enum refusal source_admit(struct loop *l, const union sockaddr_in46 *peer
         return ADMIT;
 }
 
-enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src) {
+enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, unsigned svc, struct source **src) {
         const struct loop_settings *st = &l->settings;
+        const struct service_limits *sl = &st->svc_limits[svc];
+        const struct cidr *allow = sl->has_allow ? sl->allow : st->allow, *deny = sl->has_deny ? sl->deny : st->deny;
+        size_t n_allow = sl->has_allow ? sl->n_allow : st->n_allow, n_deny = sl->has_deny ? sl->n_deny : st->n_deny;
         enum refusal why;
 
         *src = NULL;
         if (st->refuse_all)
                 return REFUSE_SETTINGS;
         /* deny wins over allow: a denied address is refused even if an
-         * allow= prefix also matches it */
-        if (st->n_deny && cidr_list_match(st->deny, st->n_deny, peer))
+         * allow= prefix also matches it; a service's own lists replace
+         * [tcpd]'s for it */
+        if (n_deny && cidr_list_match(deny, n_deny, peer))
                 return REFUSE_DENY;
-        if (st->n_allow && !cidr_list_match(st->allow, st->n_allow, peer))
+        if (n_allow && !cidr_list_match(allow, n_allow, peer))
                 return REFUSE_NOT_ALLOWED;
         if (!open_reserve(l, st->max_connections))
                 return REFUSE_MAX;
+        /* the service's own maximum, besides the whole daemon's */
+        if (!svc_reserve(l, svc, sl->has_max ? sl->max_connections : 0)) {
+                __atomic_sub_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
+                return REFUSE_MAX;
+        }
         if (!st->max_connections_per_source && !st->max_connection_rate)
                 return ADMIT;
 
@@ -153,7 +175,7 @@ enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struc
         why = source_admit(l, peer, src);
         pthread_mutex_unlock(&l->shared->sources_lock);
         if (why != ADMIT)
-                limits_open_sub(l);
+                limits_open_sub(l, svc);
         return why;
 }
 

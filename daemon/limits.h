@@ -36,12 +36,12 @@ struct source {
 /* Decides on a new connection from peer (already normalised). On ADMIT,
  * *src is the source to pass to limits_release() when it closes (NULL when
  * no per-source limit is set). */
-enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src);
+enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, unsigned svc, struct source **src);
 void limits_release(struct loop *l, struct source *src);
 /* The count behind max_connections: limits_admit() adds to it; adopted
  * connections add with limits_open_add(); every close subtracts. */
-void limits_open_add(struct loop *l);
-void limits_open_sub(struct loop *l);
+void limits_open_add(struct loop *l, unsigned svc);
+void limits_open_sub(struct loop *l, unsigned svc);
 /* Forgets sources with no connection and a full bucket; call now and then. */
 void limits_sweep(struct loop *l);
 void limits_shared_done(struct loop_shared *sh);

@@ -54,9 +54,30 @@ static int epoll_add(struct loop *l, int fd, uint32_t events, void *ptr) {
         return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
 }
 
+static int cidrs_copy(struct cidr **dst, const struct cidr *src, size_t n) {
+        *dst = NULL;
+        if (!n)
+                return 0;
+        *dst = malloc(n * sizeof(**dst));
+        if (!*dst)
+                return -ENOMEM;
+        memcpy(*dst, src, n * sizeof(**dst));
+        return 0;
+}
+
 int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src) {
         *dst = *src;
         dst->allow = dst->deny = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(dst->svc_limits); i++)
+                dst->svc_limits[i].allow = dst->svc_limits[i].deny = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(dst->svc_limits); i++)
+                if (cidrs_copy(&dst->svc_limits[i].allow, src->svc_limits[i].allow, src->svc_limits[i].n_allow) < 0 ||
+                    cidrs_copy(&dst->svc_limits[i].deny, src->svc_limits[i].deny, src->svc_limits[i].n_deny) < 0) {
+                        for (size_t k = 0; k < ARRAY_SIZE(dst->banner); k++)
+                                dst->banner[k] = NULL;
+                        loop_settings_done(dst);
+                        return -ENOMEM;
+                }
         for (size_t i = 0; i < ARRAY_SIZE(dst->banner); i++) {
                 dst->banner[i] = NULL;
                 if (src->banner[i] && !(dst->banner[i] = strdup(src->banner[i]))) {
@@ -64,19 +85,20 @@ int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *sr
                         return -ENOMEM;
                 }
         }
-        if ((src->n_allow && !(dst->allow = malloc(src->n_allow * sizeof(*dst->allow)))) ||
-            (src->n_deny && !(dst->deny = malloc(src->n_deny * sizeof(*dst->deny))))) {
+        if (cidrs_copy(&dst->allow, src->allow, src->n_allow) < 0 ||
+            cidrs_copy(&dst->deny, src->deny, src->n_deny) < 0) {
                 loop_settings_done(dst);
                 return -ENOMEM;
         }
-        if (src->n_allow)
-                memcpy(dst->allow, src->allow, src->n_allow * sizeof(*dst->allow));
-        if (src->n_deny)
-                memcpy(dst->deny, src->deny, src->n_deny * sizeof(*dst->deny));
         return 0;
 }
 
 void loop_settings_done(struct loop_settings *s) {
+        for (size_t i = 0; i < ARRAY_SIZE(s->svc_limits); i++) {
+                free(s->svc_limits[i].allow);
+                free(s->svc_limits[i].deny);
+                s->svc_limits[i].allow = s->svc_limits[i].deny = NULL;
+        }
         for (size_t i = 0; i < ARRAY_SIZE(s->banner); i++) {
                 free((char *) s->banner[i]);
                 s->banner[i] = NULL;
@@ -383,7 +405,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         }
                 }
                 addr_normalize(&peer);
-                why = limits_admit(l, &peer, &src);
+                why = limits_admit(l, &peer, li->service, &src);
                 if (why != ADMIT) {
                         refuse(l, fd, &peer, li->service, why);
                         continue;
@@ -391,7 +413,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                 r = conn_open(l, fd, &peer, li->service, ll->local, src);
                 if (r < 0) {
                         limits_release(l, src);
-                        limits_open_sub(l);
+                        limits_open_sub(l, li->service);
                         STAT_INC(l, refused);
                         STAT_INC(l, refused_by[REFUSE_NO_MEMORY]);
                         STAT_INC(l, svc[li->service].refused);

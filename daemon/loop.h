@@ -32,6 +32,14 @@ struct ev {
 struct listener;
 struct conn;
 
+/* A service's own limits (registry id), where it has them. */
+struct service_limits {
+        bool has_max, has_allow, has_deny;
+        unsigned max_connections;
+        struct cidr *allow, *deny; /* owned by the settings */
+        size_t n_allow, n_deny;
+};
+
 /* The settings a loop applies; a reload sends it a new copy. */
 struct loop_settings {
         unsigned max_connections;
@@ -51,6 +59,7 @@ struct loop_settings {
         bool log_connections;
         bool refuse_all; /* the settings file never loaded: nothing to serve by */
         const char *banner[SERVICE_IDS_MAX]; /* per service id; owned by the settings */
+        struct service_limits svc_limits[SERVICE_IDS_MAX];
 };
 
 /* What every worker's loop shares: connection ids unique across workers,
@@ -61,6 +70,7 @@ struct loop_shared {
         unsigned n_loops;
         uint64_t next_id;   /* atomic */
         uint64_t open;      /* atomic: connections open in every loop */
+        uint64_t svc_open[SERVICE_IDS_MAX]; /* atomic: the same per service id */
         uint64_t conn_fds;  /* atomic: their descriptors, lingering ones too */
         pthread_mutex_t sources_lock;
         struct table sources; /* key -> struct source */

@@ -158,8 +158,16 @@ static void post_settings(struct tcpd *t, const struct config *c) {
 
         ls.refuse_all = t->no_settings;
         /* borrowed here: each worker's copy owns its own */
-        for (size_t i = 0; i < c->n_services; i++)
-                ls.banner[c->services[i].id] = c->services[i].banner;
+        for (size_t i = 0; i < c->n_services; i++) {
+                const struct service_config *s = &c->services[i];
+
+                ls.banner[s->id] = s->banner;
+                ls.svc_limits[s->id] = (struct service_limits) {
+                        .has_max = s->has_max_connections, .max_connections = s->max_connections,
+                        .has_allow = s->has_allow, .allow = s->allow, .n_allow = s->n_allow,
+                        .has_deny = s->has_deny, .deny = s->deny, .n_deny = s->n_deny,
+                };
+        }
 
         for (unsigned i = 0; i < t->n_workers; i++)
                 if (loop_post_settings(&t->loops[i], &ls) < 0)

@@ -137,6 +137,38 @@ def test_connection_rate_with_two_workers():
     d.stop()
 
 
+def test_limits_of_a_service_of_its_own():
+    """A service's own max_connections, allow and deny replace [tcpd]'s for
+    it; the other services keep [tcpd]'s, and the daemon's max_connections
+    still holds over all."""
+    d = Daemon("[tcpd]\nallow = 127.0.0.0/8\n[echo]\nlisten = 127.0.0.1:0\n"
+               "[service guarded]\ntype = echo\nlisten = 127.0.0.1:0\nmax_connections = 2\n"
+               "allow = 127.0.0.2 127.0.0.3\ndeny = 127.0.0.3\n")
+    ports = {li["service"]: int(li["address"].rsplit(":", 1)[1]) for li in d.status()["listeners"]}
+    g = ports["guarded"]
+    check(refused(g, source="127.0.0.1"), "not in the service's allow")
+    check(refused(g, source="127.0.0.3"), "in the service's deny")
+    held = [connect(g, source="127.0.0.2") for _ in range(2)]
+    for s in held:
+        echo_roundtrip(s, b"in")
+    check(refused(g, source="127.0.0.2"), "a third: the service's max_connections is 2")
+    # the echo service has [tcpd]'s rules: 127.0.0.1 and many connections
+    others = [connect(ports["echo"], source="127.0.0.1") for _ in range(4)]
+    for s in others:
+        echo_roundtrip(s, b"echo is not limited to 2")
+    st = d.status()
+    svc = {x["name"]: x for x in st["services"]}
+    check(svc["guarded"]["max_connections"] == 2 and svc["guarded"]["allow"] == ["127.0.0.2/32", "127.0.0.3/32"] and
+          svc["guarded"]["connections_refused"] == 3 and "max_connections" not in svc["echo"], f"{svc}")
+    check(st["refused"]["max_connections"] == 1 and st["refused"]["allow"] == 1 and st["refused"]["deny"] == 1,
+          f"{st['refused']}")
+    held[0].close()
+    wait_for(lambda: not refused(g, source="127.0.0.2"), what="room again after one closed")
+    for s in held[1:] + others:
+        s.close()
+    d.stop()
+
+
 def test_max_lifetime():
     d = Daemon("[tcpd]\nmax_lifetime = 1s\n" + LISTEN)
     s = connect(d.port())
@@ -197,5 +229,5 @@ def test_reload_lowering_limits_keeps_connections():
 if __name__ == "__main__":
     main([test_allow_and_deny, test_dual_stack_peers_count_as_ipv4, test_max_connections_per_source,
           test_ipv6_sources_grouped_by_prefix, test_connection_rate_per_source, test_connection_rate_with_two_workers,
-          test_max_lifetime,
+          test_limits_of_a_service_of_its_own, test_max_lifetime,
           test_keepalive_inherited_from_listener, test_reload_lowering_limits_keeps_connections])

@@ -366,6 +366,14 @@ static void test_named_services(void **state) {
         assert_null(config_service(c, "nope"));
         config_free(c);
 
+        c = load_ok("[service git]\ntype = echo\nmax_connections = 5\nallow = 192.0.2.0/24\ndeny =\n"
+                    "[echo]\nmax_connections = 7\n");
+        git = config_service(c, "git");
+        assert_true(git->has_max_connections && git->max_connections == 5);
+        assert_true(git->has_allow && git->n_allow == 1 && git->has_deny && git->n_deny == 0);
+        assert_true(c->services[SERVICE_ECHO].has_max_connections && c->services[SERVICE_ECHO].max_connections == 7);
+        assert_false(c->services[SERVICE_KIND_discard].has_max_connections);
+        config_free(c);
         load_bad("[service git]\nlisten = 9418\n", PATH ":2:", "[service git] has no type=", NULL);
         load_bad("[service git]\ntype = exec\n", PATH ":2:", "type", "'exec'", "not exec", NULL);
         load_bad("[service Git]\ntype = echo\n", PATH ":2:", "lower-case", NULL);
