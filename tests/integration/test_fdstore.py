@@ -225,6 +225,16 @@ class Client:
             self.s.setblocking(True)
 
 
+def echoing_clients(sd, n, size):
+    """n clients, each with size bytes echoed, and their sockets in the store."""
+    clients = [Client(sd.port) for _ in range(n)]
+    for c in clients:
+        c.send(size)
+        c.receive_all()
+    wait_for(lambda: sd.stored("conn") == n, what=f"{n} connections in the store")
+    return clients
+
+
 def test_restart_keeps_connections_ids_and_bytes():
     # two workers hand over; three adopt: each old worker saves its own
     # state, and the new ones share the connections out
@@ -328,11 +338,7 @@ def test_crash_keeps_connections():
     sd = FakeSystemd()
     try:
         sd.start()
-        clients = [Client(sd.port) for _ in range(10)]
-        for c in clients:
-            c.send(4000)
-            c.receive_all()
-        wait_for(lambda: sd.stored("conn") == 10, what="stored")
+        clients = echoing_clients(sd, 10, 4000)
         sd.stop_tcpd(signal.SIGKILL)  # no hand-over at all
         check(sd.stored("tcpd-state") == 0, "nothing saved by a crash")
         for c in clients:
@@ -412,11 +418,7 @@ def test_state_from_the_previous_version_and_gone_services():
     sd = FakeSystemd()
     try:
         sd.start()
-        clients = [Client(sd.port) for _ in range(3)]
-        for c in clients:
-            c.send(500)
-            c.receive_all()
-        wait_for(lambda: sd.stored("conn") == 3, what="stored")
+        clients = echoing_clients(sd, 3, 500)
         before = {x["peer_port"]: x["id"] for x in sd.ctl("list")}
         check(sd.stop_tcpd() == 0, "hand-over")
 
