@@ -74,10 +74,17 @@ static void format_services(FILE *f, json_t *services) {
                         snprintf(name, sizeof(name), "%s", str(v, "name"));
                 else
                         snprintf(name, sizeof(name), "%s (%s)", str(v, "name"), str(v, "type"));
-                fprintf(f, "%-13s%-*s %llu open, %llu total, %llu refused, %s in, %s out\n", i == 0 ? "services:" : "",
+                json_t *programs = json_object_get(v, "programs");
+
+                fprintf(f, "%-13s%-*s %llu open, %llu total, %llu refused, %s in, %s out", i == 0 ? "services:" : "",
                         (int) width, name, num(v, "connections_open"), num(v, "connections_total"),
                         num(v, "connections_refused"), format_size(num(v, "bytes_in"), in, sizeof(in)),
                         format_size(num(v, "bytes_out"), out, sizeof(out)));
+                /* how its programs ended: exit 0 or not, or a signal */
+                if (programs)
+                        fprintf(f, "; programs %llu exited (%llu failed), %llu killed", num(programs, "exited"),
+                                num(programs, "failed"), num(programs, "killed"));
+                fputc('\n', f);
         }
 }
 
@@ -165,24 +172,29 @@ void format_status(FILE *f, json_t *st) {
 enum {
         COL_ID, COL_LOCAL, COL_PEER, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT,
         COL_RTT, COL_RTTVAR, COL_RETRANS, COL_CWND, COL_UNACKED, /* with -i only */
-        COL_STATE, _COL_MAX
+        COL_STATE, COL_PID, /* PID: when a program runs for some (type = exec) */
+        _COL_MAX
 };
 #define COL_TCP_FIRST COL_RTT
 #define COL_TCP_LAST COL_UNACKED
 
 /* The TCP_INFO columns: shown when the connections carry them (list -i). */
 static bool show_tcp;
+/* The PID column: when some connection has a program. */
+static bool show_pid;
 /* Left out to fit a narrow terminal (fit_columns). */
 static bool col_hidden[_COL_MAX];
 
 static bool col_shown(int k) {
+        if (k == COL_PID && !show_pid)
+                return false;
         return !col_hidden[k] && (show_tcp || k < COL_TCP_FIRST || k > COL_TCP_LAST);
 }
 
 /* What goes first when a terminal is too narrow for the table, the least
  * useful first. The id and the peer always stay, and an address is never
  * cut: a column is left out whole instead. */
-static const int drop_order[] = { COL_UNACKED, COL_CWND, COL_RETRANS, COL_RTTVAR, COL_STATE, COL_IDLE,
+static const int drop_order[] = { COL_UNACKED, COL_CWND, COL_RETRANS, COL_RTTVAR, COL_STATE, COL_PID, COL_IDLE,
                                   COL_OUT,     COL_IN,   COL_AGE,     COL_SERVICE, COL_LOCAL, COL_RTT };
 
 static const struct {
@@ -204,6 +216,7 @@ static const struct {
         [COL_CWND] = { "CWND", true, false },
         [COL_UNACKED] = { "UNACKED", true, false },
         [COL_STATE] = { "STATE", false, true },
+        [COL_PID] = { "PID", true, false },
 };
 
 #define CELL 64
@@ -227,6 +240,10 @@ static void fill_row(json_t *c, char row[_COL_MAX][CELL]) {
         format_size(num(c, "bytes_in"), row[COL_IN], CELL);
         format_size(num(c, "bytes_out"), row[COL_OUT], CELL);
         strncpy(row[COL_STATE], str(c, "state"), CELL - 1);
+        if (json_object_get(c, "pid"))
+                snprintf(row[COL_PID], CELL, "%llu", num(c, "pid"));
+        else
+                snprintf(row[COL_PID], CELL, "-");
         {
                 json_t *tcp = json_object_get(c, "tcp");
 
@@ -473,6 +490,8 @@ int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
         r->key[SORT_RTT] = json_object_get(conn, "tcp") ? num(json_object_get(conn, "tcp"), "rtt_usec") : 0;
         if (json_object_get(conn, "tcp"))
                 show_tcp = true;
+        if (json_object_get(conn, "pid"))
+                show_pid = true;
         for (int k = 0; k < _COL_MAX; k++) {
                 size_t len = strlen(row[k]), cols = text_cols(row[k]);
 

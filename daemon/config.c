@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 #include "units.h"
 #include "util.h"
+#include "words.h"
 
 #include "tcpd-build.h"
 
@@ -45,6 +47,12 @@ int service_from_name(const char *name) {
                 if (streq(name, service_names[i]))
                         return i;
         return -ENOENT;
+}
+
+int service_builtin_from_name(const char *name) {
+        int t = service_from_name(name);
+
+        return t >= _SERVICE_BUILTIN_MAX ? -ENOENT : t;
 }
 
 void config_errors_clear(struct config_errors *e) {
@@ -129,9 +137,9 @@ struct config *config_new(void) {
         c->keepalive_interval_usec = 20 * USEC_PER_SEC;
         c->keepalive_count = 5;
         c->user_timeout_usec = 180 * USEC_PER_SEC;
-        for (int i = 0; i < _SERVICE_MAX; i++)
+        for (int i = 0; i < _SERVICE_BUILTIN_MAX; i++)
                 c->services[i] = (struct service_config) { .type = (enum service_kind) i, .type_set = true };
-        c->n_services = _SERVICE_MAX;
+        c->n_services = _SERVICE_BUILTIN_MAX;
         if (!c->control_socket || !c->admin_group || listen_add(&c->services[SERVICE_ECHO], "7788", 0, &why) < 0)
                 return config_free(c);
         return c;
@@ -152,6 +160,8 @@ struct config *config_free(struct config *c) {
                 free(c->services[i].name);
                 free(c->services[i].allow);
                 free(c->services[i].deny);
+                words_free(c->services[i].exec_argv);
+                words_free(c->services[i].environment);
         }
         free(c);
         return NULL;
@@ -486,6 +496,97 @@ static const struct key {
         { "user_timeout", parse_user_timeout, FIELD(user_timeout_usec) },
 };
 
+/* The program of a type = exec service must be there and executable when
+ * the settings load (at start, at a reload, and in --check-config), so a
+ * typo is found then and not at the first client. */
+static int check_program(const char *path, const char **why) {
+        static __thread char buf[512];
+        struct stat st;
+
+        if (path[0] != '/') {
+                *why = "the program's path must be absolute, such as /usr/bin/cat (no search in PATH)";
+                return -EINVAL;
+        }
+        const char *wrong = NULL;
+
+        if (stat(path, &st) < 0)
+                wrong = strerror(errno);
+        else if (!S_ISREG(st.st_mode))
+                wrong = "not a regular file";
+        else if (access(path, X_OK) < 0)
+                wrong = errno == EACCES ? "not executable (Permission denied)" : strerror(errno);
+        if (wrong) {
+                snprintf(buf, sizeof(buf), "%s: %s", path, wrong);
+                *why = buf;
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int exec_key(struct parse_ctx *p, struct service_config *s, const char *name, const char *value,
+                    const char **why) {
+        char **w = NULL;
+        int n;
+
+        if (streq(name, "kill_timeout")) {
+                uint64_t usec;
+
+                if (parse_duration(value, &usec) < 0 || usec < USEC_PER_MSEC || usec > 3600 * USEC_PER_SEC) {
+                        *why = "expected a duration from 1ms to 1h, such as 5s";
+                        return -EINVAL;
+                }
+                s->kill_timeout_usec = usec;
+                return 0;
+        }
+        n = words_split(value, &w, why);
+        if (n < 0)
+                return n;
+        if (streq(name, "environment")) {
+                /* several lines add up; an empty one clears, as in a unit */
+                for (int i = 0; i < n; i++) {
+                        const char *eq = strchr(w[i], '=');
+
+                        if (!eq || eq == w[i] || strspn(w[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                             "0123456789_") != (size_t) (eq - w[i])) {
+                                words_free(w);
+                                *why = "expected KEY=VALUE words, such as LANG=C.UTF-8 \"GREETING=hello there\"";
+                                return -EINVAL;
+                        }
+                }
+                if (!n) {
+                        s->environment = words_free(s->environment);
+                        s->n_environment = 0;
+                        words_free(w);
+                        return 0;
+                }
+                if (!s->environment) {
+                        s->environment = w;
+                        s->n_environment = (size_t) n;
+                        return 0;
+                }
+                if (words_append(&s->environment, w) < 0) {
+                        words_free(w);
+                        return -ENOMEM;
+                }
+                s->n_environment += (size_t) n;
+                return 0;
+        }
+        /* exec= */
+        if (!n) {
+                words_free(w);
+                *why = "expected a program and its arguments, such as /usr/bin/cat";
+                return -EINVAL;
+        }
+        if (check_program(w[0], why) < 0) {
+                words_free(w);
+                return -EINVAL;
+        }
+        words_free(s->exec_argv);
+        s->exec_argv = w;
+        s->exec_line = p->line;
+        return 0;
+}
+
 static int service_key(struct parse_ctx *p, int svc, const char *name, const char *value, const char **why) {
         struct service_config *s = &p->c->services[svc];
         char *copy, *tok, *save = NULL;
@@ -513,14 +614,15 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 }
                 if (t < 0) {
                         s->type_set = true; /* said here, not again as missing */
-                        *why = "expected one of " SERVICE_NAMES_TEXT "nothing else in this version (not exec, not "
-                               "forward)";
+                        *why = "expected one of " SERVICE_NAMES_TEXT "nothing else in this version (not forward)";
                         return -EINVAL;
                 }
                 s->type = (enum service_kind) t;
                 s->type_set = true;
                 return 0;
         }
+        if (s->name && (streq(name, "exec") || streq(name, "environment") || streq(name, "kill_timeout")))
+                return exec_key(p, s, name, value, why);
         if (streq(name, "banner")) {
                 size_t n = strlen(value);
 
@@ -571,7 +673,7 @@ static int named_service(struct parse_ctx *p, const char *section) {
         while (*name == ' ')
                 name++;
         len = strlen(name);
-        for (size_t i = _SERVICE_MAX; i < c->n_services; i++)
+        for (size_t i = _SERVICE_BUILTIN_MAX; i < c->n_services; i++)
                 if (streq(c->services[i].name, name))
                         return (int) i;
         if (!len)
@@ -580,7 +682,7 @@ static int named_service(struct parse_ctx *p, const char *section) {
                  name[0] == '-' || name[0] == '_')
                 why = "a service's name is 1 to 31 lower-case letters, digits, '-' and '_', starting with a letter or "
                       "digit";
-        else if (service_from_name(name) >= 0)
+        else if (service_builtin_from_name(name) >= 0)
                 why = "that name is a type's short form: write its section as [NAME], or give the service another name";
         else
                 for (size_t i = 0; i < ARRAY_SIZE(reserved_names); i++)
@@ -596,7 +698,8 @@ static int named_service(struct parse_ctx *p, const char *section) {
                 }
                 return -1;
         }
-        c->services[c->n_services] = (struct service_config) { .name = strdup(name), .line = p->line };
+        c->services[c->n_services] = (struct service_config) { .name = strdup(name), .line = p->line,
+                                                               .kill_timeout_usec = EXEC_KILL_TIMEOUT_USEC };
         if (!c->services[c->n_services].name) {
                 add_error(p->errs, "%s:%u: out of memory", p->path, p->line);
                 return -1;
@@ -677,7 +780,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                                 names[i] = global_keys[i].name;
                         why = unknown_key_hint(name, names, ARRAY_SIZE(names));
                 }
-        } else if ((svc = service_from_name(section)) >= 0 ||
+        } else if ((svc = service_builtin_from_name(section)) >= 0 ||
                    (strncmp(section, "service", 7) == 0 && (!section[7] || section[7] == ' '))) {
                 if (svc < 0 && (svc = named_service(p, section)) < 0)
                         return 1; /* said once for the section */
@@ -687,7 +790,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                         static const char *const short_names[] = { "listen", "banner", "max_connections", "allow",
                                                                    "deny" };
                         static const char *const names[] = { "type", "listen", "banner", "max_connections", "allow",
-                                                             "deny" };
+                                                             "deny", "exec", "environment", "kill_timeout" };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
                                                        : unknown_key_hint(name, short_names, ARRAY_SIZE(short_names));
@@ -698,7 +801,8 @@ static int config_handler(void *user, const char *section, const char *name, con
                         snprintf(p->last_bad_section, sizeof(p->last_bad_section), "%s", section);
                         add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s] and the services' "
                                            "own: %.*s)",
-                                  p->path, p->line, section, GLOBAL_SECTION, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
+                                  p->path, p->line, section, GLOBAL_SECTION, SERVICE_BUILTIN_NAMES_LEN,
+                                  SERVICE_BUILTIN_NAMES_TEXT);
                 }
                 return 1;
         }
@@ -736,6 +840,21 @@ static void check_line_lengths(const char *path, const char *text, struct config
         }
 }
 
+/* What a [service NAME] section must have, once all of it is read. */
+static void service_check(const char *path, const struct service_config *s, struct config_errors *errs) {
+        if (!s->type_set)
+                add_error(errs, "%s:%u: [service %s] has no type= (one of %.*s)", path, s->line, s->name,
+                          SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
+        else if (s->type == SERVICE_KIND_exec && !s->exec_argv)
+                add_error(errs, "%s:%u: [service %s] has type = exec but no exec= line (the program to run for each "
+                                "connection, such as exec = /usr/bin/cat)",
+                          path, s->line, s->name);
+        else if (s->type != SERVICE_KIND_exec && s->exec_argv)
+                add_error(errs, "%s:%u: [service %s] exec: a program is run only by a service of type = exec (this "
+                                "one is %s)",
+                          path, s->exec_line, s->name, service_name(s->type));
+}
+
 int config_load_string(const char *path, const char *text, struct config **ret, struct config_errors *errs) {
         struct parse_ctx p = { .errs = errs, .path = path };
         int r;
@@ -761,10 +880,8 @@ int config_load_string(const char *path, const char *text, struct config **ret, 
                 else if (r < 0 && errs->total == 0)
                         add_error(errs, "%s: could not be parsed", path);
         }
-        for (size_t i = _SERVICE_MAX; i < p.c->n_services; i++)
-                if (!p.c->services[i].type_set)
-                        add_error(errs, "%s:%u: [service %s] has no type= (one of %.*s)", path,
-                                  p.c->services[i].line, p.c->services[i].name, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
+        for (size_t i = _SERVICE_BUILTIN_MAX; i < p.c->n_services; i++)
+                service_check(path, &p.c->services[i], errs);
         if (errs->total > 0) {
                 config_free(p.c);
                 return -EINVAL;
@@ -882,6 +999,18 @@ void config_print(const struct config *c, FILE *f) {
                  * begins with ';' (written "banner =;...") prints as it came */
                 fprintf(f, "banner =%s%s\n", s->banner && s->banner[0] != ';' ? " " : "",
                         s->banner ? s->banner : "");
+                if (s->exec_argv) {
+                        fprintf(f, "exec =");
+                        words_print(s->exec_argv, f);
+                        fprintf(f, "\n");
+                }
+                if (s->environment) {
+                        fprintf(f, "environment =");
+                        words_print(s->environment, f);
+                        fprintf(f, "\n");
+                }
+                if (s->type == SERVICE_KIND_exec)
+                        fprintf(f, "kill_timeout = %s\n", format_duration_exact(s->kill_timeout_usec, buf, sizeof(buf)));
                 /* a service's own limits, only where it has them */
                 if (s->has_max_connections)
                         fprintf(f, "max_connections = %u\n", s->max_connections);

@@ -11,27 +11,36 @@
 
 #include "addr.h"
 
-/* inetd's built-ins: echo (RFC 862), discard (RFC 863), chargen (RFC 864). */
-/* The built-in service types (services/list.h); each has a section of its
- * own in the settings, named as the type. */
+/* The service types (services/list.h). The built-ins come first; each has
+ * a short form, a section of its own named as the type. */
 #define SERVICE_KIND(name) SERVICE_KIND_##name,
 enum service_kind {
         SERVICE_TYPES(SERVICE_KIND)
         _SERVICE_MAX,
 };
 #undef SERVICE_KIND
+#define SERVICE_COUNT(name) +1
+#define _SERVICE_BUILTIN_MAX (0 SERVICE_BUILTINS(SERVICE_COUNT))
 /* the one the settings and a connection without a saved state default to */
 #define SERVICE_ECHO SERVICE_KIND_echo
 /* "echo, discard, ...", for messages */
 #define SERVICE_NAME_TEXT(name) #name ", "
 #define SERVICE_NAMES_TEXT SERVICE_TYPES(SERVICE_NAME_TEXT)
 #define SERVICE_NAMES_LEN ((int) sizeof(SERVICE_NAMES_TEXT) - 3) /* without the last ", " */
+/* "echo, discard, ...": the short forms */
+#define SERVICE_BUILTIN_NAMES_TEXT SERVICE_BUILTINS(SERVICE_NAME_TEXT)
+#define SERVICE_BUILTIN_NAMES_LEN ((int) sizeof(SERVICE_BUILTIN_NAMES_TEXT) - 3)
 
 /* A banner is one line, sent with CRLF when a client connects. */
 #define CONFIG_BANNER_MAX 160
 
 const char *service_name(enum service_kind k);
+/* A type by its name, or -ENOENT. */
 int service_from_name(const char *name);
+/* A short form's type by its section name, or -ENOENT. */
+int service_builtin_from_name(const char *name);
+/* A service's kill_timeout when none is set. */
+#define EXEC_KILL_TIMEOUT_USEC (5 * 1000 * 1000ULL)
 
 
 struct listen_spec {
@@ -41,8 +50,8 @@ struct listen_spec {
         unsigned line;
 };
 
-/* A service: the short forms [echo], [discard], ... (one for each type,
- * always there, named as their type, first in the array), then any
+/* A service: the short forms [echo], [discard], ... (one for each
+ * built-in type, always there, named as their type, first in the array), then any
  * [service NAME] sections, in the order the file has them. */
 #define CONFIG_MAX_SERVICES 32
 #define CONFIG_SERVICE_NAME_MAX 31
@@ -61,6 +70,14 @@ struct service_config {
         unsigned max_connections;
         struct cidr *allow, *deny;
         size_t n_allow, n_deny;
+        /* type = exec: the program and its arguments (argv[0] is the
+         * absolute path), extra environment (KEY=VALUE), and how long a
+         * program may take to exit after SIGTERM before SIGKILL */
+        char **exec_argv;
+        unsigned exec_line;
+        char **environment;
+        size_t n_environment;
+        uint64_t kill_timeout_usec;
 };
 
 struct config {

@@ -73,3 +73,27 @@ static inline void conn_touch(struct loop *l, struct conn *c) {
         }
 }
 
+
+/* Activity learnt late (a program's, from the kernel): c moves to where
+ * its time puts it, looking from the tail back, so the list stays in
+ * order of last activity. */
+static inline void conn_seen(struct loop *l, struct conn *c, uint64_t when) {
+        struct conn *after;
+
+        if (when <= c->last_active)
+                return;
+        c->last_active = when;
+        lru_unlink(l, c);
+        for (after = l->lru_tail; after && after->last_active > when; after = after->lru_prev)
+                ;
+        c->lru_prev = after;
+        c->lru_next = after ? after->lru_next : l->lru_head;
+        if (c->lru_next)
+                c->lru_next->lru_prev = c;
+        else
+                l->lru_tail = c;
+        if (after)
+                after->lru_next = c;
+        else
+                l->lru_head = c;
+}

@@ -67,12 +67,15 @@ void conn_log_at(const char *code_file, const char *code_line, const char *func,
                  (unsigned long long) c->id, host, msg);
 }
 
+/* A connection is in the epoll set exactly while it wants some event: a
+ * program's socket (service.h's external) is not watched while it runs. */
 static int conn_set_events(struct loop *l, struct conn *c, uint32_t events) {
         struct epoll_event e = { .events = events, .data.ptr = c };
+        int op = !c->events ? EPOLL_CTL_ADD : !events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
 
         if (c->events == events)
                 return 0;
-        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &e) < 0)
+        if (epoll_ctl(l->epfd, op, c->fd, &e) < 0)
                 return -errno;
         c->events = events;
         return 0;
@@ -80,6 +83,8 @@ static int conn_set_events(struct loop *l, struct conn *c, uint32_t events) {
 
 static int conn_flush(struct loop *l, struct conn *c);
 static int linger_start(struct loop *l, struct conn *c);
+static void wait_start(struct loop *l, struct conn *c, uint64_t until);
+static void conn_end(struct loop *l, struct conn *c);
 static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c);
 
 /* Puts a new or adopted connection into the table, the lists and epoll. */
@@ -94,7 +99,7 @@ static int conn_attach(struct loop *l, struct conn *c) {
         r = table_put(&l->table, c->id, c);
         if (r < 0)
                 goto fail;
-        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &e) < 0) {
+        if (e.events && epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &e) < 0) {
                 r = -errno;
                 table_remove(&l->table, c->id);
                 goto fail;
@@ -113,8 +118,11 @@ static int conn_attach(struct loop *l, struct conn *c) {
         __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
         return 0;
 fail:
+        if (c->ops->release)
+                c->ops->release(l, c);
         close(c->fd);
         free(c->owed);
+        free(c->data);
         free(c);
         return r;
 }
@@ -167,10 +175,12 @@ static int conn_banner(struct loop *l, struct conn *c, const char *banner) {
 }
 
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local,
-              struct source *src) {
+              struct source *src, bool *spawn_failed) {
         struct conn *c = conn_new(l, fd, peer);
+        const char *banner = svc < ARRAY_SIZE(l->settings.banner) ? l->settings.banner[svc] : NULL;
         int r;
 
+        *spawn_failed = false;
         if (!c)
                 return -ENOMEM;
         c->id = loop_new_id(l);
@@ -178,10 +188,29 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned 
         c->local = local;
         c->connected_usec = now_usec(CLOCK_REALTIME);
         c->src = src;
+        c->ops = service_types[service_id_type(svc)];
+        if (c->ops->start) {
+                /* a program's banner goes first, before it writes: a new
+                 * socket's buffer takes a whole line at once */
+                if (banner) {
+                        char line[CONFIG_BANNER_MAX + 3];
+                        int len = snprintf(line, sizeof(line), "%s\r\n", banner);
+                        /* counted with the program's bytes (TCP_INFO) */
+                        (void) data_send(fd, line, (size_t) len);
+                        banner = NULL;
+                }
+                r = c->ops->start(l, c);
+                if (r < 0) {
+                        *spawn_failed = true;
+                        free(c->data);
+                        free(c);
+                        return r;
+                }
+        }
         r = conn_attach(l, c);
         if (r < 0)
                 return r;
-        if (l->fdstore)
+        if (l->fdstore && !c->ops->external)
                 fdstore_add(l, fd);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
@@ -189,8 +218,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned 
                 monitor_note(l, &(struct monitor_event) { .type = MONITOR_CONNECTED, .service = c->service,
                                                          .id = c->id, .time_usec = c->connected_usec,
                                                          .peer = c->peer });
-        if (svc < ARRAY_SIZE(l->settings.banner) && l->settings.banner[svc] &&
-            conn_banner(l, c, l->settings.banner[svc]) < 0)
+        if (banner && conn_banner(l, c, banner) < 0)
                 return 0; /* closed */
         if (c->ops->open)
                 c->ops->open(l, c);
@@ -239,7 +267,10 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         char reason[64];
         unsigned suppressed = 0;
         bool notable = why == CLOSE_ERROR || why == CLOSE_RESET;
+        uint64_t until;
 
+        if (c->ops->sync)
+                c->ops->sync(l, c); /* the bytes a program moved */
         if (monitor_active(l))
                 monitor_note(l, &(struct monitor_event) { .type = MONITOR_CLOSED, .service = c->service,
                                                          .why = (uint8_t) why, .id = c->id,
@@ -289,10 +320,22 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         c->src = NULL;
         if (l->n_store_pending)
                 fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
+        if (c->ops->closing && (until = c->ops->closing(l, c))) {
+                wait_start(l, c, until);
+                return;
+        }
         if ((why == CLOSE_KICKED || why == CLOSE_IDLE || why == CLOSE_SHUTDOWN || why == CLOSE_LIFETIME ||
              why == CLOSE_DONE) &&
             linger_start(l, c) == 0)
                 return;
+        conn_end(l, c);
+}
+
+/* The last of a connection: its type's resources, its socket, itself
+ * (after the batch). */
+static void conn_end(struct loop *l, struct conn *c) {
+        if (c->ops->release)
+                c->ops->release(l, c);
         free(c->owed);
         c->owed = NULL;
         conn_release_fd(l, c->fd);
@@ -332,7 +375,18 @@ static int linger_send_fin(struct loop *l, struct conn *c) {
         return 0;
 }
 
-static void linger_finish(struct loop *l, struct conn *c) {
+static void linger_append(struct loop *l, struct conn *c) {
+        c->next = NULL;
+        c->prev = l->linger_tail;
+        if (l->linger_tail)
+                l->linger_tail->next = c;
+        else
+                l->linger_head = c;
+        l->linger_tail = c;
+        l->lingering++;
+}
+
+static void linger_unlink(struct loop *l, struct conn *c) {
         if (c->prev)
                 c->prev->next = c->next;
         else
@@ -341,11 +395,35 @@ static void linger_finish(struct loop *l, struct conn *c) {
                 c->next->prev = c->prev;
         else
                 l->linger_tail = c->prev;
+        c->prev = c->next = NULL;
         l->lingering--;
-        free(c->owed);
-        c->owed = NULL;
-        conn_release_fd(l, c->fd);
-        loop_conn_closed(l, c);
+}
+
+static void linger_finish(struct loop *l, struct conn *c) {
+        linger_unlink(l, c);
+        conn_end(l, c);
+}
+
+/* Closed by tcpd while its type must end something first (a program must
+ * exit): kept with the lingering ones until then, and looked at again at
+ * until (closing() says what next). */
+static void wait_start(struct loop *l, struct conn *c, uint64_t until) {
+        c->ev.kind = EV_LINGER;
+        c->state = CONN_WAITING;
+        c->close_by = until;
+        linger_append(l, c);
+        if (!l->linger_check || l->linger_check > until)
+                l->linger_check = until;
+}
+
+void conn_wait_done(struct loop *l, struct conn *c) {
+        if (c->state != CONN_WAITING)
+                return;
+        linger_unlink(l, c);
+        /* the close goes on as any other from our side: the FIN after
+         * what the kernel still holds for the client */
+        if (linger_start(l, c) < 0)
+                conn_end(l, c);
 }
 
 /* The bytes the client has not acknowledged yet, ours and the kernel's. */
@@ -395,9 +473,14 @@ static struct ratelimit abort_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
 /* close_by has come: a connection still owed bytes is reset (and counted:
  * those bytes are lost); one that is not ends with the FIN it has. */
 static void linger_abort(struct loop *l, struct conn *c) {
-        size_t unsent = linger_unsent(c);
+        size_t unsent;
         unsigned suppressed;
 
+        if (c->state == CONN_WAITING) {
+                linger_finish(l, c); /* its type lets go (release) */
+                return;
+        }
+        unsent = linger_unsent(c);
         if (unsent) {
                 /* connect() to AF_UNSPEC resets the socket itself, even while
                  * systemd's fd store holds another descriptor of it */
@@ -436,14 +519,7 @@ static int linger_start(struct loop *l, struct conn *c) {
         r = c->owed ? conn_set_events(l, c, EPOLLOUT) : linger_send_fin(l, c);
         if (r < 0)
                 return r; /* a socket already reset (kick --reset), or gone */
-        c->next = NULL;
-        c->prev = l->linger_tail;
-        if (l->linger_tail)
-                l->linger_tail->next = c;
-        else
-                l->linger_head = c;
-        l->linger_tail = c;
-        l->lingering++;
+        linger_append(l, c);
         /* an idle connection is done at once */
         linger_try_finish(l, c);
         return 0;
@@ -471,6 +547,10 @@ void conn_linger_handover(struct loop *l) {
         while (l->linger_head) {
                 struct conn *c = l->linger_head;
 
+                if (c->state == CONN_WAITING) {
+                        linger_finish(l, c); /* its program is not kept (release) */
+                        continue;
+                }
                 /* what fits in the socket now, then a FIN; what does not
                  * fit is lost with this process */
                 if (c->state == CONN_CLOSING && conn_flush(l, c) <= 0) {
@@ -489,16 +569,30 @@ void conn_linger_handover(struct loop *l) {
 
 uint64_t conn_linger_expire(struct loop *l, bool force) {
         struct conn *c, *next;
-        bool waiting = false;
+        uint64_t check = 0;
 
         for (c = l->linger_head; c; c = next) {
                 next = c->next;
-                if (force || l->now >= c->close_by)
+                if (c->state == CONN_WAITING && !force) {
+                        uint64_t until;
+
+                        if (l->now >= c->close_by) {
+                                until = c->ops->closing(l, c); /* what next: SIGKILL, or give up */
+                                if (!until) {
+                                        conn_wait_done(l, c);
+                                        continue;
+                                }
+                                c->close_by = until;
+                        }
+                        if (!check || c->close_by < check)
+                                check = c->close_by;
+                } else if (force || l->now >= c->close_by)
                         linger_abort(l, c);
-                else if (!linger_try_finish(l, c) && c->state == CONN_FIN_SENT)
-                        waiting = true;
+                else if (!linger_try_finish(l, c) && c->state == CONN_FIN_SENT &&
+                         (!check || l->now + LINGER_QUIET_USEC < check))
+                        check = l->now + LINGER_QUIET_USEC;
         }
-        return waiting ? l->now + LINGER_QUIET_USEC : 0;
+        return check;
 }
 
 /* Queues the unsent tail of a write. Never grows past max_buffered, because
@@ -570,7 +664,7 @@ static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
 
         if (c->owed || (c->ops->writable && c->state == CONN_OPEN))
                 ev |= EPOLLOUT;
-        if (c->state == CONN_OPEN && owed_bytes(c) < l->settings.max_buffered)
+        if (c->state == CONN_OPEN && c->ops->readable && owed_bytes(c) < l->settings.max_buffered)
                 ev |= EPOLLIN;
         return ev;
 }

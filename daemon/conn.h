@@ -18,6 +18,7 @@ enum conn_state {
         /* Closed by us (kick, timeout, stop), off the loop's list: */
         CONN_CLOSING,  /* no longer read; what is owed goes out first */
         CONN_FIN_SENT, /* all sent and a FIN after it: wait until it is delivered */
+        CONN_WAITING,  /* its type ends first (a program must exit): see service.h's closing */
 };
 
 enum close_reason {
@@ -28,7 +29,7 @@ enum close_reason {
         CLOSE_IDLE,
         CLOSE_SHUTDOWN,
         CLOSE_LIFETIME,
-        CLOSE_DONE,     /* the service has said all it had to (daytime, time) */
+        CLOSE_DONE,     /* the service has said all it had to (daytime, time), or its program exited */
 };
 
 /* Bytes read but not yet written back: allocated only while some are owed. */
@@ -56,13 +57,16 @@ struct conn {
         struct source *src; /* for per-source limits, or NULL */
         struct service_stats *svc_stats; /* its service's in the loop's counters */
         const struct service_type *ops;  /* its service's type (services/) */
+        void *data;                       /* its type's, freed with it */
         struct conn *prev, *next;         /* the loop's list, id order */
         struct conn *lru_prev, *lru_next; /* least recently active first */
 };
 
-/* A connection accepted on fd; registers it with the loop. Takes fd. */
+/* A connection accepted on fd; registers it with the loop. Takes fd,
+ * except when its service could not start (*spawn_failed): the caller
+ * then refuses the client. */
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local,
-              struct source *src);
+              struct source *src, bool *spawn_failed);
 
 /* What a previous tcpd handed over about a connection (see fdstore.c). */
 struct conn_saved {
@@ -100,6 +104,9 @@ uint64_t conn_linger_expire(struct loop *l, bool force);
 void conn_linger_handover(struct loop *l);
 
 void conn_close(struct loop *l, struct conn *c, enum close_reason why);
+/* A type whose closing() made the close wait: the wait is over (its
+ * program exited), the close goes on. */
+void conn_wait_done(struct loop *l, struct conn *c);
 /* Stop reading; close at once when nothing is owed. Returns true if closed. */
 bool conn_drain(struct loop *l, struct conn *c);
 

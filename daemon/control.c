@@ -45,6 +45,7 @@ struct conn_reply {
         json_t *id, *service, *peer, *peer_address, *peer_port, *local, *connected_usec, *age_usec, *idle_usec,
                 *bytes_in, *bytes_out, *state;
         json_t *tcp, *rtt_usec, *rttvar_usec, *retransmits, *cwnd, *unacked; /* with tcp_info */
+        json_t *pid; /* a program's (type = exec), set in conn only while there is one */
 };
 
 struct control_client {
@@ -185,6 +186,7 @@ static bool check_params(struct control_client *cl, json_t *params, const char *
 
 static void conn_reply_free(struct conn_reply *r) {
         json_decref(r->tcp);
+        json_decref(r->pid);
         json_decref(r->msg);
         memset(r, 0, sizeof(*r));
 }
@@ -217,6 +219,11 @@ static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
                 return -ENOMEM;
         }
         json_decref(r->conn); /* held by msg from here on */
+        r->pid = json_integer(0);
+        if (!r->pid) {
+                conn_reply_free(r);
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
                 *fields[i].v = fields[i].string ? json_string("") : json_integer(0);
                 if (json_object_set_new(r->conn, fields[i].key, *fields[i].v) < 0) {
@@ -266,6 +273,11 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
                 k |= json_object_set(r->conn, "tcp", r->tcp);
         } else if (r->tcp)
                 (void) json_object_del(r->conn, "tcp"); /* the kernel had nothing to say */
+        if (i->pid) {
+                k |= json_integer_set(r->pid, i->pid);
+                k |= json_object_set(r->conn, "pid", r->pid);
+        } else
+                (void) json_object_del(r->conn, "pid");
         if (continues)
                 k |= json_object_set(r->msg, "continues", json_true());
         else
@@ -346,6 +358,11 @@ static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
                         json_object_set_new(o, "allow", cidrs_json(sc->allow, sc->n_allow));
                 if (o && sc && sc->id == k && sc->has_deny)
                         json_object_set_new(o, "deny", cidrs_json(sc->deny, sc->n_deny));
+                /* how its programs ended */
+                if (o && service_id_type(k) == SERVICE_KIND_exec)
+                        json_object_set_new(o, "programs",
+                                            json_pack("{s:I,s:I,s:I}", "exited", (json_int_t) v->exited, "failed",
+                                                      (json_int_t) v->failed, "killed", (json_int_t) v->killed));
                 json_array_append_new(a, o);
         }
         return a;

@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "fdstore.h"
+#include "services/service.h"
 #include "limits.h"
 #include "log.h"
 #include "table.h"
@@ -171,9 +172,24 @@ static int save_state(struct loop *l) {
 
 void fdstore_handover(struct loop *l) {
         struct conn *c, *next;
+        unsigned n_programs = 0;
         int r;
 
         fdstore_flush(l);
+        /* a program is not kept across a restart (under the shipped
+         * unit's KillMode=control-group systemd ends it anyway): its
+         * connection was never in the store and closes with it */
+        for (c = l->head; c; c = next) {
+                next = c->next;
+                if (c->ops->external) {
+                        conn_close(l, c, CLOSE_SHUTDOWN);
+                        n_programs++;
+                }
+        }
+        if (n_programs)
+                log_notice("restart: %u connection%s of programs (type = exec) closed; programs are not kept across "
+                           "a restart",
+                           n_programs, plural(n_programs));
         /* what can go out without waiting does; the rest travels in the state */
         for (c = l->head; c; c = c->next)
                 while (c->owed && c->owed->off < c->owed->len) {
@@ -300,7 +316,9 @@ static size_t read_record(const char *p, const char *end, bool v1, struct saved_
         }
         /* the services the settings have are registered by now */
         out->service = service_lookup(out->service_name);
-        if (out->service < 0)
+        /* a name that is now a program's service (type = exec) has no
+         * program for a connection that was another type's */
+        if (out->service < 0 || service_types[service_id_type((unsigned) out->service)]->external)
                 out->service = -1;
         return size;
 }

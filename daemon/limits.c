@@ -16,6 +16,7 @@ static const char *const refusal_names[_REFUSE_MAX] = {
         [REFUSE_RATE] = "max_connection_rate",
         [REFUSE_NO_MEMORY] = "no_memory",
         [REFUSE_SETTINGS] = "settings",
+        [REFUSE_SPAWN] = "spawn",
 };
 
 const char *refusal_name(enum refusal r) {

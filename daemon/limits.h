@@ -19,6 +19,7 @@ enum refusal {
         REFUSE_RATE,        /* max_connection_rate */
         REFUSE_NO_MEMORY,
         REFUSE_SETTINGS,    /* no settings loaded: every client is refused */
+        REFUSE_SPAWN,       /* type = exec: the program could not be started */
         _REFUSE_MAX,
 };
 

@@ -10,6 +10,8 @@
 #include "log.h"
 #include "loop.h"
 #include "monitor.h"
+#include "services/exec.h"
+#include "services/service.h"
 
 #define LOOP_BATCH 256
 #define ACCEPT_BATCH 64
@@ -67,6 +69,8 @@ static int cidrs_copy(struct cidr **dst, const struct cidr *src, size_t n) {
 
 int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *src) {
         *dst = *src;
+        for (size_t i = 0; i < ARRAY_SIZE(dst->exec); i++)
+                dst->exec[i] = exec_spec_ref(src->exec[i]);
         dst->allow = dst->deny = NULL;
         for (size_t i = 0; i < ARRAY_SIZE(dst->svc_limits); i++)
                 dst->svc_limits[i].allow = dst->svc_limits[i].deny = NULL;
@@ -94,6 +98,8 @@ int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *sr
 }
 
 void loop_settings_done(struct loop_settings *s) {
+        for (size_t i = 0; i < ARRAY_SIZE(s->exec); i++)
+                s->exec[i] = exec_spec_unref(s->exec[i]);
         for (size_t i = 0; i < ARRAY_SIZE(s->svc_limits); i++) {
                 free(s->svc_limits[i].allow);
                 free(s->svc_limits[i].deny);
@@ -151,6 +157,9 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
                 sum->svc[i].refused += stat_get(s->svc[i].refused);
                 sum->svc[i].bytes_in += stat_get(s->svc[i].bytes_in);
                 sum->svc[i].bytes_out += stat_get(s->svc[i].bytes_out);
+                sum->svc[i].exited += stat_get(s->svc[i].exited);
+                sum->svc[i].failed += stat_get(s->svc[i].failed);
+                sum->svc[i].killed += stat_get(s->svc[i].killed);
         }
 }
 
@@ -299,6 +308,7 @@ static void loop_reap(struct loop *l) {
         while (l->dead_conns) {
                 struct conn *c = l->dead_conns;
                 l->dead_conns = c->lru_next;
+                free(c->data);
                 free(c);
         }
         if (l->listeners_retired) {
@@ -374,6 +384,7 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                 struct source *src;
                 enum refusal why;
                 unsigned suppressed;
+                bool spawn_failed;
                 int fd, r;
 
                 if (l->settings.fd_budget &&
@@ -410,10 +421,14 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         refuse(l, fd, &peer, li->service, why);
                         continue;
                 }
-                r = conn_open(l, fd, &peer, li->service, ll->local, src);
+                r = conn_open(l, fd, &peer, li->service, ll->local, src, &spawn_failed);
                 if (r < 0) {
                         limits_release(l, src);
                         limits_open_sub(l, li->service);
+                        if (spawn_failed) {
+                                refuse(l, fd, &peer, li->service, REFUSE_SPAWN); /* said why already */
+                                continue;
+                        }
                         STAT_INC(l, refused);
                         STAT_INC(l, refused_by[REFUSE_NO_MEMORY]);
                         STAT_INC(l, svc[li->service].refused);
@@ -446,8 +461,17 @@ static void loop_accept(struct loop *l, struct loop_listener *ll) {
 static void loop_expire(struct loop *l) {
         uint64_t timeout = l->settings.idle_timeout_usec, lifetime = l->settings.max_lifetime_usec;
 
-        while (timeout && l->lru_head && l->now - l->lru_head->last_active >= timeout)
-                conn_close(l, l->lru_head, CLOSE_IDLE);
+        while (timeout && l->lru_head && l->now - l->lru_head->last_active >= timeout) {
+                struct conn *c = l->lru_head;
+
+                /* a program's connection: was it idle, as the kernel saw it? */
+                if (c->ops->sync) {
+                        c->ops->sync(l, c);
+                        if (l->lru_head != c || l->now - c->last_active < timeout)
+                                continue;
+                }
+                conn_close(l, c, CLOSE_IDLE);
+        }
         /* the list is in accept order, oldest first */
         while (lifetime && l->head && l->now - l->head->started >= lifetime)
                 conn_close(l, l->head, CLOSE_LIFETIME);
@@ -528,6 +552,9 @@ int loop_run(struct loop *l) {
                                 break;
                         case EV_LINGER:
                                 conn_linger_handle(l, (struct conn *) e, evs[i].events);
+                                break;
+                        case EV_CALLBACK:
+                                ((struct ev_cb *) e)->fn(l, (struct ev_cb *) e, evs[i].events);
                                 break;
                         case EV_LISTENER: {
                                 struct loop_listener *ll = loop_watches(l, (struct listener *) e);

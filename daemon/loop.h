@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "limits.h"
 #include "mailbox.h"
 #include "registry.h"
 #include "table.h"
@@ -22,6 +23,7 @@ enum ev_kind {
         EV_MAILBOX,
         EV_SD_EVENT,
         EV_LINGER, /* a connection we closed, waiting for the client's FIN */
+        EV_CALLBACK, /* a service type's own descriptor (struct ev_cb) */
 };
 
 /* The first member of everything registered in the loop's epoll set. */
@@ -29,8 +31,17 @@ struct ev {
         uint8_t kind;
 };
 
+struct loop;
+
+/* A descriptor a service type watches (a program's pidfd, its stderr). */
+struct ev_cb {
+        struct ev ev; /* EV_CALLBACK; 0 once it is gone, for the rest of the batch */
+        void (*fn)(struct loop *l, struct ev_cb *cb, uint32_t events);
+};
+
 struct listener;
 struct conn;
+struct exec_spec;
 
 /* A service's own limits (registry id), where it has them. */
 struct service_limits {
@@ -59,6 +70,7 @@ struct loop_settings {
         bool log_connections;
         bool refuse_all; /* the settings file never loaded: nothing to serve by */
         const char *banner[SERVICE_IDS_MAX]; /* per service id; owned by the settings */
+        struct exec_spec *exec[SERVICE_IDS_MAX]; /* type = exec: its program (a reference each) */
         struct service_limits svc_limits[SERVICE_IDS_MAX];
 };
 
@@ -87,6 +99,8 @@ struct loop_shared {
 struct service_stats {
         uint64_t open, total, refused;
         uint64_t bytes_in, bytes_out;
+        /* type = exec: how its programs ended (exit 0, another status, a signal) */
+        uint64_t exited, failed, killed;
 };
 
 /* Counters owned by the loop. Each is written by its loop's thread only, as
@@ -97,7 +111,7 @@ struct loop_stats {
         uint64_t total;
         uint64_t kicked;
         uint64_t refused;
-        uint64_t refused_by[8]; /* by enum refusal */
+        uint64_t refused_by[_REFUSE_MAX]; /* by enum refusal */
         uint64_t resets;
         uint64_t aborted; /* reset by us: still owed bytes at close_timeout */
         uint64_t idle_closed;

@@ -16,6 +16,8 @@
 #include "listener.h"
 #include "log.h"
 #include "ops.h"
+#include "services/exec.h"
+#include "spawn.h"
 #include "tcpd-build.h"
 #include "tcpd.h"
 #include "units.h"
@@ -162,6 +164,8 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                 const struct service_config *s = &c->services[i];
 
                 ls.banner[s->id] = s->banner;
+                if (s->type == SERVICE_KIND_exec && !(ls.exec[s->id] = exec_spec_new(s)))
+                        log_error("out of memory: service %s cannot start programs", service_config_name(s));
                 ls.svc_limits[s->id] = (struct service_limits) {
                         .has_max = s->has_max_connections, .max_connections = s->max_connections,
                         .has_allow = s->has_allow, .allow = s->allow, .n_allow = s->n_allow,
@@ -172,6 +176,8 @@ static void post_settings(struct tcpd *t, const struct config *c) {
         for (unsigned i = 0; i < t->n_workers; i++)
                 if (loop_post_settings(&t->loops[i], &ls) < 0)
                         log_error("out of memory sending new settings to worker %u", i);
+        for (size_t i = 0; i < ARRAY_SIZE(ls.exec); i++)
+                ls.exec[i] = exec_spec_unref(ls.exec[i]);
 }
 
 static void post_stop(struct tcpd *t, enum stop_mode mode) {
@@ -638,7 +644,7 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                                             "(the short forms: %.*s; or a [service NAME] of the settings; the "
                                             "control socket is 'control'); set FileDescriptorName= in the socket "
                                             "unit",
-                                            fd, name, SERVICE_NAMES_LEN, SERVICE_NAMES_TEXT);
+                                            fd, name, SERVICE_BUILTIN_NAMES_LEN, SERVICE_BUILTIN_NAMES_TEXT);
                         close(fd);
                         continue;
                 }
@@ -781,6 +787,11 @@ static int workers_init(struct tcpd *t, const struct loop_settings *ls) {
                 t->loop_ptrs[i] = &t->loops[i];
         }
         t->n_workers = t->shared.n_loops = n;
+        /* low descriptors for starting programs (type = exec), taken
+         * before the many others */
+        r = spawn_init(n);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up starting programs");
         /* a reload replaces t->config while workers may still be starting */
         t->worker_batch = t->config->worker_batch;
         for (unsigned i = 0; i < n; i++) {
@@ -947,6 +958,7 @@ static void teardown(struct tcpd *t) {
         }
         if (t->n_workers)
                 loop_shared_done(&t->shared);
+        spawn_done();
         free(t->loops);
         free(t->loop_ptrs);
         free(t->threads);

@@ -9,6 +9,7 @@
 #include "listener.h"
 #include "log.h"
 #include "ops.h"
+#include "services/service.h"
 
 bool conn_filter_set(const struct conn_filter *f) {
         return f->has_cidr || f->service >= 0 || f->idle_over || f->older_than;
@@ -59,6 +60,8 @@ static int grow(void **items, size_t *cap, size_t have, size_t want, size_t size
 static void conn_info_fill(struct conn_info *i, struct loop *l, struct conn *c, uint64_t now, bool tcp_info) {
         socklen_t len = sizeof(i->local);
 
+        if (c->ops->sync)
+                c->ops->sync(l, c); /* a program's bytes and idle time */
         *i = (struct conn_info) {
                 .id = c->id,
                 .service = c->service,
@@ -70,6 +73,8 @@ static void conn_info_fill(struct conn_info *i, struct loop *l, struct conn *c, 
                 .bytes_in = c->bytes_in,
                 .bytes_out = c->bytes_out,
         };
+        if (c->ops->info)
+                c->ops->info(c, i);
         /* a listener bound to one address gave it; a wildcard one's
          * connections each need a system call */
         if (loop_local_address(l, c->local))

@@ -19,6 +19,7 @@ struct conn_info {
         union sockaddr_in46 peer, local;
         uint64_t connected_usec, age_usec, idle_usec;
         uint64_t bytes_in, bytes_out;
+        int32_t pid; /* type = exec: its program's, while it runs; 0 otherwise */
         bool has_tcp; /* what the kernel knows (TCP_INFO), when asked for */
         uint32_t rtt_usec, rttvar_usec, retransmits, cwnd, unacked;
 };

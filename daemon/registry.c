@@ -8,9 +8,9 @@
 #include "util.h"
 
 #define SHORT_FORM(name) { #name, SERVICE_KIND_##name },
-static struct service_entry entries[SERVICE_IDS_MAX] = { SERVICE_TYPES(SHORT_FORM) };
+static struct service_entry entries[SERVICE_IDS_MAX] = { SERVICE_BUILTINS(SHORT_FORM) };
 #undef SHORT_FORM
-static unsigned n_entries = _SERVICE_MAX; /* atomic: published with release */
+static unsigned n_entries = _SERVICE_BUILTIN_MAX; /* atomic: published with release */
 
 unsigned service_ids(void) {
         return __atomic_load_n(&n_entries, __ATOMIC_ACQUIRE);

@@ -5,22 +5,46 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "services/list.h"
 
 struct loop;
 struct conn;
+struct conn_info;
 
 struct service_type {
         const char *name;
+        /* Before the connection is set up, for a type with work to do
+         * first (exec starts its program). Returns 0, or a negative errno:
+         * the client is then refused (refused by: spawn). */
+        int (*start)(struct loop *l, struct conn *c);
         /* Right after accept and the banner: a type that answers at once
          * (daytime, time) sends and closes here. NULL: nothing. */
         void (*open)(struct loop *l, struct conn *c);
-        /* EPOLLIN (or a hang-up) while the connection reads. */
+        /* EPOLLIN (or a hang-up) while the connection reads. NULL: tcpd
+         * does not read the socket (a program does). */
         void (*readable)(struct loop *l, struct conn *c);
         /* EPOLLOUT with nothing owed, for a type that writes on its own
          * (chargen); it then wants EPOLLOUT while the connection is open. */
         void (*writable)(struct loop *l, struct conn *c);
+        /* tcpd closes the connection (kick, timeout, stop; called again
+         * when the time it asked for has passed): returns when it must
+         * look again, CLOCK_MONOTONIC, while something of the type's must
+         * end first (a program must exit; it then calls conn_wait_done()),
+         * or 0 when the close may go on now. */
+        uint64_t (*closing)(struct loop *l, struct conn *c);
+        /* The connection is gone: release what the type holds for it. */
+        void (*release)(struct loop *l, struct conn *c);
+        /* For a type whose bytes tcpd does not see: brings bytes_in,
+         * bytes_out (and their service's counters) and last_active up to
+         * date from the kernel. Before a list, an idle check and a close. */
+        void (*sync)(struct loop *l, struct conn *c);
+        /* What list shows of the type (a program's PID). */
+        void (*info)(const struct conn *c, struct conn_info *i);
+        /* A program holds the socket: it is not polled, and it does not
+         * survive a restart (the fd store does not keep it). */
+        bool external;
 };
 
 #define SERVICE_DECLARE(name) extern const struct service_type service_##name;
