@@ -17,6 +17,7 @@
  * The child runs on a small stack of its own, in the parent's memory, and
  * makes raw system calls only: no lock, no allocation, nothing a
  * sanitizer's interceptors would track. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -51,6 +52,12 @@ static int devnull = -1;
 static int limit; /* the child copies descriptors below this */
 
 static __thread void *child_stack;
+
+/* glibc's clone() itself: ThreadSanitizer's runtime wraps clone() as a
+ * fork and resets its state in the child, which, sharing our memory, would
+ * reset the parent's. */
+typedef int (*clone_fn)(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+static clone_fn real_clone = clone;
 
 struct child_args {
         const struct spawn_req *req;
@@ -95,6 +102,15 @@ NO_SANITIZE static int child_main(void *arg) {
 }
 
 int spawn_init(unsigned n) {
+        void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+
+        if (libc) {
+                clone_fn f = (clone_fn) dlsym(libc, "clone");
+
+                if (f)
+                        real_clone = f;
+                dlclose(libc);
+        }
         slots = calloc(n, sizeof(*slots));
         if (!slots)
                 return -ENOMEM;
@@ -148,7 +164,7 @@ int spawn_program(unsigned slot, const struct spawn_req *req, pid_t *pid, int *p
                 r = -errno;
                 goto restore;
         }
-        child = clone(child_main, (char *) child_stack + CHILD_STACK,
+        child = real_clone(child_main, (char *) child_stack + CHILD_STACK,
                       CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &a, &fd);
         if (child < 0) {
                 r = -errno;

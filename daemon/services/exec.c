@@ -362,10 +362,6 @@ static void conn_env(struct loop *l, struct conn *c, char **out, char (*buf)[ADD
                 out[i] = buf[i];
 }
 
-/* One environment array per thread, grown to the largest needed. */
-static __thread char **envp;
-static __thread size_t envp_cap;
-
 static __thread struct ratelimit spawn_rl = RATELIMIT_INIT(10 * 1000 * 1000, 10);
 
 static int exec_start(struct loop *l, struct conn *c) {
@@ -375,18 +371,12 @@ static int exec_start(struct loop *l, struct conn *c) {
         struct exec_proc *p;
         unsigned suppressed;
         int pipefd[2] = { -1, -1 }, r;
-        size_t need;
 
         if (!spec)
                 return -ENOENT; /* a service that changed type at a reload, with sockets still queued */
-        need = N_CONN_VARS + spec->n_env + 1;
-        if (need > envp_cap) {
-                char **g = realloc(envp, need * sizeof(*g));
-                if (!g)
-                        return -ENOMEM;
-                envp = g;
-                envp_cap = need;
-        }
+        /* the environment of one start, on the stack (a few hundred entries at most) */
+        char *envp[N_CONN_VARS + spec->n_env + 1];
+
         conn_env(l, c, envp, vars);
         memcpy(envp + N_CONN_VARS, spec->env, spec->n_env * sizeof(*envp));
         envp[N_CONN_VARS + spec->n_env] = NULL;

@@ -353,7 +353,7 @@ static void test_named_services(void **state) {
                                    "[service git]\nlisten = [::1]:9418\n");
         const struct service_config *git = config_service(c, "git"), *clock = config_service(c, "clock");
 
-        assert_int_equal(c->n_services, _SERVICE_MAX + 2);
+        assert_int_equal(c->n_services, _SERVICE_BUILTIN_MAX + 2);
         assert_non_null(git);
         assert_non_null(clock);
         assert_int_equal(git->type, SERVICE_ECHO);
@@ -375,7 +375,7 @@ static void test_named_services(void **state) {
         assert_false(c->services[SERVICE_KIND_discard].has_max_connections);
         config_free(c);
         load_bad("[service git]\nlisten = 9418\n", PATH ":2:", "[service git] has no type=", NULL);
-        load_bad("[service git]\ntype = exec\n", PATH ":2:", "type", "'exec'", "not exec", NULL);
+        load_bad("[service git]\ntype = forward\n", PATH ":2:", "type", "'forward'", "not forward", NULL);
         load_bad("[service Git]\ntype = echo\n", PATH ":2:", "lower-case", NULL);
         load_bad("[service control]\ntype = echo\n", PATH ":2:", "reserved", NULL);
         load_bad("[service echo]\ntype = echo\n", PATH ":2:", "short form", NULL);
