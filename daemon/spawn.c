@@ -50,6 +50,11 @@ static struct slot *slots;
 static unsigned n_slots;
 static int devnull = -1;
 static int limit; /* the child copies descriptors below this */
+/* Signals tcpd ignores (SIGPIPE, and what its parent left ignored): the
+ * only dispositions execve() does not reset by itself. tcpd handles no
+ * signal with a handler (signalfd), and does not change them later. */
+static int ignored[32];
+static unsigned n_ignored;
 
 static __thread void *child_stack;
 
@@ -90,9 +95,8 @@ NO_SANITIZE static int child_main(void *arg) {
         /* default dispositions (tcpd ignores SIGPIPE), nothing blocked
          * (tcpd's workers block every signal), a process group of its own
          * so that a kick reaches what the program starts */
-        for (int sig = 1; sig < 32; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        (void) syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+        for (unsigned i = 0; i < n_ignored; i++)
+                (void) syscall(SYS_rt_sigaction, ignored[i], &dfl, NULL, sizeof(dfl.mask));
         (void) syscall(SYS_setpgid, 0, 0);
         (void) syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
         syscall(SYS_execve, a->req->path, a->req->argv, a->req->envp);
@@ -110,6 +114,13 @@ int spawn_init(unsigned n) {
                 if (f)
                         real_clone = f;
                 dlclose(libc);
+        }
+        n_ignored = 0;
+        for (int sig = 1; sig < 32; sig++) {
+                struct sigaction sa;
+
+                if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL)
+                        ignored[n_ignored++] = sig; /* SIG_IGN (or a handler: reset it too) */
         }
         slots = calloc(n, sizeof(*slots));
         if (!slots)

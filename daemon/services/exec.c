@@ -138,17 +138,17 @@ struct exec_proc {
  * only asks it questions then) and non-blocking again before tcpd reads
  * or writes it itself, at the close. */
 static int set_blocking(int fd, bool blocking) {
-        int flags = fcntl(fd, F_GETFL);
-
-        if (flags < 0)
-                return -errno;
-        flags = blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK;
-        return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
+        /* F_SETFL sets only O_NONBLOCK among a socket's flags tcpd uses
+         * (not O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME): no F_GETFL first */
+        return fcntl(fd, F_SETFL, blocking ? 0 : O_NONBLOCK) < 0 ? -errno : 0;
 }
 
 static void fd_drop(struct loop *l, int *fd) {
         if (*fd < 0)
                 return;
+        /* not close() alone: another worker's child may hold a copy for
+         * a moment (it copies the low descriptors), and epoll would keep
+         * reporting a file that is still open */
         (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, *fd, NULL);
         close(*fd);
         *fd = -1;
