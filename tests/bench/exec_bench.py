@@ -4,6 +4,8 @@ run for that job, side by side in one run, each running /bin/cat.
 
     tcpd        [service cat] type = exec, workers = 1
     ref-exec    the floor: accept + posix_spawn in a loop, nothing else
+    ref-exec-fds  the same holding --held sockets (close-on-exec), as a
+                daemon holds its connections: what posix_spawn costs then
     tcpserver   Debian's ucspi-tcp (tcpserver -c 1000 ... /bin/cat)
     xinetd      server = /bin/cat, no instance or rate limit
     sd-accept   systemd-socket-activate --inetd --accept: systemd's own
@@ -40,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import (CompareError, Runner, Server, binary, fmt, free_port, log, machine,  # noqa: E402
                      parse_bench, pin)
 
-SERVERS = ("tcpd", "ref-exec", "tcpserver", "xinetd", "sd-accept")
+SERVERS = ("tcpd", "ref-exec", "tcpserver", "xinetd", "sd-accept", "ref-exec-fds")
 CAT = "/bin/cat"
 
 
@@ -110,6 +112,9 @@ def start_all(a, work):
     if "ref-exec" in a.servers:
         servers["ref-exec"] = Server("ref-exec", pin(a.server_cpu) + [a.ref_exec, "-p", str(ports["ref-exec"]),
                                                                      "--", CAT], ports["ref-exec"], work)
+    if "ref-exec-fds" in a.servers:
+        servers["ref-exec-fds"] = Server("ref-exec-fds", pin(a.server_cpu) + [
+            a.ref_exec, "-n", str(a.held), "-p", str(ports["ref-exec-fds"]), "--", CAT], ports["ref-exec-fds"], work)
     if "tcpserver" in a.servers:
         servers["tcpserver"] = Server("tcpserver", pin(a.server_cpu) + ["tcpserver", "-R", "-H", "-l0", "-c",
                                                                        "1000", "127.0.0.1", str(ports["tcpserver"]),

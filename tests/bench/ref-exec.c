@@ -4,8 +4,10 @@
  * its standard input and output, close our copy; children are reaped by
  * the kernel (SIGCHLD ignored). No limits, no logging, no accounting.
  *
- *     ref-exec [-H ADDR] [-p PORT] [-b BACKLOG] -- PROGRAM [ARG...]
+ *     ref-exec [-H ADDR] [-p PORT] [-b BACKLOG] [-n FDS] -- PROGRAM [ARG...]
  *
+ * -n opens FDS more descriptors (close-on-exec, as a daemon's connections
+ * are) first: what posix_spawn() costs a server that holds many.
  * Prints "listening on PORT" once ready. Numeric addresses only. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,11 +24,11 @@ extern char **environ;
 
 int main(int argc, char **argv) {
         const char *host = "127.0.0.1";
-        int port = 0, backlog = 128, opt, fd, one = 1;
+        int port = 0, backlog = 128, extra = 0, opt, fd, one = 1;
         struct sockaddr_in sa = { .sin_family = AF_INET };
         socklen_t len = sizeof(sa);
 
-        while ((opt = getopt(argc, argv, "H:p:b:")) != -1) {
+        while ((opt = getopt(argc, argv, "H:p:b:n:")) != -1) {
                 switch (opt) {
                 case 'H':
                         host = optarg;
@@ -37,8 +39,11 @@ int main(int argc, char **argv) {
                 case 'b':
                         backlog = atoi(optarg);
                         break;
+                case 'n':
+                        extra = atoi(optarg);
+                        break;
                 default:
-                        fprintf(stderr, "usage: ref-exec [-H ADDR] [-p PORT] [-b BACKLOG] -- PROGRAM [ARG...]\n");
+                        fprintf(stderr, "usage: ref-exec [-H ADDR] [-p PORT] [-b BACKLOG] [-n FDS] -- PROGRAM [ARG...]\n");
                         return 2;
                 }
         }
@@ -52,6 +57,11 @@ int main(int argc, char **argv) {
         }
         sa.sin_port = htons((uint16_t) port);
         signal(SIGCHLD, SIG_IGN); /* the kernel reaps: no zombies, no waitpid */
+        for (int i = 0; i < extra; i++)
+                if (socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0) < 0) {
+                        perror("ref-exec: -n");
+                        return 1;
+                }
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
             bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0 ||

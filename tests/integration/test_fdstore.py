@@ -40,8 +40,15 @@ def pattern(start, n):
 
 
 class FakeSystemd:
-    def __init__(self, workers=1, service="echo"):
+    def __init__(self, workers=1, service="echo", extra=()):
         self.service = service  # the listening socket's FileDescriptorName=
+        # more listening sockets, by name (FileDescriptorName=): name -> socket
+        self.extra = {}
+        for name in extra:
+            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(128)
+            self.extra[name] = ls
         self.dir = tempfile.mkdtemp(prefix="tcpd-fdstore-")
         self.notify_path = os.path.join(self.dir, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -84,8 +91,9 @@ class FakeSystemd:
             return self._start()
 
     def _start(self):
-        names = [self.service, "control"] + [n for n, _ in self.store]
-        fds = [self.echo.fileno(), self.control.fileno()] + [fd for _, fd in self.store]
+        names = [self.service, "control"] + list(self.extra) + [n for n, _ in self.store]
+        fds = [self.echo.fileno(), self.control.fileno()] + [ls.fileno() for ls in self.extra.values()] + \
+            [fd for _, fd in self.store]
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, FDSTORE="4096", LISTEN_FDNAMES=":".join(names),
                    TCPDTEST_FDS=",".join(map(str, fds)))
         env.pop("JOURNAL_STREAM", None)
@@ -175,7 +183,7 @@ class FakeSystemd:
         for _, fd in self.store:
             os.close(fd)
         self.store = []
-        for s in (self.notify, self.echo, self.control):
+        for s in (self.notify, self.echo, self.control, *self.extra.values()):
             s.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -485,6 +493,46 @@ def test_named_service_across_a_restart():
         sd.cleanup()
 
 
+def test_programs_are_not_handed_over():
+    """A restart hands echo connections over and closes those of programs
+    (type = exec): their programs get SIGTERM, their clients see the end,
+    and nothing of them is stored or saved."""
+    sd = FakeSystemd(extra=("cat",))
+    try:
+        with open(sd.config, "a") as f:
+            f.write("[service cat]\ntype = exec\nexec = /bin/cat\n")
+        sd.start()
+        echo = Client(sd.port)
+        echo.send(100)
+        echo.receive_all()
+        prog = socket.create_connection(("127.0.0.1", sd.extra["cat"].getsockname()[1]), timeout=TIMEOUT)
+        prog.sendall(b"through cat\n")
+        check(prog.recv(100) == b"through cat\n", "cat runs")
+        listed = {x["service"]: x for x in sd.ctl("list")}
+        pid = listed["cat"]["pid"]
+        wait_for(lambda: sd.stored("conn") == 1, what="the echo connection stored")
+        time.sleep(0.3)
+        check(sd.stored("conn") == 1, "the program's connection is not stored")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        check("programs are not kept across a restart" in sd.stderr(), sd.stderr())
+        prog.settimeout(TIMEOUT)
+        check(prog.recv(100) == b"", "the program's client sees the end")
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", what="cat ended")
+        sd.start()
+        after = sd.ctl("list")
+        check([x["service"] for x in after] == ["echo"], f"only the echo connection came back: {after}")
+        echo.send(50)
+        echo.receive_all()
+        prog2 = socket.create_connection(("127.0.0.1", sd.extra["cat"].getsockname()[1]), timeout=TIMEOUT)
+        prog2.sendall(b"again\n")
+        check(prog2.recv(100) == b"again\n", "the new tcpd runs programs")
+        prog2.close()
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
 def test_broken_settings_at_restart_and_crash_keep_the_service():
     """A typo in the file, then a restart (and a crash): tcpd runs on the
     last settings that loaded, kept in the store, keeps every connection,
@@ -541,4 +589,4 @@ if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
-          test_broken_settings_at_restart_and_crash_keep_the_service, test_named_service_across_a_restart])
+          test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over, test_named_service_across_a_restart])

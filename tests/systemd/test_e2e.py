@@ -120,6 +120,11 @@ def run_e2e(box, dest, t, clients):
         clients.append(c)
         return c
 
+    def client_on(port):
+        c = EchoClient(box, port=port)
+        clients.append(c)
+        return c
+
     with t.check("the project installs into the box (meson install --destdir, copied into place)"):
         box.install(dest)
         m = re.search(r"^ExecStart=(\S+)", installed(dest, "tcpd.service"), re.M)
@@ -303,6 +308,52 @@ def run_e2e(box, dest, t, clients):
         assert int(c.get("CODE_LINE", "0")) > 0, c
         r = box.run(["journalctl", "-u", "tcpd", "CODE_FUNC=kick_done", "-o", "cat", "--no-pager"], check=False)
         assert "kicked 1 connection" in r.stdout, r.stdout
+
+    prog = None
+    with t.check("type = exec under the shipped unit, fed by a socket unit named after the service: the program "
+                 "runs as tcpd's dynamic user with only 0, 1 and 2, list shows its PID, its stderr is in the "
+                 "journal with the connection's fields"):
+        assert a and tcpd, "no client or no tcpd"
+        ini = re.search(r"default (/\S+?)\)", box.run([tcpd, "--help"]).stdout).group(1)
+        box.run(["tee", "-a", ini], input='\n[service cat]\ntype = exec\n'
+                                          'exec = /bin/sh -c "echo started >&2\\; exec cat"\n')
+        box.run([tcpd, "--check-config", "-c", ini])
+        box.run(["tee", "/etc/systemd/system/tcpd-cat.socket"],
+                input="[Socket]\nListenStream=127.0.0.1:9419\nFileDescriptorName=cat\nService=tcpd.service\n")
+        box.run(["systemctl", "daemon-reload"])
+        box.run(["systemctl", "start", "tcpd-cat.socket"])
+        # a new socket reaches tcpd at its next start; the echo client stays (fd store)
+        box.run(["systemctl", "restart", "tcpd"], timeout=60)
+        assert a.echo("after restart\n") == "after restart\n"
+        prog = client_on(9419)
+        assert prog.echo("through cat\n") == "through cat\n"
+        conns = [x for x in list_connections(box) if x.get("service") == "cat"]
+        assert len(conns) == 1 and conns[0].get("pid"), conns
+        pid = conns[0]["pid"]
+        status = box.run(["cat", f"/proc/{pid}/status"]).stdout
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        main = unit_props(box, "tcpd.service", "MainPID")["MainPID"]
+        tcpd_uid = box.run(["stat", "-c", "%u", f"/proc/{main}"]).stdout.strip()
+        assert fields["Uid"].split()[0] == tcpd_uid != "0", f"program uid {fields['Uid']}, tcpd's {tcpd_uid}"
+        fds = sorted(box.run(["ls", f"/proc/{pid}/fd"]).stdout.split())
+        assert fds == ["0", "1", "2"], fds
+        logged = wait_for(lambda: find_event(journal(box), TCPD_EVENT="stderr", TCPD_SERVICE="cat"))
+        assert logged, "no TCPD_EVENT=stderr entry for the program's 'started'"
+        e = find_event(journal(box), TCPD_EVENT="stderr", TCPD_SERVICE="cat")
+        assert "started" in e.get("MESSAGE", "") and e.get("TCPD_CONNECTION_ID") == str(conns[0]["id"]), e
+        r = box.run(["tcpctl", "status"])
+        assert "cat (exec)" in r.stdout, r.stdout
+        print(f"#    program {pid} runs as uid {tcpd_uid}")
+
+    with t.check("systemctl restart tcpd with a program running: the program ends and its client sees the end "
+                 "(programs are not kept across a restart), the echo client stays"):
+        assert prog and a, "no program client"
+        pid = [x for x in list_connections(box) if x.get("service") == "cat"][0]["pid"]
+        box.run(["systemctl", "restart", "tcpd"], timeout=60)
+        assert prog.wait_closed() in ("eof", "reset"), "the program's client still connected"
+        assert box.run(["test", "-e", f"/proc/{pid}"], check=False).returncode != 0, f"program {pid} still runs"
+        assert a.echo("echo stays\n") == "echo stays\n"
+        box.run(["systemctl", "stop", "tcpd-cat.socket"])
 
     with t.check("systemctl stop tcpd.socket tcpd-control.socket tcpd.service ends cleanly"):
         started = time.monotonic()
