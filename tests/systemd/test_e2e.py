@@ -321,9 +321,14 @@ def run_e2e(box, dest, t, clients):
         box.run(["tee", "/etc/systemd/system/tcpd-cat.socket"],
                 input="[Socket]\nListenStream=127.0.0.1:9419\nFileDescriptorName=cat\nService=tcpd.service\n")
         box.run(["systemctl", "daemon-reload"])
-        box.run(["systemctl", "start", "tcpd-cat.socket"])
-        # a new socket reaches tcpd at its next start; the echo client stays (fd store)
-        box.run(["systemctl", "restart", "tcpd"], timeout=60)
+        # systemd starts no socket for a running service ("already active,
+        # refusing"): one transaction restarts tcpd and starts the socket in
+        # between, as tcpd(8) says; the echo client stays (the fd store)
+        r = box.run(["systemctl", "start", "tcpd-cat.socket"], check=False)
+        assert r.returncode != 0, "systemd started a socket for a running service"
+        box.run(["systemctl", "reset-failed", "tcpd-cat.socket"], check=False)
+        box.run(["systemctl", "restart", "tcpd.service", "tcpd-cat.socket"], timeout=60)
+        assert unit_props(box, "tcpd-cat.socket", "ActiveState")["ActiveState"] == "active"
         assert a.echo("after restart\n") == "after restart\n"
         prog = client_on(9419)
         assert prog.echo("through cat\n") == "through cat\n"
