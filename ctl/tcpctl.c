@@ -41,6 +41,9 @@ static void on_stop_signal(int sig) {
 #define REPLY_MAX (16 * 1024 * 1024)
 
 static const char *arg_socket;
+static bool arg_socket_given;      /* -s: wins over an instance */
+static const char *arg_instance;   /* -I NAME or $TCPD_INSTANCE: tcpd@NAME.service */
+static char instance_socket[256];
 static bool arg_json;
 static struct term arg_term;
 
@@ -583,6 +586,13 @@ static int cmd_check_config(int argc, char **argv) {
         if (argc == 2) {
                 args[n++] = (char *) "-c";
                 args[n++] = argv[1];
+        } else if (arg_instance) {
+                /* tcpd@NAME.service reads NAME.ini */
+                static char path[256];
+
+                snprintf(path, sizeof(path), "%s/%s.ini", TCPD_CONFIG_DIR, arg_instance);
+                args[n++] = (char *) "-c";
+                args[n++] = path;
         }
         args[n] = NULL;
         fflush(stdout);
@@ -780,19 +790,24 @@ static void help(void);
 
 static const struct option global_options[] = {
         { "socket", required_argument, NULL, 's' },
+        { "instance", required_argument, NULL, 'I' },
         { "json", no_argument, NULL, 'j' },
         { "no-pager", no_argument, NULL, 'P' }, /* tcpctl has no pager; as systemctl */
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
 };
-#define GLOBAL_SHORT ":s:jhV"
+#define GLOBAL_SHORT ":s:I:jhV"
 
 /* Applies a global option. Returns -1 to go on, or an exit code. */
 static int global_option(int c, const char *arg) {
         switch (c) {
         case 's':
                 arg_socket = arg;
+                arg_socket_given = true;
+                return -1;
+        case 'I':
+                arg_instance = arg;
                 return -1;
         case 'j':
                 arg_json = true;
@@ -916,6 +931,36 @@ static int take_global_options(const struct command *cmd, int *argc, char **argv
         return -1;
 }
 
+/* An instance's name, as systemd takes it in a unit's name and tcpd in a
+ * path: letters, digits, '-', '_', '.', not starting with '.'. */
+static bool instance_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        return n > 0 && n < 64 && s[0] != '.' &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == n;
+}
+
+/* -I NAME (or $TCPD_INSTANCE) picks tcpd@NAME.service's control socket,
+ * unless -s named one. Returns -1 to go on, or an exit code. */
+static int pick_instance(void) {
+        if (!arg_instance) {
+                const char *env = getenv("TCPD_INSTANCE");
+                if (env && *env)
+                        arg_instance = env;
+        }
+        if (!arg_instance)
+                return -1;
+        if (!instance_name_valid(arg_instance))
+                return usage_error("'%s' is no instance name (letters, digits, '-', '_' and '.', as in "
+                                   "tcpd@NAME.service)",
+                                   arg_instance);
+        if (!arg_socket_given) {
+                snprintf(instance_socket, sizeof(instance_socket), "%s/%s/control", TCPD_RUN_DIR, arg_instance);
+                arg_socket = instance_socket;
+        }
+        return -1;
+}
+
 static void help(void) {
         printf("Usage: tcpctl [OPTIONS] COMMAND [ARGS]\n\nControl tcpd through its control socket, and probe TCP echo services.\n\nCommands:\n");
         for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
@@ -925,6 +970,8 @@ static void help(void) {
         }
         printf("\nOptions:\n"
                "  -s, --socket=PATH   control socket (default $TCPD_CONTROL_SOCKET or %s)\n"
+               "  -I, --instance=NAME the instance tcpd@NAME.service: control socket %s/NAME/control,\n"
+               "                      settings %s/NAME.ini (default $TCPD_INSTANCE)\n"
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
@@ -950,7 +997,7 @@ static void help(void) {
                "\nColour only on a terminal, never with NO_COLOR set. Tables fit the terminal's width.\n"
                "Exit status: 0 success, 1 the command failed (probe: an echo was lost or differed),\n"
                "2 usage error. See tcpctl(8).\n",
-               TCPD_CONTROL_PATH, PROBE_SIZE_MIN);
+               TCPD_CONTROL_PATH, TCPD_RUN_DIR, TCPD_CONFIG_DIR, PROBE_SIZE_MIN);
 }
 
 int main(int argc, char *argv[]) {
@@ -978,6 +1025,9 @@ int main(int argc, char *argv[]) {
                         int cargc = argc - optind;
 
                         r = take_global_options(&commands[i], &cargc, argv + optind);
+                        if (r >= 0)
+                                return r;
+                        r = pick_instance();
                         if (r >= 0)
                                 return r;
                         return commands[i].run(cargc, argv + optind);

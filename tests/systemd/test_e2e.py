@@ -360,6 +360,44 @@ def run_e2e(box, dest, t, clients):
         assert a.echo("echo stays\n") == "echo stays\n"
         box.run(["systemctl", "stop", "tcpd-cat.socket"])
 
+    inst = None
+    with t.check("an instance, tcpd@web.service: /etc/tcpd/web.ini, a socket from tcpd@web.socket's drop-in, "
+                 "its control socket /run/tcpd/web/control for tcpctl -I web; a drop-in's User= runs its program "
+                 "as that user, as tcpd(8) shows"):
+        unit = installed(dest, "tcpd@.service")
+        ini = re.search(r"^ExecStart=\S+ -c (\S+)$", unit, re.M).group(1).replace("%i", "web")
+        box.run(["mkdir", "-p", os.path.dirname(ini)])
+        box.run(["tee", ini], input="[echo]\nlisten =\n[service hello]\ntype = exec\nexec = /bin/cat\n")
+        box.run(["mkdir", "-p", "/etc/systemd/system/tcpd@web.socket.d", "/etc/systemd/system/tcpd@web.service.d"])
+        box.run(["tee", "/etc/systemd/system/tcpd@web.socket.d/listen.conf"],
+                input="[Socket]\nListenStream=127.0.0.1:9420\nFileDescriptorName=hello\n")
+        box.run(["tee", "/etc/systemd/system/tcpd@web.service.d/user.conf"], input="[Service]\nUser=alice\n")
+        box.run(["systemctl", "daemon-reload"])
+        box.run(["systemctl", "start", "tcpd@web.socket"])
+        assert unit_props(box, "tcpd-control@web.socket", "ActiveState")["ActiveState"] == "active"
+        inst = client_on(9420)
+        assert inst.echo("instance\n") == "instance\n"
+        conns = json.loads(box.run(["tcpctl", "-I", "web", "--json", "list"]).stdout)
+        assert len(conns) == 1 and conns[0]["service"] == "hello" and conns[0].get("pid"), conns
+        uid = box.run(["stat", "-c", "%u", f"/proc/{conns[0]['pid']}"]).stdout.strip()
+        assert uid == alice_uid, f"the program runs as uid {uid}, alice is {alice_uid}"
+        r = box.run(["tcpctl", "--instance=web", "status"])
+        assert "hello (exec)" in r.stdout and "echo" not in r.stdout.split("services:")[1].split("\n")[0], r.stdout
+        r = box.run(["tcpctl", "check-config"], env={"TCPD_INSTANCE": "web", "TCPD_DAEMON": tcpd})
+        assert "[service hello]" in r.stdout, r.stdout
+        assert a and a.echo("main instance\n") == "main instance\n", "tcpd.service is not touched"
+
+    with t.check("systemctl restart tcpd@web.service with its program running: the program ends, its client "
+                 "sees the end; tcpd@web.socket stays and serves the next client"):
+        assert inst, "no instance client"
+        box.run(["systemctl", "restart", "tcpd@web.service"], timeout=60)
+        assert inst.wait_closed() in ("eof", "reset"), "the program's client still connected"
+        again = client_on(9420)
+        assert again.echo("again\n") == "again\n"
+        box.run(["systemctl", "stop", "tcpd@web.socket", "tcpd-control@web.socket", "tcpd@web.service"],
+                timeout=60)
+        assert again.wait_closed() in ("eof", "reset")
+
     with t.check("systemctl stop tcpd.socket tcpd-control.socket tcpd.service ends cleanly"):
         started = time.monotonic()
         box.run(["systemctl", "stop"] + UNITS, timeout=60)
