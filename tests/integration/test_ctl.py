@@ -246,8 +246,30 @@ def test_check_config():
     d.stop()
 
 
+def test_instance():
+    """-I NAME (or TCPD_INSTANCE) picks tcpd@NAME.service's control socket
+    and settings; -s still wins; a name that is no instance name is a usage
+    error."""
+    p = _tcpctl("-I", "web", "status", env={"TCPD_CONTROL_SOCKET": ""})
+    check(p.returncode == 1 and "/run/tcpd/web/control" in p.stderr, p.stderr)
+    p = _tcpctl("status", env={"TCPD_INSTANCE": "mail"})
+    check(p.returncode == 1 and "/run/tcpd/mail/control" in p.stderr, p.stderr)
+    p = _tcpctl("status", "--instance=x", env={})
+    check(p.returncode == 1 and "/run/tcpd/x/control" in p.stderr, f"an option after the command: {p.stderr}")
+    for bad in ("../etc", "a/b", ".hidden", ""):
+        p = _tcpctl("-I", bad, "status")
+        check(p.returncode == 2 and "instance name" in p.stderr, f"-I {bad!r}: {p.stderr}")
+    d = Daemon(LISTEN)
+    p = _tcpctl("-I", "web", "-s", d.control, "--json", "status")
+    check(p.returncode == 0 and '"connections_open"' in p.stdout, f"-s wins over -I: {p.stderr}")
+    # check-config without a file reads the instance's NAME.ini
+    p = _tcpctl("-I", "nosuchinstance", "check-config", env={"TCPD_DAEMON": TCPD})
+    check(p.returncode == 1 and "nosuchinstance.ini" in p.stderr, p.stderr)
+    d.stop()
+
+
 if __name__ == "__main__":
     main([test_status_human_and_json, test_list_shows_real_peers_and_counts, test_kick_by_id_and_by_cidr,
           test_kick_sends_fin_not_reset, test_non_admin_can_list_but_not_kick, test_usage_errors_and_exit_codes, test_reload_command,
           test_options_anywhere_as_systemctl, test_errors_in_words, test_log_level_names_and_shape,
-          test_check_config])
+          test_check_config, test_instance])
