@@ -350,14 +350,15 @@ static int parse_prefix6(struct parse_ctx *p, const char *v, void *field, const 
         return 0;
 }
 
-static int parse_rate(struct parse_ctx *p, const char *v, void *field, const char **why) {
+/* "N/min" (the default unit), "N/s" or "N/h": per minute, with the number
+ * as written for the burst (5/s lets 5 through at once). */
+static int rate_parse(const char *v, unsigned *rate, unsigned *burst, const char **unit_out, const char **why) {
         const char *unit = "/min";
         uint64_t n;
         const char *slash = strchr(v, '/');
         char num[32];
         unsigned mult = 1;
 
-        /* "N/min" (the default unit), "N/s" or "N/h" */
         if ((slash ? (size_t) (slash - v) : strlen(v)) >= sizeof(num))
                 goto bad;
         snprintf(num, sizeof(num), "%.*s", (int) (slash ? (size_t) (slash - v) : strlen(v)), v);
@@ -371,20 +372,23 @@ static int parse_rate(struct parse_ctx *p, const char *v, void *field, const cha
                 goto bad;
         if (parse_uint(num, 1000000, &n) < 0)
                 goto bad;
-        /* the burst is the number as written: 5/s lets 5 through at once */
-        p->c->max_connection_burst = (unsigned) n;
-        p->c->max_connection_rate_unit = unit;
+        *burst = (unsigned) n;
+        *unit_out = unit;
         if (mult == 0) {
                 if (n && n < 60)
                         goto bad; /* finer than one a minute is not kept */
                 n /= 60;
         } else
                 n *= mult;
-        *(unsigned *) field = (unsigned) n;
+        *rate = (unsigned) n;
         return 0;
 bad:
         *why = "expected connections per source such as 60/min, 5/s or 0 (none)";
         return -EINVAL;
+}
+
+static int parse_rate(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        return rate_parse(v, (unsigned *) field, &p->c->max_connection_burst, &p->c->max_connection_rate_unit, why);
 }
 
 static int parse_count(struct parse_ctx *p, const char *v, void *field, const char **why) {
@@ -605,6 +609,23 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 s->has_deny = true;
                 return parse_cidr_list(p, value, &s->deny, &s->n_deny, why);
         }
+        if (streq(name, "max_connections_per_source")) {
+                s->has_per_source = true;
+                return parse_max_conn(p, value, &s->max_connections_per_source, why);
+        }
+        if (streq(name, "max_connection_rate")) {
+                s->has_rate = true;
+                return rate_parse(value, &s->max_connection_rate, &s->max_connection_burst,
+                                  &s->max_connection_rate_unit, why);
+        }
+        if (streq(name, "idle_timeout")) {
+                s->has_idle_timeout = true;
+                return parse_timeout(p, value, &s->idle_timeout_usec, why);
+        }
+        if (streq(name, "max_lifetime")) {
+                s->has_max_lifetime = true;
+                return parse_timeout(p, value, &s->max_lifetime_usec, why);
+        }
         if (streq(name, "type")) {
                 int t = s->name ? service_from_name(value) : -1;
 
@@ -787,10 +808,15 @@ static int config_handler(void *user, const char *section, const char *name, con
                 snprintf(p->section_label, sizeof(p->section_label), "%s", section);
                 r = service_key(p, svc, name, value, &why);
                 if (r == -ENOENT) {
-                        static const char *const short_names[] = { "listen", "banner", "max_connections", "allow",
-                                                                   "deny" };
-                        static const char *const names[] = { "type", "listen", "banner", "max_connections", "allow",
-                                                             "deny", "exec", "environment", "kill_timeout" };
+                        static const char *const short_names[] = {
+                                "listen", "banner", "max_connections", "allow", "deny", "max_connections_per_source",
+                                "max_connection_rate", "idle_timeout", "max_lifetime",
+                        };
+                        static const char *const names[] = {
+                                "type", "listen", "banner", "max_connections", "allow", "deny",
+                                "max_connections_per_source", "max_connection_rate", "idle_timeout", "max_lifetime",
+                                "exec", "environment", "kill_timeout",
+                        };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
                                                        : unknown_key_hint(name, short_names, ARRAY_SIZE(short_names));
@@ -1022,5 +1048,16 @@ void config_print(const struct config *c, FILE *f) {
                         fprintf(f, "deny =\n");
                 for (size_t j = 0; s->has_deny && j < s->n_deny; j++)
                         fprintf(f, "deny = %s\n", cidr_format(&s->deny[j], buf, sizeof(buf)));
+                if (s->has_per_source)
+                        fprintf(f, "max_connections_per_source = %u\n", s->max_connections_per_source);
+                if (s->has_rate && !s->max_connection_rate)
+                        fprintf(f, "max_connection_rate = 0\n");
+                else if (s->has_rate)
+                        fprintf(f, "max_connection_rate = %u%s\n", s->max_connection_burst,
+                                s->max_connection_rate_unit);
+                if (s->has_idle_timeout)
+                        fprintf(f, "idle_timeout = %s\n", format_duration_exact(s->idle_timeout_usec, buf, sizeof(buf)));
+                if (s->has_max_lifetime)
+                        fprintf(f, "max_lifetime = %s\n", format_duration_exact(s->max_lifetime_usec, buf, sizeof(buf)));
         }
 }

@@ -67,7 +67,12 @@ struct service_config {
         char *banner;    /* NULL: none */
         /* The service's own limits, in place of [tcpd]'s where set. */
         bool has_max_connections, has_allow, has_deny;
+        bool has_per_source, has_rate, has_idle_timeout, has_max_lifetime;
         unsigned max_connections;
+        unsigned max_connections_per_source;
+        unsigned max_connection_rate, max_connection_burst; /* as [tcpd]'s */
+        const char *max_connection_rate_unit;
+        uint64_t idle_timeout_usec, max_lifetime_usec;
         struct cidr *allow, *deny;
         size_t n_allow, n_deny;
         /* type = exec: the program and its arguments (argv[0] is the

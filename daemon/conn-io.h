@@ -40,25 +40,11 @@ int conn_send(struct loop *l, struct conn *c, const char *buf, size_t n);
 void conn_read_drop(struct loop *l, struct conn *c);
 
 static inline void lru_unlink(struct loop *l, struct conn *c) {
-        if (c->lru_prev)
-                c->lru_prev->lru_next = c->lru_next;
-        else
-                l->lru_head = c->lru_next;
-        if (c->lru_next)
-                c->lru_next->lru_prev = c->lru_prev;
-        else
-                l->lru_tail = c->lru_prev;
-        c->lru_prev = c->lru_next = NULL;
+        CONN_LIST_UNLINK(&l->lru[c->service], c, lru);
 }
 
 static inline void lru_append(struct loop *l, struct conn *c) {
-        c->lru_prev = l->lru_tail;
-        c->lru_next = NULL;
-        if (l->lru_tail)
-                l->lru_tail->lru_next = c;
-        else
-                l->lru_head = c;
-        l->lru_tail = c;
+        CONN_LIST_APPEND(&l->lru[c->service], c, lru);
 }
 
 /* Activity moves a connection to the tail, so the idle sweep only ever
@@ -67,7 +53,7 @@ static inline void conn_touch(struct loop *l, struct conn *c) {
         if (c->last_active == l->now)
                 return;
         c->last_active = l->now;
-        if (l->lru_tail != c) {
+        if (l->lru[c->service].tail != c) {
                 lru_unlink(l, c);
                 lru_append(l, c);
         }
@@ -82,18 +68,20 @@ static inline void conn_seen(struct loop *l, struct conn *c, uint64_t when) {
 
         if (when <= c->last_active)
                 return;
+        struct conn_list *list = &l->lru[c->service];
+
         c->last_active = when;
         lru_unlink(l, c);
-        for (after = l->lru_tail; after && after->last_active > when; after = after->lru_prev)
+        for (after = list->tail; after && after->last_active > when; after = after->lru_prev)
                 ;
         c->lru_prev = after;
-        c->lru_next = after ? after->lru_next : l->lru_head;
+        c->lru_next = after ? after->lru_next : list->head;
         if (c->lru_next)
                 c->lru_next->lru_prev = c;
         else
-                l->lru_tail = c;
+                list->tail = c;
         if (after)
                 after->lru_next = c;
         else
-                l->lru_head = c;
+                list->head = c;
 }

@@ -111,6 +111,7 @@ static int conn_attach(struct loop *l, struct conn *c) {
                 l->head = c;
         l->tail = c;
         lru_append(l, c);
+        CONN_LIST_APPEND(&l->age[c->service], c, age);
         STAT_INC(l, open);
         STAT_INC(l, total);
         STAT_INC(l, svc[c->service].open);
@@ -313,6 +314,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         else
                 l->tail = c->prev;
         lru_unlink(l, c);
+        CONN_LIST_UNLINK(&l->age[c->service], c, age);
         STAT_DEC(l, open);
         STAT_DEC(l, svc[c->service].open);
         limits_open_sub(l, c->service);

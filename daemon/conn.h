@@ -59,8 +59,34 @@ struct conn {
         const struct service_type *ops;  /* its service's type (services/) */
         void *data;                       /* its type's, freed with it */
         struct conn *prev, *next;         /* the loop's list, id order */
-        struct conn *lru_prev, *lru_next; /* least recently active first */
+        struct conn *lru_prev, *lru_next; /* its service's, least recently active first */
+        struct conn *age_prev, *age_next; /* its service's, oldest first */
 };
+
+/* The per-service lists of loop.h (lru: least recently active first;
+ * age: oldest first), through the link fields named by f. */
+#define CONN_LIST_UNLINK(list, c, f)                          \
+        do {                                                  \
+                if ((c)->f##_prev)                            \
+                        (c)->f##_prev->f##_next = (c)->f##_next; \
+                else                                          \
+                        (list)->head = (c)->f##_next;         \
+                if ((c)->f##_next)                            \
+                        (c)->f##_next->f##_prev = (c)->f##_prev; \
+                else                                          \
+                        (list)->tail = (c)->f##_prev;         \
+                (c)->f##_prev = (c)->f##_next = NULL;         \
+        } while (0)
+#define CONN_LIST_APPEND(list, c, f)               \
+        do {                                       \
+                (c)->f##_prev = (list)->tail;      \
+                (c)->f##_next = NULL;              \
+                if ((list)->tail)                  \
+                        (list)->tail->f##_next = (c); \
+                else                               \
+                        (list)->head = (c);        \
+                (list)->tail = (c);                \
+        } while (0)
 
 /* A connection accepted on fd; registers it with the loop. Takes fd,
  * except when its service could not start (*spawn_failed): the caller

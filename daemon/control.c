@@ -358,6 +358,16 @@ static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
                         json_object_set_new(o, "allow", cidrs_json(sc->allow, sc->n_allow));
                 if (o && sc && sc->id == k && sc->has_deny)
                         json_object_set_new(o, "deny", cidrs_json(sc->deny, sc->n_deny));
+                if (o && sc && sc->id == k && sc->has_per_source)
+                        json_object_set_new(o, "max_connections_per_source",
+                                            json_integer((json_int_t) sc->max_connections_per_source));
+                if (o && sc && sc->id == k && sc->has_rate)
+                        json_object_set_new(o, "max_connection_rate_per_min",
+                                            json_integer((json_int_t) sc->max_connection_rate));
+                if (o && sc && sc->id == k && sc->has_idle_timeout)
+                        json_object_set_new(o, "idle_timeout_usec", json_integer((json_int_t) sc->idle_timeout_usec));
+                if (o && sc && sc->id == k && sc->has_max_lifetime)
+                        json_object_set_new(o, "max_lifetime_usec", json_integer((json_int_t) sc->max_lifetime_usec));
                 /* how its programs ended */
                 if (o && service_id_type(k) == SERVICE_KIND_exec)
                         json_object_set_new(o, "programs",

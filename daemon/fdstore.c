@@ -222,7 +222,7 @@ void fdstore_handover(struct loop *l) {
                         next->prev = NULL;
                 else
                         l->tail = NULL;
-                c->lru_prev = c->lru_next = NULL;
+                c->lru_prev = c->lru_next = c->age_prev = c->age_next = NULL;
                 STAT_DEC(l, open);
                 STAT_DEC(l, svc[c->service].open);
                 limits_open_sub(l, c->service);
@@ -232,7 +232,8 @@ void fdstore_handover(struct loop *l) {
                 c->owed = NULL;
                 loop_conn_closed(l, c);
         }
-        l->lru_head = l->lru_tail = NULL;
+        memset(l->lru, 0, sizeof(l->lru));
+        memset(l->age, 0, sizeof(l->age));
         conn_linger_handover(l);
         l->quit = true;
 }
@@ -262,6 +263,11 @@ static void sort_by_id(struct loop *l) {
         }
         l->head = v[0];
         l->tail = v[n - 1];
+        /* and each service's oldest-first list (max_lifetime looks at its
+         * head): the saved connections came with their ages */
+        memset(l->age, 0, sizeof(l->age));
+        for (i = 0; i < n; i++)
+                CONN_LIST_APPEND(&l->age[v[i]->service], v[i], age);
         free(v);
 }
 
@@ -449,8 +455,7 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
                 /* read once: a later restart must not see it again */
                 sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_STATE_NAME);
         for (size_t k = 0; k < n_loops; k++) {
-                if (loops[k]->settings.max_connections_per_source || loops[k]->settings.max_connection_rate)
-                        limits_rebuild(loops[k]); /* adopted connections count for their sources */
+                limits_rebuild(loops[k]); /* adopted connections count for their sources */
                 sort_by_id(loops[k]);
         }
         log_info("adopted %zu connection%s from the fd store (%zu with their saved state)", adopted, plural(adopted),

@@ -51,9 +51,21 @@ static uint64_t source_key(const union sockaddr_in46 *a, unsigned prefix6) {
         return h | 1;
 }
 
-/* Token bucket: max_connection_rate per minute, with that many as burst. */
+/* A service with its own per-source limits counts its clients apart: the
+ * key of (address, service) for it, the address alone for the others. */
+static uint64_t source_key_for(const struct loop_settings *st, const union sockaddr_in46 *a, unsigned svc) {
+        uint64_t h = source_key(a, st->source_prefix_ipv6);
+        const struct service_limits *sl = &st->svc_limits[svc];
+
+        if (sl->has_per_source || sl->has_rate)
+                h = ((h ^ (svc + 1)) * 1099511628211ULL) | 1;
+        return h;
+}
+
+/* Token bucket: the source's rate per minute, with its burst (set by the
+ * service that admitted it last: its own, or [tcpd]'s). */
 static void refill(const struct loop *l, struct source *s) {
-        uint64_t rate = l->settings.max_connection_rate, cap = (uint64_t) l->settings.max_connection_burst * 1000, add;
+        uint64_t rate = s->rate, cap = (uint64_t) s->burst * 1000, add;
 
         if (!rate)
                 return;
@@ -104,7 +116,7 @@ void limits_open_sub(struct loop *l, unsigned svc) {
         __atomic_sub_fetch(&l->shared->svc_open[svc], 1, __ATOMIC_RELAXED);
 }
 
-static struct source *source_get(struct loop *l, uint64_t key) {
+static struct source *source_get(struct loop *l, uint64_t key, unsigned svc) {
         struct table *t = &l->shared->sources;
         struct source *s = table_get(t, key);
 
@@ -114,7 +126,9 @@ static struct source *source_get(struct loop *l, uint64_t key) {
         if (!s)
                 return NULL;
         s->key = key;
-        s->tokens_milli = l->settings.max_connection_burst * 1000;
+        s->rate = svc_rate(&l->settings, svc);
+        s->burst = svc_burst(&l->settings, svc);
+        s->tokens_milli = s->burst * 1000;
         s->refilled = l->now;
         if (table_put(t, key, s) < 0) {
                 free(s);
@@ -123,15 +137,20 @@ static struct source *source_get(struct loop *l, uint64_t key) {
         return s;
 }
 
-static enum refusal source_admit(struct loop *l, const union sockaddr_in46 *peer, struct source **src) {
+static enum refusal source_admit(struct loop *l, const union sockaddr_in46 *peer, unsigned svc,
+                                 struct source **src) {
         const struct loop_settings *st = &l->settings;
-        struct source *s = source_get(l, source_key(peer, st->source_prefix_ipv6));
+        struct source *s = source_get(l, source_key_for(st, peer, svc), svc);
+        unsigned per_source = svc_per_source(st, svc);
 
         if (!s)
                 return REFUSE_NO_MEMORY;
-        if (st->max_connections_per_source && s->open >= st->max_connections_per_source)
+        if (per_source && s->open >= per_source)
                 return REFUSE_PER_SOURCE;
-        if (st->max_connection_rate) {
+        /* the limits in force now (a reload may have changed them) */
+        s->rate = svc_rate(st, svc);
+        s->burst = svc_burst(st, svc);
+        if (s->rate) {
                 refill(l, s);
                 if (s->tokens_milli < 1000)
                         return REFUSE_RATE;
@@ -166,14 +185,14 @@ enum refusal limits_admit(struct loop *l, const union sockaddr_in46 *peer, unsig
                 __atomic_sub_fetch(&l->shared->open, 1, __ATOMIC_RELAXED);
                 return REFUSE_MAX;
         }
-        if (!st->max_connections_per_source && !st->max_connection_rate)
+        if (!svc_per_source(st, svc) && !svc_rate(st, svc))
                 return ADMIT;
 
         /* Sources are shared by the workers (one client's connections land
          * on any of them); the lock is taken only while a per-source limit
          * is set, and only at accept and close. */
         pthread_mutex_lock(&l->shared->sources_lock);
-        why = source_admit(l, peer, src);
+        why = source_admit(l, peer, svc, src);
         pthread_mutex_unlock(&l->shared->sources_lock);
         if (why != ADMIT)
                 limits_open_sub(l, svc);
@@ -201,7 +220,7 @@ void limits_sweep(struct loop *l) {
                 if (!t->slots[i].key || s->open)
                         continue;
                 refill(l, s);
-                if (!l->settings.max_connection_rate || s->tokens_milli >= l->settings.max_connection_burst * 1000) {
+                if (!s->rate || s->tokens_milli >= s->burst * 1000) {
                         table_remove(t, s->key);
                         free(s);
                         i--; /* backward shift may have moved another entry here */
@@ -212,7 +231,6 @@ void limits_sweep(struct loop *l) {
 
 void limits_rebuild(struct loop *l) {
         const struct loop_settings *st = &l->settings;
-        bool track = st->max_connections_per_source || st->max_connection_rate;
 
         /* Per-source limits (or their grouping) changed: move each of this
          * loop's connections from the source it counted for to the one it
@@ -220,9 +238,11 @@ void limits_rebuild(struct loop *l) {
          * any order; entries left with none are swept later. */
         pthread_mutex_lock(&l->shared->sources_lock);
         for (struct conn *c = l->head; c; c = c->next) {
+                bool track = svc_per_source(st, c->service) || svc_rate(st, c->service);
+
                 if (c->src && c->src->open)
                         c->src->open--;
-                c->src = track ? source_get(l, source_key(&c->peer, st->source_prefix_ipv6)) : NULL;
+                c->src = track ? source_get(l, source_key_for(st, &c->peer, c->service), c->service) : NULL;
                 if (c->src)
                         c->src->open++;
         }

@@ -31,6 +31,7 @@ struct source {
         uint64_t key;
         uint32_t open;
         uint32_t tokens_milli; /* thousandths of a connection */
+        uint32_t rate, burst;  /* per minute, and at once: its service's, or [tcpd]'s */
         uint64_t refilled;     /* CLOCK_MONOTONIC usec */
 };
 

@@ -458,23 +458,30 @@ static void loop_accept(struct loop *l, struct loop_listener *ll) {
                 (void) epoll_add(l, ll->fd, LISTENER_EVENTS, ll->li);
 }
 
+/* Each service's idle timeout and max_lifetime (its own, or [tcpd]'s) on
+ * the heads of its lists: a few dozen services at most, looked at once a
+ * batch. */
 static void loop_expire(struct loop *l) {
-        uint64_t timeout = l->settings.idle_timeout_usec, lifetime = l->settings.max_lifetime_usec;
+        unsigned n = service_ids();
 
-        while (timeout && l->lru_head && l->now - l->lru_head->last_active >= timeout) {
-                struct conn *c = l->lru_head;
+        for (unsigned svc = 0; svc < n; svc++) {
+                uint64_t timeout = svc_idle_timeout(&l->settings, svc), lifetime = svc_max_lifetime(&l->settings, svc);
+                struct conn_list *lru = &l->lru[svc], *age = &l->age[svc];
 
-                /* a program's connection: was it idle, as the kernel saw it? */
-                if (c->ops->sync) {
-                        c->ops->sync(l, c);
-                        if (l->lru_head != c || l->now - c->last_active < timeout)
-                                continue;
+                while (timeout && lru->head && l->now - lru->head->last_active >= timeout) {
+                        struct conn *c = lru->head;
+
+                        /* a program's connection: was it idle, as the kernel saw it? */
+                        if (c->ops->sync) {
+                                c->ops->sync(l, c);
+                                if (lru->head != c || l->now - c->last_active < timeout)
+                                        continue;
+                        }
+                        conn_close(l, c, CLOSE_IDLE);
                 }
-                conn_close(l, c, CLOSE_IDLE);
+                while (lifetime && age->head && l->now - age->head->started >= lifetime)
+                        conn_close(l, age->head, CLOSE_LIFETIME);
         }
-        /* the list is in accept order, oldest first */
-        while (lifetime && l->head && l->now - l->head->started >= lifetime)
-                conn_close(l, l->head, CLOSE_LIFETIME);
         if (l->index == 0 && l->now >= l->next_sweep) {
                 limits_sweep(l);
                 l->next_sweep = l->now + 10 * 1000 * 1000;
@@ -484,10 +491,14 @@ static void loop_expire(struct loop *l) {
 static int loop_timeout_ms(const struct loop *l) {
         uint64_t next = UINT64_MAX;
 
-        if (l->settings.idle_timeout_usec && l->lru_head)
-                next = l->lru_head->last_active + l->settings.idle_timeout_usec;
-        if (l->settings.max_lifetime_usec && l->head && l->head->started + l->settings.max_lifetime_usec < next)
-                next = l->head->started + l->settings.max_lifetime_usec;
+        for (unsigned svc = 0, n = service_ids(); svc < n; svc++) {
+                uint64_t timeout = svc_idle_timeout(&l->settings, svc), lifetime = svc_max_lifetime(&l->settings, svc);
+
+                if (timeout && l->lru[svc].head && l->lru[svc].head->last_active + timeout < next)
+                        next = l->lru[svc].head->last_active + timeout;
+                if (lifetime && l->age[svc].head && l->age[svc].head->started + lifetime < next)
+                        next = l->age[svc].head->started + lifetime;
+        }
         if (l->accept_paused && l->accept_resume_at < next)
                 next = l->accept_resume_at;
         if (l->linger_head && l->linger_head->close_by < next)

@@ -43,10 +43,18 @@ struct listener;
 struct conn;
 struct exec_spec;
 
-/* A service's own limits (registry id), where it has them. */
+struct conn_list {
+        struct conn *head, *tail;
+};
+
+/* A service's own limits (registry id), where it has them; the others
+ * are [tcpd]'s (see the svc_* helpers below). */
 struct service_limits {
-        bool has_max, has_allow, has_deny;
+        bool has_max, has_allow, has_deny, has_per_source, has_rate, has_idle, has_lifetime;
         unsigned max_connections;
+        unsigned max_connections_per_source;
+        unsigned max_connection_rate, max_connection_burst;
+        uint64_t idle_timeout_usec, max_lifetime_usec;
         struct cidr *allow, *deny; /* owned by the settings */
         size_t n_allow, n_deny;
 };
@@ -132,6 +140,14 @@ struct loop_stats {
 #define STAT_OUT(l, c, n) \
         __atomic_store_n(&(c)->svc_stats->bytes_out, (c)->svc_stats->bytes_out + (n), __ATOMIC_RELAXED)
 
+/* A service's limits in force: its own, or [tcpd]'s. */
+#define SVC_LIMIT(st, svc, has, own, global) ((st)->svc_limits[svc].has ? (st)->svc_limits[svc].own : (st)->global)
+#define svc_idle_timeout(st, svc) SVC_LIMIT(st, svc, has_idle, idle_timeout_usec, idle_timeout_usec)
+#define svc_max_lifetime(st, svc) SVC_LIMIT(st, svc, has_lifetime, max_lifetime_usec, max_lifetime_usec)
+#define svc_per_source(st, svc) SVC_LIMIT(st, svc, has_per_source, max_connections_per_source, max_connections_per_source)
+#define svc_rate(st, svc) SVC_LIMIT(st, svc, has_rate, max_connection_rate, max_connection_rate)
+#define svc_burst(st, svc) SVC_LIMIT(st, svc, has_rate, max_connection_burst, max_connection_burst)
+
 /* Adds a loop's counters to *sum (from any thread). */
 void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s);
 
@@ -166,7 +182,10 @@ struct loop {
         struct table table;       /* id -> conn */
         struct conn *head, *tail; /* in accept order, which is id order */
         struct list_cursor *cursors; /* lists walking head..tail */
-        struct conn *lru_head, *lru_tail; /* least recently active first */
+        /* Per service id: its connections least recently active first (the
+         * idle sweep looks at each head), and in the order they came (for
+         * max_lifetime). A service's own timeouts need lists of its own. */
+        struct conn_list lru[SERVICE_IDS_MAX], age[SERVICE_IDS_MAX];
         struct conn *linger_head, *linger_tail; /* oldest first */
         uint64_t lingering;
         uint64_t linger_check; /* when to look for lingering connections that are done */

@@ -170,6 +170,11 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                         .has_max = s->has_max_connections, .max_connections = s->max_connections,
                         .has_allow = s->has_allow, .allow = s->allow, .n_allow = s->n_allow,
                         .has_deny = s->has_deny, .deny = s->deny, .n_deny = s->n_deny,
+                        .has_per_source = s->has_per_source, .max_connections_per_source = s->max_connections_per_source,
+                        .has_rate = s->has_rate, .max_connection_rate = s->max_connection_rate,
+                        .max_connection_burst = s->max_connection_burst,
+                        .has_idle = s->has_idle_timeout, .idle_timeout_usec = s->idle_timeout_usec,
+                        .has_lifetime = s->has_max_lifetime, .max_lifetime_usec = s->max_lifetime_usec,
                 };
         }
 

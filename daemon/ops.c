@@ -262,6 +262,15 @@ static void settings_run(struct msg *m) {
                        old->max_connection_rate != op->s.max_connection_rate ||
                        old->source_prefix_ipv6 != op->s.source_prefix_ipv6;
 
+        /* a service's own per-source limits count its clients apart */
+        for (size_t i = 0; i < ARRAY_SIZE(old->svc_limits) && !regroup; i++) {
+                const struct service_limits *a = &old->svc_limits[i], *b = &op->s.svc_limits[i];
+
+                regroup = a->has_per_source != b->has_per_source || a->has_rate != b->has_rate ||
+                          a->max_connections_per_source != b->max_connections_per_source ||
+                          a->max_connection_rate != b->max_connection_rate;
+        }
+
         loop_settings_done(old);
         op->loop->settings = op->s; /* takes the lists */
         if (regroup)

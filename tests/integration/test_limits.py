@@ -169,6 +169,61 @@ def test_limits_of_a_service_of_its_own():
     d.stop()
 
 
+def test_per_source_rate_and_timeouts_of_a_service():
+    """A service's own max_connections_per_source, max_connection_rate,
+    idle_timeout and max_lifetime: its clients are counted apart from the
+    other services', and the others keep [tcpd]'s."""
+    d = Daemon("[tcpd]\nmax_connections_per_source = 3\nidle_timeout = 1h\n[echo]\nlisten = 127.0.0.1:0\n"
+               "[service strict]\ntype = echo\nlisten = 127.0.0.1:0\nmax_connections_per_source = 1\n"
+               "max_connection_rate = 3/min\nidle_timeout = 1s\n"
+               "[service short]\ntype = echo\nlisten = 127.0.0.1:0\nmax_lifetime = 1s\n"
+               "max_connections_per_source = 0\n")
+    ports = {li["service"]: int(li["address"].rsplit(":", 1)[1]) for li in d.status()["listeners"]}
+    # strict: one at a time from a source, whatever the echo service holds
+    echo_held = [connect(ports["echo"], source="127.0.0.5") for _ in range(3)]
+    for s in echo_held:
+        echo_roundtrip(s, b"e")
+    check(refused(ports["echo"], source="127.0.0.5"), "[tcpd]'s 3 per source hold for echo")
+    a = connect(ports["strict"], source="127.0.0.5")
+    echo_roundtrip(a, b"strict")
+    check(refused(ports["strict"], source="127.0.0.5"), "the service's own 1 per source")
+    # its idle timeout is 1s, [tcpd]'s an hour: a closes, the echo ones stay
+    check(reads_eof(a, timeout=4), "closed by the service's idle timeout")
+    for s in echo_held:
+        echo_roundtrip(s, b"still")
+    # its rate, 3 a minute from one source: one was admitted and one refused
+    # above (a refusal takes no token), so one more in, then refused
+    b = connect(ports["strict"], source="127.0.0.5")
+    echo_roundtrip(b, b"second")
+    b.close()
+    wait_for(lambda: d.status()["connections_open"] == 3, what="b closed")
+    c = connect(ports["strict"], source="127.0.0.5")
+    echo_roundtrip(c, b"third")
+    c.close()
+    wait_for(lambda: d.status()["connections_open"] == 3, what="c closed")
+    check(refused(ports["strict"], source="127.0.0.5"), "a fourth within the minute: the service's rate")
+    check(not refused(ports["strict"], source="127.0.0.6"), "another source has its own bucket")
+    # short: max_lifetime 1s of its own, and no per-source limit
+    shorts = [connect(ports["short"], source="127.0.0.5") for _ in range(5)]
+    for s in shorts:
+        echo_roundtrip(s, b"x")
+    t0 = time.monotonic()
+    for s in shorts:
+        check(reads_eof(s, timeout=4), "closed at the service's lifetime")
+    check(time.monotonic() - t0 < 3, "at about a second")
+    st = d.status()
+    svc = {x["name"]: x for x in st["services"]}
+    check(svc["strict"]["max_connections_per_source"] == 1 and svc["strict"]["max_connection_rate_per_min"] == 3 and
+          svc["strict"]["idle_timeout_usec"] == 1000000 and svc["short"]["max_lifetime_usec"] == 1000000 and
+          "idle_timeout_usec" not in svc["echo"], f"{svc}")
+    check(st["refused"]["max_connections_per_source"] == 2 and st["refused"]["max_connection_rate"] == 1,
+          f"{st['refused']}")
+    for s in echo_held:
+        echo_roundtrip(s, b"echo keeps [tcpd]'s timeouts")
+        s.close()
+    d.stop()
+
+
 def test_max_lifetime():
     d = Daemon("[tcpd]\nmax_lifetime = 1s\n" + LISTEN)
     s = connect(d.port())
@@ -229,5 +284,5 @@ def test_reload_lowering_limits_keeps_connections():
 if __name__ == "__main__":
     main([test_allow_and_deny, test_dual_stack_peers_count_as_ipv4, test_max_connections_per_source,
           test_ipv6_sources_grouped_by_prefix, test_connection_rate_per_source, test_connection_rate_with_two_workers,
-          test_limits_of_a_service_of_its_own, test_max_lifetime,
+          test_limits_of_a_service_of_its_own, test_per_source_rate_and_timeouts_of_a_service, test_max_lifetime,
           test_keepalive_inherited_from_listener, test_reload_lowering_limits_keeps_connections])
