@@ -23,7 +23,7 @@ const char tcpd_interface_description[] =
         "  idle_usec: int,\n"
         "  bytes_in: int,\n"
         "  bytes_out: int,\n"
-        "  # open, sending, blocked, draining; for type exec: running, stopping\n"
+        "  # open, sending, blocked, draining; for type exec: running\n"
         "  state: string,\n"
         "  # type exec: the program's process, while it runs (its bytes and idle\n"
         "  # time are the kernel's count, TCP_INFO)\n"

@@ -237,11 +237,15 @@ static void on_exit_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
         if ((ok && l->settings.log_connections) ||
             (!ok && p->signals == 0 && ratelimit_pass(&exit_rl, l->now, &suppressed)))
                 conn_log(l, c, ok ? LOG_INFO : LOG_NOTICE, "exit", field, "program %d %s", (int) p->pid, what);
-        (void) set_blocking(c->fd, false);
-        if (c->state == CONN_WAITING)
+        if (c->state == CONN_WAITING) {
+                (void) set_blocking(c->fd, false);
                 conn_wait_done(l, c);
-        else
+        } else if (c->state == CONN_OPEN || c->state == CONN_DRAINING) {
+                (void) set_blocking(c->fd, false);
                 conn_close(l, c, CLOSE_DONE);
+        }
+        /* else its close went on without it (it did not exit after
+         * SIGKILL in time): it is only reaped now */
 }
 
 static void signal_group(struct exec_proc *p, int sig) {
@@ -332,7 +336,7 @@ static void exec_info(const struct conn *c, struct conn_info *i) {
 
         if (p && !p->reaped) {
                 i->pid = p->pid;
-                i->state = p->signals ? "stopping" : "running";
+                i->state = "running"; /* one being stopped is no longer listed */
         }
 }
 

@@ -365,6 +365,13 @@ def run(box, t, pkg, debs, versions):
         conffiles = box.run(["dpkg-query", "-W", "-f", "${Conffiles}", pkg]).stdout
         assert re.search(r"^ /etc/tcpd/tcpd\.ini [0-9a-f]{32}$", conffiles, re.M), conffiles
 
+    with t.check("the package ships the template units for instances, which read /etc/tcpd/NAME.ini"):
+        files = package_files(box, pkg)
+        for unit in ("tcpd@.service", "tcpd@.socket", "tcpd-control@.socket"):
+            assert any(f.endswith("/systemd/system/" + unit) for f in files), f"no {unit} in {sorted(files)}"
+        exec_start = box.run(["systemctl", "show", "tcpd@web.service", "-p", "ExecStart"]).stdout
+        assert "/usr/libexec/tcpd/tcpd -c /etc/tcpd/web.ini" in exec_start.replace(" ; ", " "), exec_start
+
     with t.check("the install made the admin group tcpd and enabled and started both sockets; "
                  "tcpd.service waits for its first client"):
         box.run(["getent", "group", "tcpd"])
