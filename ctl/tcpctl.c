@@ -970,8 +970,7 @@ static void help(void) {
         }
         printf("\nOptions:\n"
                "  -s, --socket=PATH   control socket (default $TCPD_CONTROL_SOCKET or %s)\n"
-               "  -I, --instance=NAME the instance tcpd@NAME.service: control socket %s/NAME/control,\n"
-               "                      settings %s/NAME.ini (default $TCPD_INSTANCE)\n"
+               "  -I, --instance=NAME tcpd@NAME.service: socket %s/NAME/control, settings %s/NAME.ini\n"
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"

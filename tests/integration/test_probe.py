@@ -457,7 +457,7 @@ def test_bash_completion():
         return
     check(subprocess.run(["bash", "-n", COMPLETION]).returncode == 0, "completion script parses")
     check(complete([TCPCTL, ""]) == sorted(["status", "list", "kick", "reload", "log-level", "monitor", "probe"]), "commands")
-    check(complete([TCPCTL, "-"]) == sorted(["--socket", "--json", "--no-pager", "--help", "--version"]),
+    check(complete([TCPCTL, "-"]) == sorted(["--socket", "--instance", "--json", "--no-pager", "--help", "--version"]),
           "global options")
     check(complete([TCPCTL, "re"]) == ["reload"], "a command by its start")
     check(complete([TCPCTL, "probe", "--"]) == sorted(["--count", "--interval", "--size", "--timeout", "--deadline",
