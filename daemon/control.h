@@ -3,8 +3,17 @@
 
 #include "tcpd.h"
 
+/* What the control socket asks of the daemon beyond reading struct tcpd:
+ * main.c's, or a test's (the fuzzer's), so that control.c needs no symbol
+ * of main.c. */
+struct control_hooks {
+        /* Loads the settings again; on failure *error (freed by the
+         * caller) says why. */
+        int (*reload)(struct tcpd *t, char **error);
+};
+
 /* fd >= 0: a socket from systemd; otherwise create the configured path. */
-int control_open(struct tcpd *t, int fd, struct control **ret);
+int control_open(struct tcpd *t, const struct control_hooks *hooks, int fd, struct control **ret);
 struct control *control_free(struct control *c);
 /* Stop accepting new control clients (shutdown); existing ones get answers
  * until the process exits. */

@@ -894,7 +894,9 @@ static int run(struct tcpd *t) {
                 return r;
         if (!t->listeners)
                 log_warning("no listen address is configured: serving the control socket only");
-        r = control_open(t, control_fd, &t->control);
+        static const struct control_hooks hooks = { .reload = tcpd_reload };
+
+        r = control_open(t, &hooks, control_fd, &t->control);
         if (r < 0)
                 return r;
         log_info("control socket %s", control_fd >= 0 ? "from systemd" : t->config->control_socket);

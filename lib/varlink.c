@@ -86,6 +86,20 @@ int vl_frame_next(struct vl_buf *b, size_t max, char **frame, size_t *len) {
         return 1;
 }
 
+int vl_next_call(struct vl_buf *b, size_t max, struct vl_call *call, const char **why) {
+        char *frame;
+        size_t len;
+        int r = vl_frame_next(b, max, &frame, &len);
+
+        if (r <= 0) {
+                if (r < 0)
+                        *why = "message too large";
+                return r;
+        }
+        r = vl_call_parse(frame, len, call, why);
+        return r < 0 ? r : 1;
+}
+
 bool vl_frame_ready(struct vl_buf *b) {
         size_t avail = vl_buf_pending(b);
 

@@ -47,6 +47,13 @@ struct vl_call {
 int vl_call_parse(const char *frame, size_t len, struct vl_call *call, const char **why);
 void vl_call_done(struct vl_call *call);
 
+/* The next whole call in b, as a server takes them: 1 with *call (to
+ * vl_call_done), 0 when none has arrived whole yet; -EBADMSG or -EPROTO
+ * for a frame that is no call (*why says why; answer it and go on);
+ * -EMSGSIZE when max bytes came without a NUL (*why: "message too large";
+ * the stream cannot be resynchronised: answer and close). */
+int vl_next_call(struct vl_buf *b, size_t max, struct vl_call *call, const char **why);
+
 struct vl_reply {
         json_t *root;
         const char *error; /* NULL for a reply */

@@ -27,14 +27,15 @@ static struct tcpd T;
 static struct loop L; /* one worker, run by hand below */
 static struct loop *LP[1] = { &L };
 
-/* main.c is not linked in: what control.c calls of it. */
-int tcpd_reload(struct tcpd *t, char **error) {
+/* main.c is not linked in: the daemon's side of the control socket is
+ * the hooks control_open() takes. A reload here always fails, with a
+ * reason, as one with a broken settings file does. */
+static int fuzz_reload(struct tcpd *t, char **error) {
         *error = strdup("not in the fuzzer");
         return -EINVAL;
 }
 
-void tcpd_stop(struct tcpd *t) {
-}
+static const struct control_hooks hooks = { .reload = fuzz_reload };
 
 static int on_inbox(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         mailbox_dispatch(&T.inbox);
@@ -61,7 +62,7 @@ static void setup(void) {
         snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "tcpd-fuzz-%d", (int) getpid());
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
-            control_open(&T, fd, &T.control) < 0)
+            control_open(&T, &hooks, fd, &T.control) < 0)
                 abort();
 }
 

@@ -235,31 +235,25 @@ static void flush(struct conn *c) {
         expected_clear(c);
 }
 
-/* Takes every whole call out of the server's buffer, as client_process
- * does; false when the connection would be closed. */
+/* Takes every whole call out of the server's buffer with vl_next_call(),
+ * the function control.c's client_process uses; false when the connection
+ * would be closed. */
 static bool process(struct conn *c) {
         for (;;) {
                 struct vl_call call;
-                const char *why;
-                char *frame;
-                size_t len;
+                const char *why = NULL;
                 int r;
 
-                r = vl_frame_next(&c->in, VARLINK_MAX_MESSAGE, &frame, &len);
+                r = vl_next_call(&c->in, VARLINK_MAX_MESSAGE, &call, &why);
                 if (r == 0)
                         return true;
-                if (r < 0) {
-                        check(r == -EMSGSIZE);
+                if (r == -EMSGSIZE) {
+                        check(why && strcmp(why, "message too large") == 0);
                         /* no NUL in sight: the stream cannot be resynchronised */
-                        reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
-                                    json_pack("{s:s}", "parameter", "message too large"));
+                        reply_error(c, VARLINK_ERROR_INVALID_PARAMETER, json_pack("{s:s}", "parameter", why));
                         flush(c);
                         return false;
                 }
-                check(len + 1 <= VARLINK_MAX_MESSAGE);
-                check(frame[len] == 0 && memchr(frame, 0, len) == NULL);
-
-                r = vl_call_parse(frame, len, &call, &why);
                 if (r < 0) {
                         check(r == -EBADMSG || r == -EPROTO);
                         check(why != NULL);

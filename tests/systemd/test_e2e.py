@@ -302,7 +302,7 @@ def run_e2e(box, dest, t, clients):
         where = {(e.get("CODE_FILE"), e.get("CODE_FUNC")) for e in entries if e.get("SYSLOG_IDENTIFIER") == "tcpd"}
         assert not any(f == "daemon/log.c" or (f or "").startswith("..") for f, _ in where), sorted(where)
         k = find_event(entries, TCPD_EVENT="kick", TCPD_KICKED="1")
-        assert (k.get("CODE_FILE"), k.get("CODE_FUNC")) == ("daemon/control.c", "kick_done"), k
+        assert (k.get("CODE_FILE"), k.get("CODE_FUNC")) == ("daemon/control-conns.c", "kick_done"), k
         c = find_event(entries, TCPD_EVENT="connect", TCPD_CONNECTION_ID=b_id)
         assert (c.get("CODE_FILE"), c.get("CODE_FUNC")) == ("daemon/conn.c", "conn_open"), c
         assert int(c.get("CODE_LINE", "0")) > 0, c
