@@ -1,6 +1,7 @@
 /* tcpctl: the admin's tool for tcpd. A table of commands, each a Varlink
  * call on tcpd's control socket (but probe, which is a client of the echo
  * service itself); tables for people, --json for scripts. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include "addr.h"
 #include "format.h"
+#include "metrics.h"
 #include "loglevel.h"
 #include "probe.h"
 #include "tcpd-build.h"
@@ -306,6 +308,83 @@ static int cmd_status(int argc, char **argv) {
         if (argc > 1)
                 return usage_error("status takes no arguments");
         return call(TCPD_METHOD_GET_STATUS, NULL, false, print_status, NULL);
+}
+
+/* tcpctl metrics [--openmetrics] [-o FILE] */
+struct metrics_out {
+        bool openmetrics;
+        const char *path; /* NULL: standard output */
+};
+
+#define OPT_OPENMETRICS 0x101
+#define METRICS_SHORT ":o:"
+static const struct option metrics_options[] = {
+        { "openmetrics", no_argument, NULL, OPT_OPENMETRICS },
+        { "output", required_argument, NULL, 'o' },
+        {},
+};
+
+/* Written whole or not at all: a temporary file in the same directory
+ * (not named *.prom, which node_exporter's textfile collector would read
+ * half-written), then rename(). */
+static int metrics_write_file(const char *path, json_t *st, bool om) {
+        _cleanup_free_ char *tmp = NULL;
+        FILE *f;
+        int fd;
+
+        if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+                return fail("out of memory");
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return fail("cannot write %s: %m", path);
+        (void) fchmod(fd, 0644); /* node_exporter runs as another user */
+        f = fdopen(fd, "w");
+        if (!f) {
+                close(fd);
+                unlink(tmp);
+                return fail("cannot write %s: %m", path);
+        }
+        metrics_print(f, st, om);
+        if (fflush(f) != 0 || fsync(fd) < 0 || ferror(f)) {
+                fclose(f);
+                unlink(tmp);
+                return fail("cannot write %s: %m", path);
+        }
+        fclose(f);
+        if (rename(tmp, path) < 0) {
+                int err = errno;
+
+                unlink(tmp);
+                return fail("cannot rename %s to %s: %s", tmp, path, strerror(err));
+        }
+        return 0;
+}
+
+static int print_metrics(json_t *params, void *userdata) {
+        const struct metrics_out *o = userdata;
+
+        if (o->path)
+                return metrics_write_file(o->path, params, o->openmetrics);
+        metrics_print(stdout, params, o->openmetrics);
+        return 0;
+}
+
+static int cmd_metrics(int argc, char **argv) {
+        struct metrics_out o = {};
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, METRICS_SHORT, metrics_options, NULL)) >= 0) {
+                if (c == OPT_OPENMETRICS)
+                        o.openmetrics = true;
+                else if (c == 'o')
+                        o.path = optarg;
+                else
+                        return option_error("metrics", argv, c);
+        }
+        if (optind < argc)
+                return usage_error("metrics takes no arguments besides its options");
+        return call(TCPD_METHOD_GET_STATUS, NULL, false, print_metrics, &o);
 }
 
 struct list_out {
@@ -779,6 +858,8 @@ static const struct command {
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "check-config", cmd_check_config, "[FILE]", "check a settings file (default: the daemon's) before a reload" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
+        { "metrics", cmd_metrics, "[--openmetrics] [-o FILE]", "print the counters for Prometheus (or write FILE)",
+          METRICS_SHORT, metrics_options },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
         { "prepare-stop", cmd_prepare_stop, "UNIT",
           "tell tcpd whether systemd restarts or stops UNIT (tcpd.service's ExecStop=)" },
@@ -985,6 +1066,10 @@ static void help(void) {
                "\nOptions of kick:\n"
                "  -a, --all              every connection\n"
                "      --reset            close with an RST instead of a FIN\n"
+               "\nOptions of metrics:\n"
+               "      --openmetrics      OpenMetrics 1.0 instead of the text format 0.0.4\n"
+               "  -o, --output=FILE      write FILE whole (a temporary file, then rename), for\n"
+               "                         node_exporter's textfile collector\n"
                "\nOptions of probe:\n"
                "  -c, --count=N          echoes to send (default 5; 0: until interrupted)\n"
                "  -i, --interval=TIME    between echoes (default 1s; 0.2, 200ms, 1.5s, 1min 30s, ...)\n"

@@ -260,6 +260,19 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
         return r;
 }
 
+/* How long it lasted, into its service's histogram (tcpctl metrics). */
+static void count_duration(struct loop *l, const struct conn *c) {
+        static const uint64_t bounds[] = DURATION_BOUNDS_USEC;
+        _Static_assert(ARRAY_SIZE(bounds) + 1 == DURATION_BUCKETS, "a bucket above the bounds");
+        uint64_t d = l->now > c->started ? l->now - c->started : 0;
+        size_t k = 0;
+
+        while (k < ARRAY_SIZE(bounds) && d > bounds[k])
+                k++;
+        STAT_INC(l, svc[c->service].duration[k]);
+        STAT_ADD(l, svc[c->service].duration_sum_usec, d);
+}
+
 /* Resets and errors are logged even without log_connections, but a client
  * that resets on purpose must not be able to flood the journal. */
 static struct ratelimit close_rl = RATELIMIT_INIT(10 * 1000 * 1000, 20);
@@ -315,6 +328,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
                 l->tail = c->prev;
         lru_unlink(l, c);
         CONN_LIST_UNLINK(&l->age[c->service], c, age);
+        count_duration(l, c);
         STAT_DEC(l, open);
         STAT_DEC(l, svc[c->service].open);
         limits_open_sub(l, c->service);

@@ -48,6 +48,19 @@ static json_t *cidrs_json(const struct cidr *list, size_t n) {
         return a;
 }
 
+/* Closed connections by how long they lasted: counts per bucket (not
+ * cumulative), the upper bounds of all but the last, and the sum. */
+static json_t *durations_json(const struct service_stats *v) {
+        static const uint64_t bounds[] = DURATION_BOUNDS_USEC;
+        json_t *b = json_array(), *n = json_array();
+
+        for (size_t k = 0; b && k < ARRAY_SIZE(bounds); k++)
+                json_array_append_new(b, json_integer((json_int_t) bounds[k]));
+        for (size_t k = 0; n && k < DURATION_BUCKETS; k++)
+                json_array_append_new(n, json_integer((json_int_t) v->duration[k]));
+        return json_pack("{s:o,s:o,s:I}", "bounds_usec", b, "counts", n, "sum_usec", (json_int_t) v->duration_sum_usec);
+}
+
 /* Each service that listens, or served or refused a connection. */
 static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
         json_t *a = json_array();
@@ -85,6 +98,9 @@ static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
                         json_object_set_new(o, "idle_timeout_usec", json_integer((json_int_t) sc->idle_timeout_usec));
                 if (o && sc && sc->id == k && sc->has_max_lifetime)
                         json_object_set_new(o, "max_lifetime_usec", json_integer((json_int_t) sc->max_lifetime_usec));
+                /* how long its closed connections lasted (tcpctl metrics) */
+                if (o)
+                        json_object_set_new(o, "durations", durations_json(v));
                 /* how its programs ended */
                 if (o && service_id_type(k) == SERVICE_KIND_exec)
                         json_object_set_new(o, "programs",
@@ -139,8 +155,12 @@ void method_get_status(struct control_client *cl, struct vl_call *call) {
                            "bytes_out", (json_int_t) s->bytes_out, "max_connections",
                            (json_int_t) t->config->max_connections, "idle_timeout_usec",
                            (json_int_t) t->config->idle_timeout_usec, "workers", (json_int_t) t->n_workers);
-        if (params)
+        if (params) {
+                uint64_t up = now_usec(CLOCK_MONOTONIC) - t->start_monotonic;
+
                 json_object_set_new(params, "log_level", json_string(log_level_to_string(log_level_get())));
+                json_object_set_new(params, "start_time_usec", json_integer((json_int_t) (now_usec(CLOCK_REALTIME) - up)));
+        }
         if (!params) {
                 json_decref(workers);
                 return control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);

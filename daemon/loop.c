@@ -160,6 +160,9 @@ void loop_stats_add(struct loop_stats *sum, const struct loop_stats *s) {
                 sum->svc[i].exited += stat_get(s->svc[i].exited);
                 sum->svc[i].failed += stat_get(s->svc[i].failed);
                 sum->svc[i].killed += stat_get(s->svc[i].killed);
+                for (size_t k = 0; k < DURATION_BUCKETS; k++)
+                        sum->svc[i].duration[k] += stat_get(s->svc[i].duration[k]);
+                sum->svc[i].duration_sum_usec += stat_get(s->svc[i].duration_sum_usec);
         }
 }
 

@@ -103,12 +103,23 @@ struct loop_shared {
         void *monitor_owner;
 };
 
+/* How long closed connections lasted, in buckets whose upper bounds are
+ * these (usec; a last bucket above them all): Prometheus' histogram of
+ * tcpctl metrics. */
+#define DURATION_BOUNDS_USEC                                                                              \
+        { 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 60000000ULL, 600000000ULL, 3600000000ULL, \
+          86400000000ULL }
+#define DURATION_BUCKETS 10
+
 /* What tcpctl status shows for each service. */
 struct service_stats {
         uint64_t open, total, refused;
         uint64_t bytes_in, bytes_out;
         /* type = exec: how its programs ended (exit 0, another status, a signal) */
         uint64_t exited, failed, killed;
+        /* closed connections by how long they lasted, and their sum */
+        uint64_t duration[DURATION_BUCKETS];
+        uint64_t duration_sum_usec;
 };
 
 /* Counters owned by the loop. Each is written by its loop's thread only, as
