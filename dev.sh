@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")"
 
 BUILD_DIR=${BUILD_DIR:-build}
-PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev libinih-dev libjansson-dev
+PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev libinih-dev libjansson-dev libmicrohttpd-dev
 libcmocka-dev python3 systemd util-linux mandoc systemd-container debootstrap bash-completion
 debhelper dpkg-dev lintian"
 # Only for the tests: Prometheus' promtool checks tcpctl metrics. A package

@@ -140,6 +140,12 @@ struct config *config_new(void) {
         for (int i = 0; i < _SERVICE_BUILTIN_MAX; i++)
                 c->services[i] = (struct service_config) { .type = (enum service_kind) i, .type_set = true };
         c->n_services = _SERVICE_BUILTIN_MAX;
+        /* who may scrape the metrics endpoint: loopback unless [metrics] says */
+        c->metrics_allow = calloc(2, sizeof(*c->metrics_allow));
+        if (!c->metrics_allow || cidr_parse("127.0.0.0/8", &c->metrics_allow[0]) < 0 ||
+            cidr_parse("::1/128", &c->metrics_allow[1]) < 0)
+                return config_free(c);
+        c->n_metrics_allow = 2;
         if (!c->control_socket || !c->admin_group || listen_add(&c->services[SERVICE_ECHO], "7788", 0, &why) < 0)
                 return config_free(c);
         return c;
@@ -154,6 +160,9 @@ struct config *config_free(struct config *c) {
         free(c->admin_group);
         free(c->allow);
         free(c->deny);
+        free(c->metrics_listen);
+        free(c->metrics_allow);
+        free(c->metrics_deny);
         for (size_t i = 0; i < c->n_services; i++) {
                 listen_clear(&c->services[i]);
                 free(c->services[i].banner);
@@ -777,6 +786,42 @@ static const char *unknown_key_hint(const char *name, const char *const *names, 
         return buf;
 }
 
+/* [metrics]: where the scrape endpoint listens (one address; empty: off),
+ * and who may scrape it. */
+static int metrics_key(struct parse_ctx *p, const char *name, const char *value, const char **why) {
+        struct config *c = p->c;
+
+        if (streq(name, "allow")) {
+                /* the first allow= replaces the default (loopback) */
+                if (!c->metrics_has_allow) {
+                        c->metrics_allow = mfree(c->metrics_allow);
+                        c->n_metrics_allow = 0;
+                        c->metrics_has_allow = true;
+                }
+                return parse_cidr_list(p, value, &c->metrics_allow, &c->n_metrics_allow, why);
+        }
+        if (streq(name, "deny"))
+                return parse_cidr_list(p, value, &c->metrics_deny, &c->n_metrics_deny, why);
+        if (!streq(name, "listen"))
+                return -ENOENT;
+        free(c->metrics_listen);
+        c->metrics_listen = NULL;
+        c->metrics_set = false;
+        if (!*value)
+                return 0;
+        if (strpbrk(value, " \t,")) {
+                *why = "one address, such as 127.0.0.1:9499 or [::1]:9499";
+                return -EINVAL;
+        }
+        if (addr_parse_listen(value, &c->metrics_addr, &c->metrics_any, why) < 0)
+                return -EINVAL;
+        c->metrics_listen = strdup(value);
+        if (!c->metrics_listen)
+                return -ENOMEM;
+        c->metrics_set = true;
+        return 0;
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value, int lineno) {
         struct parse_ctx *p = user;
         const char *why = NULL;
@@ -799,6 +844,13 @@ static int config_handler(void *user, const char *section, const char *name, con
 
                         for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++)
                                 names[i] = global_keys[i].name;
+                        why = unknown_key_hint(name, names, ARRAY_SIZE(names));
+                }
+        } else if (streq(section, "metrics")) {
+                r = metrics_key(p, name, value, &why);
+                if (r == -ENOENT) {
+                        static const char *const names[] = { "listen", "allow", "deny" };
+
                         why = unknown_key_hint(name, names, ARRAY_SIZE(names));
                 }
         } else if ((svc = service_builtin_from_name(section)) >= 0 ||
@@ -825,8 +877,8 @@ static int config_handler(void *user, const char *section, const char *name, con
                 /* One error per unknown section, not one per key in it. */
                 if (!streq(p->last_bad_section, section)) {
                         snprintf(p->last_bad_section, sizeof(p->last_bad_section), "%s", section);
-                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s] and the services' "
-                                           "own: %.*s)",
+                        add_error(p->errs, "%s:%u: unknown section [%s] (known sections: [%s], [metrics], "
+                                           "[service NAME] and the short forms: %.*s)",
                                   p->path, p->line, section, GLOBAL_SECTION, SERVICE_BUILTIN_NAMES_LEN,
                                   SERVICE_BUILTIN_NAMES_TEXT);
                 }
@@ -1007,6 +1059,15 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "keepalive_interval = %s\n", format_duration_exact(c->keepalive_interval_usec, buf, sizeof(buf)));
         fprintf(f, "keepalive_count = %u\n", c->keepalive_count);
         fprintf(f, "user_timeout = %s\n", format_duration_exact(c->user_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "\n[metrics]\nlisten =%s%s\n", c->metrics_listen ? " " : "", c->metrics_listen ? c->metrics_listen : "");
+        if (!c->n_metrics_allow)
+                fprintf(f, "allow =\n");
+        for (size_t j = 0; j < c->n_metrics_allow; j++)
+                fprintf(f, "allow = %s\n", cidr_format(&c->metrics_allow[j], buf, sizeof(buf)));
+        if (!c->n_metrics_deny)
+                fprintf(f, "deny =\n");
+        for (size_t j = 0; j < c->n_metrics_deny; j++)
+                fprintf(f, "deny = %s\n", cidr_format(&c->metrics_deny[j], buf, sizeof(buf)));
         for (size_t i = 0; i < c->n_services; i++) {
                 const struct service_config *s = &c->services[i];
 

@@ -114,6 +114,15 @@ struct config {
         uint64_t user_timeout_usec;     /* 0: the kernel's default */
         struct service_config services[CONFIG_MAX_SERVICES];
         size_t n_services;
+        /* [metrics]: the scrape endpoint (GET /metrics), off without an
+         * address; who may scrape (allow: loopback unless set) */
+        bool metrics_set;
+        union sockaddr_in46 metrics_addr;
+        bool metrics_any;
+        char *metrics_listen; /* as written */
+        bool metrics_has_allow;
+        struct cidr *metrics_allow, *metrics_deny;
+        size_t n_metrics_allow, n_metrics_deny;
 };
 
 /* A service's name: its own, or its type's for a short form. */

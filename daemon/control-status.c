@@ -125,17 +125,11 @@ static json_t *limits_json(const struct config *c) {
                          "user_timeout_usec", (json_int_t) c->user_timeout_usec);
 }
 
-void method_get_status(struct control_client *cl, struct vl_call *call) {
-        struct tcpd *t = cl->ctl->t;
+json_t *control_status(struct tcpd *t) {
         struct loop_stats sum, *s = &sum;
         json_t *listeners = json_array(), *workers = json_array(), *params;
         char addr[ADDR_STRLEN];
 
-        if (!control_check_params(cl, call->params, NULL)) {
-                json_decref(listeners);
-                json_decref(workers);
-                return;
-        }
         loop_stats_sum(t->loops, t->n_workers, s);
         /* how the connections are spread over the workers */
         for (unsigned i = 0; i < t->n_workers && workers; i++)
@@ -163,7 +157,7 @@ void method_get_status(struct control_client *cl, struct vl_call *call) {
         }
         if (!params) {
                 json_decref(workers);
-                return control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
+                return NULL;
         }
         json_object_set_new(params, "connections_aborted", json_integer((json_int_t) s->aborted));
         json_object_set_new(params, "services", services_json(t, s));
@@ -174,6 +168,18 @@ void method_get_status(struct control_client *cl, struct vl_call *call) {
         json_object_set_new(params, "worker_connections", workers);
         json_object_set_new(params, "refused", refused_json(s));
         json_object_set_new(params, "limits", limits_json(t->config));
+        json_object_set_new(params, "metrics", t->metrics_address ? json_string(t->metrics_address) : json_null());
+        return params;
+}
+
+void method_get_status(struct control_client *cl, struct vl_call *call) {
+        json_t *params;
+
+        if (!control_check_params(cl, call->params, NULL))
+                return;
+        params = control_status(cl->ctl->t);
+        if (!params)
+                return control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         control_reply(cl, params, false);
 }
 

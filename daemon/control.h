@@ -1,6 +1,8 @@
 /* The control socket: Varlink over AF_UNIX, served from sd-event. */
 #pragma once
 
+#include <jansson.h>
+
 #include "tcpd.h"
 
 /* What the control socket asks of the daemon beyond reading struct tcpd:
@@ -23,5 +25,8 @@ void control_stop_accepting(struct control *c);
 int control_add_client(struct control *c, int fd);
 /* Tells every tcpctl monitor about a reload (error: NULL when it worked). */
 void control_monitor_reload(struct control *c, const char *error);
+/* GetStatus's parameters (also what the metrics endpoint serves), or NULL
+ * when out of memory. On the control plane's thread. */
+json_t *control_status(struct tcpd *t);
 /* Whether some client still waits for (part of) an answer. */
 bool control_busy(const struct control *c);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "ops.h"
 #include "services/exec.h"
+#include "scrape.h"
 #include "spawn.h"
 #include "tcpd-build.h"
 #include "tcpd.h"
@@ -579,6 +580,7 @@ static int on_inbox(sd_event_source *s, int fd, uint32_t revents, void *userdata
 
 struct activated {
         int control_fd;
+        int metrics_fd; /* "metrics": the scrape endpoint's socket */
         int *state_fds; /* saved connection state from the fd store, one per old worker */
         size_t n_state;
         int *conn_fds;  /* connections from the fd store */
@@ -594,6 +596,7 @@ static int take_activated(struct tcpd *t, struct activated *a) {
         int n, r = 0;
 
         *control_fd = -1;
+        a->metrics_fd = -1;
         n = sd_listen_fds_with_names(1, &names);
         if (n < 0)
                 return log_error_errno(n, "cannot read the sockets passed by systemd");
@@ -623,6 +626,16 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                                 continue;
                         }
                         (*fds)[conn ? a->n_conn++ : a->n_state++] = fd;
+                        continue;
+                }
+                if (streq(name, "metrics")) {
+                        if (a->metrics_fd >= 0) {
+                                r = log_error_errno(-EINVAL, "systemd passed two sockets named 'metrics' (fds %d "
+                                                             "and %d)", a->metrics_fd, fd);
+                                close(fd);
+                                continue;
+                        }
+                        a->metrics_fd = fd;
                         continue;
                 }
                 if (streq(name, "control") || streq(name, "varlink")) {
@@ -836,7 +849,7 @@ static void workers_join(struct tcpd *t) {
 
 static int run(struct tcpd *t) {
         struct loop_settings ls = settings_from(t->config);
-        struct activated act = { .control_fd = -1 };
+        struct activated act = { .control_fd = -1, .metrics_fd = -1 };
         int control_fd, r;
         sigset_t mask;
 
@@ -899,6 +912,9 @@ static int run(struct tcpd *t) {
         r = control_open(t, &hooks, control_fd, &t->control);
         if (r < 0)
                 return r;
+        r = scrape_open(t, act.metrics_fd, &t->scrape);
+        if (r < 0)
+                return r;
         log_info("control socket %s", control_fd >= 0 ? "from systemd" : t->config->control_socket);
         r = sd_event_add_time_relative(t->event, &t->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC, 0,
                                        on_status_timer, t);
@@ -946,6 +962,8 @@ static int run(struct tcpd *t) {
 }
 
 static void teardown(struct tcpd *t) {
+        t->scrape = scrape_free(t->scrape);
+        t->metrics_address = mfree(t->metrics_address);
         t->control = control_free(t->control);
         workers_join(t);
         /* Answers still in flight: let the loops run them, then free them. */

@@ -35,6 +35,8 @@ struct tcpd {
         struct mailbox inbox; /* replies from loops to the control plane */
         sd_event_source *inbox_source;
         struct control *control;
+        struct scrape *scrape;  /* GET /metrics, or NULL when off */
+        char *metrics_address;  /* where it listens, for GetStatus */
 
         gid_t admin_gid;
         bool admin_gid_valid;

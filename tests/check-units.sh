@@ -22,7 +22,7 @@ units=$dest/verify
 mkdir "$units"
 cp "$unitdir"/tcpd.service "$unitdir"/tcpd.socket "$unitdir"/tcpd-control.socket \
         "$unitdir"/tcpd@.service "$unitdir"/tcpd@.socket "$unitdir"/tcpd-control@.socket \
-        "$unitdir"/tcpd-metrics.service "$unitdir"/tcpd-metrics.timer "$units"/
+        "$unitdir"/tcpd-metrics.service "$unitdir"/tcpd-metrics.timer "$unitdir"/tcpd-metrics.socket "$units"/
 sed -i -e "s|^ExecStart=|ExecStart=$dest|" -e "s|^ExecReload=+|ExecReload=+$dest|" -e "s|^ExecStop=-+|ExecStop=-+$dest|" \
         "$units/tcpd.service" "$units/tcpd@.service" "$units/tcpd-metrics.service"
 # an instance's service socket has its address from a drop-in, as tcpd(8) shows
@@ -31,14 +31,14 @@ printf '[Socket]\nListenStream=9418\nFileDescriptorName=git\n' > "$units/tcpd@te
 err=$(cd "$units" && SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify --man=no \
         tcpd.socket tcpd-control.socket tcpd.service \
         tcpd@test.socket tcpd-control@test.socket tcpd@test.service \
-        tcpd-metrics.timer tcpd-metrics.service 2>&1 >/dev/null) || { echo "$err"; exit 1; }
+        tcpd-metrics.timer tcpd-metrics.service tcpd-metrics.socket 2>&1 >/dev/null) || { echo "$err"; exit 1; }
 if [ -n "$err" ]; then
         echo "systemd-analyze verify complained:"
         echo "$err"
         exit 1
 fi
 for f in tcpd.service tcpd.socket tcpd-control.socket tcpd@.service tcpd@.socket tcpd-control@.socket \
-        tcpd-metrics.service tcpd-metrics.timer; do
+        tcpd-metrics.service tcpd-metrics.timer tcpd-metrics.socket; do
         if grep -n '@[a-z_]*@' "$unitdir/$f"; then echo "$f: unreplaced placeholder"; exit 1; fi
 done
 echo "units verified: $(ls "$units" | tr '\n' ' ')"

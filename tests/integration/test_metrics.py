@@ -10,7 +10,14 @@ import socket
 import subprocess
 import time
 
-from tcpdtest import TCPCTL, Daemon, check, connect, echo_roundtrip, main, refused, wait_for
+import json
+import signal
+import tempfile
+import urllib.error
+import urllib.request
+
+from tcpdtest import (TCPCTL, Daemon, activated, check, connect, echo_roundtrip, free_port, main, refused,
+                      wait_for)
 
 SETTINGS = ("[tcpd]\nallow = 127.0.0.1\n[echo]\nlisten = 127.0.0.1:0\n"
             "[service hello]\ntype = exec\nlisten = 127.0.0.1:0\nexec = /bin/echo hello\n")
@@ -82,9 +89,11 @@ def test_values_match_status():
     d.stop()
 
 
-def test_promtool_accepts_both_formats():
+def test_promtool_and_openmetrics():
     """Prometheus' own checker (Debian's prometheus package) finds nothing
-    to say about either format."""
+    to say about the text format; OpenMetrics (which promtool 2.42's
+    "check metrics" does not read) has its EOF, its counter families without
+    _total and an info family."""
     promtool = shutil.which("promtool")
     check(promtool, "promtool is missing: ./dev.sh installs the prometheus package")
     d, held = busy_daemon()
@@ -92,9 +101,12 @@ def test_promtool_accepts_both_formats():
         p = subprocess.run([TCPCTL, "-s", d.control, "metrics", *args], capture_output=True, text=True, timeout=10)
         check(p.returncode == 0, p.stderr)
         if args:
-            check(p.stdout.endswith("# EOF\n"), "OpenMetrics ends with # EOF")
+            check(p.stdout.endswith("# EOF\n") and p.stdout.count("# EOF") == 1, "OpenMetrics ends with # EOF")
             check("# TYPE tcpd_connections counter" in p.stdout and "tcpd_connections_total{" in p.stdout,
                   "a counter's family is named without _total in OpenMetrics")
+            check("# TYPE tcpd_build info\ntcpd_build_info{" in p.stdout, "an info family")
+            check(samples(p.stdout.replace("# EOF\n", "")), "its samples parse")
+            continue
         lint = subprocess.run([promtool, "check", "metrics"], input=p.stdout, capture_output=True, text=True,
                               timeout=30)
         check(lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(),
@@ -149,6 +161,135 @@ def test_scrape_cost_does_not_grow_with_connections():
     d.stop()
 
 
+def get(url, accept=None, method="GET"):
+    req = urllib.request.Request(url, method=method, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def test_scrape_endpoint():
+    port = free_port()
+    d = Daemon(SETTINGS + f"[metrics]\nlisten = 127.0.0.1:{port}\n")
+    url = f"http://127.0.0.1:{port}/metrics"
+    check(d.status()["metrics"] == f"127.0.0.1:{port}", f"{d.status()['metrics']}")
+    s = connect(ports(d)["echo"])
+    echo_roundtrip(s, b"abc")
+    code, ctype, body = get(url)
+    check(code == 200 and ctype == "text/plain; version=0.0.4; charset=utf-8", f"{code} {ctype}")
+    m = samples(body)
+    check(m[("tcpd_connections_open", frozenset({("service", "echo")}))] == 1, body)
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
+    check(lint.returncode == 0, lint.stdout + lint.stderr)
+    code, ctype, body = get(url, accept="application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
+    check(code == 200 and ctype.startswith("application/openmetrics-text") and body.endswith("# EOF\n"),
+          f"{code} {ctype}")
+    check(get(f"http://127.0.0.1:{port}/")[0] == 404, "only /metrics")
+    check(get(url, method="POST")[0] == 405, "only GET and HEAD")
+    check(get(url, method="HEAD")[0] == 200, "HEAD")
+    s.close()
+    d.stop()
+
+
+def test_scrape_allow_and_deny():
+    port = free_port()
+    d = Daemon(f"[echo]\nlisten = 127.0.0.1:0\n[metrics]\nlisten = 127.0.0.1:{port}\n"
+               "allow = 127.0.0.0/8\ndeny = 127.0.0.2\n")
+    code, _, _ = get(f"http://127.0.0.1:{port}/metrics")
+    check(code == 200, "127.0.0.1 allowed")
+    c = socket.socket()
+    c.bind(("127.0.0.2", 0))
+    c.settimeout(5)
+    c.connect(("127.0.0.1", port))
+    c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+    try:
+        got = c.recv(100)
+    except ConnectionResetError:
+        got = b""
+    check(got == b"", f"127.0.0.2 denied: {got!r}")
+    c.close()
+    check("refused a scrape from 127.0.0.2" in d.stderr(), d.stderr())
+    # a reload narrows it at once
+    d.write_config(f"[echo]\nlisten = 127.0.0.1:0\n[metrics]\nlisten = 127.0.0.1:{port}\nallow = 10.0.0.0/8\n")
+    d.ctl("reload")
+    try:
+        code = get(f"http://127.0.0.1:{port}/metrics")[0]
+    except (urllib.error.URLError, ConnectionError):
+        code = None
+    check(code is None, "loopback no longer allowed after the reload")
+    d.stop()
+
+
+def test_scrape_socket_from_systemd():
+    port = free_port()
+    # systemd-socket-activate starts tcpd at the first connection: this one
+    d = Daemon("[echo]\nlisten =\n", activate=[f"127.0.0.1:{port}"], fdnames=["metrics"], wait_ready=False)
+    got = []
+
+    def scraped():
+        try:
+            got.append(get(f"http://127.0.0.1:{port}/metrics"))
+            return True
+        except (urllib.error.URLError, ConnectionError):
+            return False  # systemd-socket-activate is not listening yet
+
+    wait_for(scraped, what="a scrape through systemd's socket")
+    code, _, body = got[0]
+    d.wait_notify("READY=1")
+    check(code == 200 and "tcpd_build_info" in body, f"{code}")
+    check(d.status()["metrics"] == f"127.0.0.1:{port}", f"{d.status()['metrics']}")
+    d.stop()
+
+
+def test_prometheus_scrapes_tcpd():
+    """Debian's prometheus, started here on loopback with a bounded scrape
+    configuration, scrapes tcpd; tcpd_connections_open comes back through
+    Prometheus' HTTP query API."""
+    prometheus = shutil.which("prometheus")
+    check(prometheus, "prometheus is missing: ./dev.sh installs it")
+    port, web = free_port(), free_port()
+    d = Daemon("[echo]\nlisten = 127.0.0.1:0\n" + f"[metrics]\nlisten = 127.0.0.1:{port}\n")
+    held = [connect(ports(d)["echo"]) for _ in range(4)]
+    work = tempfile.mkdtemp(prefix="tcpd-prom-")
+    conf = os.path.join(work, "prometheus.yml")
+    with open(conf, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                f"scrape_configs:\n  - job_name: tcpd\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
+    p = subprocess.Popen([prometheus, f"--config.file={conf}", f"--storage.tsdb.path={work}/data",
+                          f"--web.listen-address=127.0.0.1:{web}", "--storage.tsdb.retention.time=1h"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(work, "log"), "wb"))
+    try:
+        q = f"http://127.0.0.1:{web}/api/v1/query?query=tcpd_connections_open"
+
+        def value():
+            try:
+                with urllib.request.urlopen(q, timeout=2) as r:
+                    res = json.loads(r.read())["data"]["result"]
+            except (OSError, ValueError, KeyError):
+                return None
+            return res[0]["value"][1] if res else None
+
+        wait_for(lambda: value() == "4", timeout=30, what="tcpd_connections_open = 4 in Prometheus")
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/v1/targets", timeout=5) as r:
+            targets = json.loads(r.read())["data"]["activeTargets"]
+        check(targets and targets[0]["health"] == "up" and not targets[0]["lastError"], f"{targets}")
+    finally:
+        p.send_signal(signal.SIGTERM)  # our own child, by PID
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    for s in held:
+        s.close()
+    d.stop()
+
+
 if __name__ == "__main__":
-    main([test_values_match_status, test_promtool_accepts_both_formats, test_output_file_is_written_whole,
-          test_scrape_cost_does_not_grow_with_connections])
+    main([test_values_match_status, test_promtool_and_openmetrics, test_output_file_is_written_whole,
+          test_scrape_cost_does_not_grow_with_connections, test_scrape_endpoint, test_scrape_allow_and_deny,
+          test_scrape_socket_from_systemd, test_prometheus_scrapes_tcpd])
