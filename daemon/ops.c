@@ -122,7 +122,7 @@ void loop_cursors_skip(struct loop *l, struct conn *c) {
                         cur->next = c->next;
 }
 
-/* On the part's loop: the next LIST_CHUNK connections that match, in the
+/* On the part's loop: the next p->chunk connections that match, in the
  * loop's list order (id order). A chunk costs the loop a few hundred
  * microseconds at most, however many connections it has. */
 static void chunk_run(struct msg *m) {
@@ -138,7 +138,7 @@ static void chunk_run(struct msg *m) {
         }
         if (p->release)
                 p->cursor.next = NULL;
-        while (p->cursor.next && p->n[p->fill] < LIST_CHUNK) {
+        while (p->cursor.next && p->n[p->fill] < p->chunk) {
                 struct conn *c = p->cursor.next;
 
                 p->cursor.next = c->next;
@@ -161,8 +161,17 @@ struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox 
         op->done = done;
         op->n_parts = n_loops;
         for (size_t k = 0; k < n_loops; k++) {
-                op->parts[k].op = op;
-                op->parts[k].loop = loops[k];
+                struct list_part *p = &op->parts[k];
+
+                p->op = op;
+                p->loop = loops[k];
+                p->chunk = n_loops == 1 ? LIST_CHUNK_ONE_WORKER : LIST_CHUNK;
+                p->items[0] = calloc(2 * p->chunk, sizeof(struct conn_info));
+                if (!p->items[0]) {
+                        list_op_free(op);
+                        return NULL;
+                }
+                p->items[1] = p->items[0] + p->chunk;
         }
         return op;
 }
@@ -181,6 +190,8 @@ void list_part_release(struct list_part *p) {
 }
 
 void list_op_free(struct list_op *op) {
+        for (size_t k = 0; op && k < op->n_parts; k++)
+                free(op->parts[k].items[0]);
         free(op);
 }
 

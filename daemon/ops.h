@@ -56,6 +56,13 @@ struct op {
  * Not a snapshot: a connection that closes before the walk reaches it is
  * not listed, one that opens meanwhile may be. */
 #define LIST_CHUNK 128
+/* With one worker, which then shares its CPU with the control plane (tcpd
+ * confined to one CPU by CPUAffinity= gets one worker by default), each
+ * chunk waits for the worker's turn on the CPU under SCHED_BATCH: bigger
+ * chunks, fewer turns (a list of 19,000 went from 0.62 s to 0.22 s). The
+ * memory of a list stays about the same: one part of 1024 instead of
+ * several of 128. */
+#define LIST_CHUNK_ONE_WORKER 1024
 
 struct list_op;
 
@@ -70,7 +77,8 @@ struct list_part {
         bool next_ready;           /* half `fill` came back filled */
         unsigned cur, fill;        /* the half being sent, the one filled */
         size_t n[2], pos;          /* entries in each half; the next to send from cur */
-        struct conn_info items[2][LIST_CHUNK];
+        size_t chunk;              /* entries per half */
+        struct conn_info *items[2];
 };
 
 struct list_op {

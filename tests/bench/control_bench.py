@@ -6,12 +6,15 @@
   p50/p99/max in milliseconds;
 - list: `tcpctl list` (table and --json) with N held connections, wall time,
   and tcpd's peak RSS before and after (no list may be built as one
-  document: the peak must not grow by much more than the binary snapshot).
+  document: the peak must not grow by much more than the binary snapshot);
+- scrape: GET /metrics and `tcpctl metrics` with none and with N held
+  connections (a scrape reads counters: it must cost the same).
 
 Starts its own tcpd on a free loopback port and stops it by PID, with every
 run bounded in time. Usage:
 
     tests/bench/control_bench.py --build-dir build [--workers N] [--hold 19000]
+        [--list-only] [--tcpd-cpus 0]
 """
 
 import argparse
@@ -47,17 +50,20 @@ def rss_kib(pid, field="VmRSS"):
 
 
 class Tcpd:
-    def __init__(self, tcpd, workers):
+    def __init__(self, tcpd, workers, cpus=None):
         self.dir = tempfile.mkdtemp(prefix="tcpd-cbench-")
         self.port = free_port()
+        self.metrics_port = free_port()
         self.control = os.path.join(self.dir, "control")
         ini = os.path.join(self.dir, "tcpd.ini")
         with open(ini, "w") as f:
             f.write(f"[tcpd]\ncontrol_socket = {self.control}\nlog_level = warning\n")
             if workers:
                 f.write(f"workers = {workers}\n")
-            f.write(f"[echo]\nlisten = 127.0.0.1:{self.port}\n")
-        self.proc = subprocess.Popen([tcpd, "-c", ini], stdin=subprocess.DEVNULL)
+            f.write(f"[echo]\nlisten = 127.0.0.1:{self.port}\n[metrics]\nlisten = 127.0.0.1:{self.metrics_port}\n")
+        # confined to some CPUs, as an admin's CPUAffinity= does
+        pin = ["taskset", "-c", cpus] if cpus else []
+        self.proc = subprocess.Popen(pin + [tcpd, "-c", ini], stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -136,9 +142,27 @@ def status_under_load(a, conns, size):
         d.stop()
 
 
+def scrapes_ms(a, d, n=50):
+    """n GET /metrics (one connection each, as Prometheus scrapes) and n
+    tcpctl metrics, one at a time: medians in ms."""
+    import urllib.request
+    web, ctl = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=10) as r:
+            r.read()
+        web.append((time.perf_counter() - t) * 1000)
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run([a.tcpctl, "-s", d.control, "metrics"], stdout=subprocess.DEVNULL, check=True, timeout=10)
+        ctl.append((time.perf_counter() - t) * 1000)
+    return statistics.median(web), statistics.median(ctl)
+
+
 def list_with_held(a):
-    d = Tcpd(a.tcpd, a.workers)
+    d = Tcpd(a.tcpd, a.workers, a.tcpd_cpus)
     try:
+        idle_web, idle_ctl = scrapes_ms(a, d)
         hold = subprocess.Popen([a.bench, "-m", "hold", "-p", str(d.port), "-c", str(a.hold), "-t", "600"],
                                 stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
@@ -166,6 +190,9 @@ def list_with_held(a):
         peak = rss_kib(d.proc.pid, "VmHWM")
         print(f"tcpd RSS {rss_before} KiB before the lists, peak {peak} KiB "
               f"({(peak - rss_before) * 1024 / a.hold:.0f} bytes per listed connection at the peak)", flush=True)
+        web, ctl = scrapes_ms(a, d)
+        print(f"scrape: GET /metrics median {idle_web:.2f} ms with none open, {web:.2f} ms with {a.hold}; "
+              f"tcpctl metrics {idle_ctl:.2f} ms and {ctl:.2f} ms", flush=True)
         hold.send_signal(signal.SIGTERM)
         hold.wait(30)
         return results
@@ -181,12 +208,15 @@ def main():
     ap.add_argument("--calls", type=int, default=1000, help="GetStatus calls per load shape")
     ap.add_argument("--time", type=int, default=10, help="seconds of echo load per shape")
     ap.add_argument("--rounds", type=int, default=5, help="lists per form")
+    ap.add_argument("--list-only", action="store_true", help="skip the status-under-load part")
+    ap.add_argument("--tcpd-cpus", help="taskset -c for tcpd (e.g. 0: confined to one CPU)")
     a = ap.parse_args()
     a.tcpd = os.environ.get("TCPD", os.path.join(a.build_dir, "daemon/tcpd"))
     a.tcpctl = os.environ.get("TCPCTL", os.path.join(a.build_dir, "ctl/tcpctl"))
     a.bench = os.environ.get("TCPD_BENCH", os.path.join(a.build_dir, "tests/bench/tcpd-bench"))
-    print(f"# {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs, workers={a.workers or 'auto'}")
-    for conns, size in ((100, 1024), (1000, 1024)):
+    print(f"# {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs, workers={a.workers or 'auto'}, "
+          f"tcpd on CPUs {a.tcpd_cpus or 'all'}")
+    for conns, size in ((100, 1024), (1000, 1024)) if not a.list_only else ():
         status_under_load(a, conns, size)
     if a.hold:
         list_with_held(a)
