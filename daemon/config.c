@@ -1018,6 +1018,17 @@ int config_load(const char *path, bool must_exist, struct config **ret, struct c
         return config_load_string(path, text, ret, errs);
 }
 
+/* One prefix a line (lines add up, and none grows past inih's limit); an
+ * empty list as "key =". */
+static void print_cidrs(FILE *f, const char *key, const struct cidr *list, size_t n) {
+        char buf[64];
+
+        if (!n)
+                fprintf(f, "%s =\n", key);
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "%s = %s\n", key, cidr_format(&list[i], buf, sizeof(buf)));
+}
+
 void config_print(const struct config *c, FILE *f) {
         char buf[64];
 
@@ -1045,29 +1056,16 @@ void config_print(const struct config *c, FILE *f) {
                 fprintf(f, "max_connection_rate = %u%s\n", c->max_connection_burst, c->max_connection_rate_unit);
         else
                 fprintf(f, "max_connection_rate = 0\n");
-        /* one entry a line: lines add up, and none grows past inih's limit */
-        if (!c->n_allow)
-                fprintf(f, "allow =\n");
-        for (size_t i = 0; i < c->n_allow; i++)
-                fprintf(f, "allow = %s\n", cidr_format(&c->allow[i], buf, sizeof(buf)));
-        if (!c->n_deny)
-                fprintf(f, "deny =\n");
-        for (size_t i = 0; i < c->n_deny; i++)
-                fprintf(f, "deny = %s\n", cidr_format(&c->deny[i], buf, sizeof(buf)));
+        print_cidrs(f, "allow", c->allow, c->n_allow);
+        print_cidrs(f, "deny", c->deny, c->n_deny);
         fprintf(f, "keepalive = %s\n", c->keepalive ? "yes" : "no");
         fprintf(f, "keepalive_idle = %s\n", format_duration_exact(c->keepalive_idle_usec, buf, sizeof(buf)));
         fprintf(f, "keepalive_interval = %s\n", format_duration_exact(c->keepalive_interval_usec, buf, sizeof(buf)));
         fprintf(f, "keepalive_count = %u\n", c->keepalive_count);
         fprintf(f, "user_timeout = %s\n", format_duration_exact(c->user_timeout_usec, buf, sizeof(buf)));
         fprintf(f, "\n[metrics]\nlisten =%s%s\n", c->metrics_listen ? " " : "", c->metrics_listen ? c->metrics_listen : "");
-        if (!c->n_metrics_allow)
-                fprintf(f, "allow =\n");
-        for (size_t j = 0; j < c->n_metrics_allow; j++)
-                fprintf(f, "allow = %s\n", cidr_format(&c->metrics_allow[j], buf, sizeof(buf)));
-        if (!c->n_metrics_deny)
-                fprintf(f, "deny =\n");
-        for (size_t j = 0; j < c->n_metrics_deny; j++)
-                fprintf(f, "deny = %s\n", cidr_format(&c->metrics_deny[j], buf, sizeof(buf)));
+        print_cidrs(f, "allow", c->metrics_allow, c->n_metrics_allow);
+        print_cidrs(f, "deny", c->metrics_deny, c->n_metrics_deny);
         for (size_t i = 0; i < c->n_services; i++) {
                 const struct service_config *s = &c->services[i];
 
@@ -1101,14 +1099,10 @@ void config_print(const struct config *c, FILE *f) {
                 /* a service's own limits, only where it has them */
                 if (s->has_max_connections)
                         fprintf(f, "max_connections = %u\n", s->max_connections);
-                if (s->has_allow && !s->n_allow)
-                        fprintf(f, "allow =\n");
-                for (size_t j = 0; s->has_allow && j < s->n_allow; j++)
-                        fprintf(f, "allow = %s\n", cidr_format(&s->allow[j], buf, sizeof(buf)));
-                if (s->has_deny && !s->n_deny)
-                        fprintf(f, "deny =\n");
-                for (size_t j = 0; s->has_deny && j < s->n_deny; j++)
-                        fprintf(f, "deny = %s\n", cidr_format(&s->deny[j], buf, sizeof(buf)));
+                if (s->has_allow)
+                        print_cidrs(f, "allow", s->allow, s->n_allow);
+                if (s->has_deny)
+                        print_cidrs(f, "deny", s->deny, s->n_deny);
                 if (s->has_per_source)
                         fprintf(f, "max_connections_per_source = %u\n", s->max_connections_per_source);
                 if (s->has_rate && !s->max_connection_rate)
