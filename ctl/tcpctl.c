@@ -23,6 +23,7 @@
 #include "tcpd/protocol.h"
 #include "unitjob.h"
 #include "units.h"
+#include "words.h"
 #include "util.h"
 #include "varlink.h"
 
@@ -52,7 +53,23 @@ static struct term arg_term;
 struct ctl {
         int fd;
         struct vl_buf in;
+        pid_t ssh; /* -H: the ssh that carries the socket, or 0 */
 };
+
+/* -H [USER@]HOST: the control socket of tcpd on HOST, through
+ * "ssh -xT HOST tcpctl bridge" (TCPCTL_SSH and TCPCTL_REMOTE name other
+ * programs for the two, as words). */
+static const char *arg_host;
+
+/* What the messages name: the socket, or the host and ssh. */
+static const char *target(void) {
+        static char buf[320];
+
+        if (!arg_host)
+                return arg_socket;
+        snprintf(buf, sizeof(buf), "%s over ssh", arg_host);
+        return buf;
+}
 
 _printf_(1, 2) static int fail(const char *fmt, ...) {
         va_list ap;
@@ -108,9 +125,80 @@ static void socket_access(char *buf, size_t size, char *group, size_t gsize) {
         snprintf(buf, size, "the socket is mode %04o, %s", (unsigned) (st.st_mode & 07777), group);
 }
 
+/* The local end of a socket pair whose other end is ssh's standard input
+ * and output; ssh's standard error stays ours, so its own errors show. */
+static int ctl_connect_ssh(struct ctl *c) {
+        const char *ssh_env = getenv("TCPCTL_SSH"), *remote_env = getenv("TCPCTL_REMOTE"), *why;
+        char **ssh = NULL, **remote = NULL, *argv[64];
+        size_t n = 0;
+        int sv[2];
+
+        if (words_split(ssh_env && *ssh_env ? ssh_env : "ssh", &ssh, &why) <= 0 ||
+            words_split(remote_env && *remote_env ? remote_env : "tcpctl", &remote, &why) <= 0) {
+                words_free(ssh);
+                return fail("TCPCTL_SSH or TCPCTL_REMOTE is not a command");
+        }
+        if (words_count(ssh) + words_count(remote) + 10 > ARRAY_SIZE(argv)) {
+                words_free(ssh);
+                words_free(remote);
+                return fail("TCPCTL_SSH and TCPCTL_REMOTE are too long");
+        }
+        for (size_t i = 0; ssh[i]; i++)
+                argv[n++] = ssh[i];
+        argv[n++] = (char *) "-xT";
+        argv[n++] = (char *) arg_host;
+        argv[n++] = (char *) "--";
+        for (size_t i = 0; remote[i]; i++)
+                argv[n++] = remote[i];
+        /* sshd passes no environment: what picks the socket goes as options */
+        if (arg_instance) {
+                argv[n++] = (char *) "--instance";
+                argv[n++] = (char *) arg_instance;
+        }
+        if (arg_socket_given) {
+                argv[n++] = (char *) "--socket";
+                argv[n++] = (char *) arg_socket;
+        }
+        argv[n++] = (char *) "bridge";
+        argv[n] = NULL;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                words_free(ssh);
+                words_free(remote);
+                return fail("cannot create a socket pair: %m");
+        }
+        fflush(stdout);
+        c->ssh = fork();
+        if (c->ssh == 0) {
+                if (dup2(sv[1], STDIN_FILENO) < 0 || dup2(sv[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                execvp(argv[0], argv);
+                term_error("cannot run %s: %s (TCPCTL_SSH names another)", argv[0], strerror(errno));
+                _exit(127);
+        }
+        words_free(ssh);
+        words_free(remote);
+        close(sv[1]);
+        if (c->ssh < 0) {
+                close(sv[0]);
+                c->ssh = 0;
+                return fail("cannot start ssh: %m");
+        }
+        c->fd = sv[0];
+        return 0;
+}
+
 static int ctl_connect(struct ctl *c) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct timeval tv = { .tv_sec = CALL_TIMEOUT_SEC };
+
+        if (arg_host) {
+                int r = ctl_connect_ssh(c);
+
+                if (r == 0 && !call_no_timeout) /* ssh's own connect counts too: twice the time */
+                        (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO,
+                                          &(struct timeval) { .tv_sec = 2 * CALL_TIMEOUT_SEC }, sizeof(tv));
+                return r;
+        }
 
         if (strlen(arg_socket) >= sizeof(sa.sun_path))
                 return fail("socket path too long: %s", arg_socket);
@@ -141,7 +229,14 @@ static int ctl_connect(struct ctl *c) {
 static void ctl_close(struct ctl *c) {
         if (c->fd >= 0)
                 close(c->fd);
+        c->fd = -1;
         vl_buf_free(&c->in);
+        if (c->ssh > 0) {
+                /* our end closed: the bridge sees EOF, ssh ends */
+                while (waitpid(c->ssh, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                c->ssh = 0;
+        }
 }
 
 static int send_all(int fd, const char *p, size_t n) {
@@ -190,9 +285,11 @@ static int read_reply(struct ctl *c, struct vl_reply *reply) {
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                        return fail("no answer from tcpd on %s within %d s", arg_socket, CALL_TIMEOUT_SEC);
+                        return fail("no answer from tcpd on %s within %d s", target(), CALL_TIMEOUT_SEC);
+                if (arg_host && n <= 0)
+                        return fail("no answer from tcpd on %s (ssh says why above, if it failed)", target());
                 if (n < 0)
-                        return fail("cannot read from %s: %m", arg_socket);
+                        return fail("cannot read from %s: %m", target());
                 if (n == 0)
                         return fail("tcpd closed the control connection without an answer");
                 vl_buf_commit(&c->in, (size_t) n);
@@ -270,7 +367,7 @@ static int call(const char *method, json_t *params, bool more, reply_fn fn, void
         vl_buf_free(&out);
         if (r < 0) {
                 ctl_close(&c);
-                return fail("cannot send to %s: %s", arg_socket, strerror(-r));
+                return fail("cannot send to %s: %s", target(), strerror(-r));
         }
         for (;;) {
                 struct vl_reply reply;
@@ -308,6 +405,68 @@ static int cmd_status(int argc, char **argv) {
         if (argc > 1)
                 return usage_error("status takes no arguments");
         return call(TCPD_METHOD_GET_STATUS, NULL, false, print_status, NULL);
+}
+
+/* tcpctl bridge: standard input to the control socket, the socket to
+ * standard output, until either ends, as systemd-stdio-bridge does for
+ * systemctl -H: what tcpctl -H runs on the other host over ssh, and what
+ * any Varlink client's bridge option can run ("ssh HOST tcpctl bridge"). */
+static int cmd_bridge(int argc, char **argv) {
+        struct ctl c = { .fd = -1 };
+        struct pollfd p[2];
+        bool in_open = true;
+        char buf[64 * 1024];
+        int r;
+
+        if (argc > 1)
+                return usage_error("bridge takes no arguments");
+        call_no_timeout = true; /* a monitor may stay quiet for hours */
+        r = ctl_connect(&c);
+        if (r)
+                return r;
+        for (;;) {
+                ssize_t n;
+
+                p[0] = (struct pollfd) { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN };
+                p[1] = (struct pollfd) { .fd = c.fd, .events = POLLIN };
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = fail("bridge: %m");
+                        break;
+                }
+                if (p[0].revents) {
+                        n = read(STDIN_FILENO, buf, sizeof(buf));
+                        if (n > 0 && send_all(c.fd, buf, (size_t) n) < 0) {
+                                r = fail("bridge: cannot send to %s: %m", arg_socket);
+                                break;
+                        }
+                        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+                                /* the caller is done asking: tcpd answers what came, then closes */
+                                in_open = false;
+                                (void) shutdown(c.fd, SHUT_WR);
+                        }
+                }
+                if (p[1].revents) {
+                        n = recv(c.fd, buf, sizeof(buf), 0);
+                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (n <= 0)
+                                break; /* tcpd closed */
+                        for (ssize_t off = 0; off < n;) {
+                                ssize_t w = write(STDOUT_FILENO, buf + off, (size_t) (n - off));
+                                if (w < 0 && errno == EINTR)
+                                        continue;
+                                if (w <= 0) {
+                                        ctl_close(&c);
+                                        return EXIT_FAILURE; /* the caller went away */
+                                }
+                                off += w;
+                        }
+                }
+        }
+        ctl_close(&c);
+        return r;
 }
 
 /* tcpctl metrics [--openmetrics] [-o FILE] */
@@ -858,6 +1017,7 @@ static const struct command {
         { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
         { "check-config", cmd_check_config, "[FILE]", "check a settings file (default: the daemon's) before a reload" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
+        { "bridge", cmd_bridge, "", "join standard input and output to the control socket (for tcpctl -H, over ssh)" },
         { "metrics", cmd_metrics, "[--openmetrics] [-o FILE]", "print the counters for Prometheus (or write FILE)",
           METRICS_SHORT, metrics_options },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
@@ -872,13 +1032,14 @@ static void help(void);
 static const struct option global_options[] = {
         { "socket", required_argument, NULL, 's' },
         { "instance", required_argument, NULL, 'I' },
+        { "host", required_argument, NULL, 'H' },
         { "json", no_argument, NULL, 'j' },
         { "no-pager", no_argument, NULL, 'P' }, /* tcpctl has no pager; as systemctl */
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
 };
-#define GLOBAL_SHORT ":s:I:jhV"
+#define GLOBAL_SHORT ":s:I:H:jhV"
 
 /* Applies a global option. Returns -1 to go on, or an exit code. */
 static int global_option(int c, const char *arg) {
@@ -889,6 +1050,9 @@ static int global_option(int c, const char *arg) {
                 return -1;
         case 'I':
                 arg_instance = arg;
+                return -1;
+        case 'H':
+                arg_host = arg;
                 return -1;
         case 'j':
                 arg_json = true;
@@ -1052,6 +1216,7 @@ static void help(void) {
         printf("\nOptions:\n"
                "  -s, --socket=PATH   control socket (default $TCPD_CONTROL_SOCKET or %s)\n"
                "  -I, --instance=NAME tcpd@NAME.service: socket %s/NAME/control, settings %s/NAME.ini\n"
+               "  -H, --host=[USER@]HOST  tcpd on HOST, over ssh (ssh -xT HOST tcpctl bridge)\n"
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
