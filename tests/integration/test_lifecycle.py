@@ -49,6 +49,9 @@ def test_help_version_usage():
 
 def test_sd_notify_lifecycle():
     d = Daemon(LISTEN)
+    # STATUS= follows READY=1 in a datagram of its own: wait for it too
+    wait_for(lambda: any(line.startswith("STATUS=") for m in d.poll_notify() for line in m.split("\n")),
+             what="sd_notify STATUS=")
     msgs = "\n".join(d.poll_notify())
     check("READY=1" in msgs and "STATUS=" in msgs, msgs)
     n = len(d.notify_msgs)
