@@ -139,8 +139,6 @@ static int parse_filter(struct control_client *cl, json_t *params, struct conn_f
 }
 
 static void control_op_send(struct control_client *cl, struct op *op, msg_fn done) {
-        op->loops = cl->ctl->t->loop_ptrs;
-        op->n_loops = cl->ctl->t->n_workers;
         op->reply_to = &cl->ctl->t->inbox;
         op->done = done;
         op->userdata = cl;
@@ -202,7 +200,7 @@ void method_kick(struct control_client *cl, struct vl_call *call) {
         if (!control_client_is_admin(cl))
                 return control_reply_error(cl, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 
-        op = calloc(1, sizeof(*op));
+        op = kick_op_new(cl->ctl->t->loop_ptrs, cl->ctl->t->n_workers);
         if (!op)
                 return control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         op->filter = f;
@@ -356,32 +354,51 @@ static int id_cmp(const void *a, const void *b) {
         return *x < *y ? -1 : *x > *y;
 }
 
+/* A part back from its loop; the last one answers, with every loop's ids
+ * in order. */
 static void kick_done(struct msg *m) {
-        struct kick_op *op = (struct kick_op *) m;
+        struct kick_op *op = ((struct kick_part *) m)->op;
         struct control_client *cl = op->op.userdata;
         char uid[48], pid[48], count[48];
         const char *fields[] = { "TCPD_EVENT=kick", uid, pid, count, NULL };
+        _cleanup_free_ uint64_t *kicked = NULL;
+        size_t n = 0, total = 0;
+        int error = 0;
         json_t *ids;
 
+        if (--op->op.pending > 0)
+                return;
+        for (size_t k = 0; k < op->op.n_parts; k++) {
+                total += op->parts[k].n_kicked;
+                if (op->parts[k].error)
+                        error = op->parts[k].error;
+        }
+        kicked = calloc(total ? total : 1, sizeof(*kicked));
+        if (!kicked)
+                error = -ENOMEM;
+        for (size_t k = 0; kicked && k < op->op.n_parts; k++)
+                for (size_t i = 0; i < op->parts[k].n_kicked; i++)
+                        kicked[n++] = op->parts[k].kicked[i];
+        if (n > 1)
+                qsort(kicked, n, sizeof(*kicked), id_cmp);
         snprintf(uid, sizeof(uid), "TCPD_KICKED_BY_UID=%u", (unsigned) op->uid);
         snprintf(pid, sizeof(pid), "TCPD_KICKED_BY_PID=%d", (int) op->pid);
-        snprintf(count, sizeof(count), "TCPD_KICKED=%zu", op->n_kicked);
-        if (op->n_kicked > 1)
-                qsort(op->kicked, op->n_kicked, sizeof(*op->kicked), id_cmp);
-        if (!op->op.error)
-                log_at(LOG_NOTICE, 0, fields, "kicked %zu connection%s at the request of uid %u pid %d",
-                       op->n_kicked, op->n_kicked == 1 ? "" : "s", (unsigned) op->uid, (int) op->pid);
+        snprintf(count, sizeof(count), "TCPD_KICKED=%zu", total);
+        /* what was closed is said, even when a loop could not do its share */
+        if (!error || total)
+                log_at(LOG_NOTICE, 0, fields, "kicked %zu connection%s at the request of uid %u pid %d", total,
+                       total == 1 ? "" : "s", (unsigned) op->uid, (int) op->pid);
         if (cl) {
                 cl->waiting = NULL;
                 if (cl->kick_oneway)
                         ;
-                else if (op->op.error)
+                else if (error)
                         control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
                 else {
                         ids = json_array();
-                        for (size_t i = 0; ids && i < op->n_kicked; i++)
-                                json_array_append_new(ids, json_integer((json_int_t) op->kicked[i]));
-                        control_reply(cl, json_pack("{s:I,s:o}", "kicked", (json_int_t) op->n_kicked, "ids", ids), false);
+                        for (size_t i = 0; ids && i < n; i++)
+                                json_array_append_new(ids, json_integer((json_int_t) kicked[i]));
+                        control_reply(cl, json_pack("{s:I,s:o}", "kicked", (json_int_t) n, "ids", ids), false);
                 }
         }
         kick_op_free(op);

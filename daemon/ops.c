@@ -28,20 +28,6 @@ bool conn_filter_match(const struct conn_filter *f, const struct conn *c, uint64
         return true;
 }
 
-/* On to the next loop, or back to the requester after the last one (or
- * at once after an error). */
-static void op_next(struct op *op, msg_fn run) {
-        if (!op->error && ++op->hop < op->n_loops)
-                mailbox_post(&op->loops[op->hop]->inbox, &op->msg, run);
-        else
-                mailbox_post(op->reply_to, &op->msg, op->done);
-}
-
-static void op_start(struct op *op, msg_fn run) {
-        op->hop = 0;
-        mailbox_post(&op->loops[0]->inbox, &op->msg, run);
-}
-
 /* Makes room for want more entries of size each in *items. */
 static int grow(void **items, size_t *cap, size_t have, size_t want, size_t size) {
         void *p;
@@ -195,13 +181,15 @@ void list_op_free(struct list_op *op) {
         free(op);
 }
 
-static struct ratelimit kick_rl = RATELIMIT_INIT(10 * 1000 * 1000, 100);
+/* per worker: the parts of a kick run on every worker at once */
+static __thread struct ratelimit kick_rl = RATELIMIT_INIT(10 * 1000 * 1000, 100);
 
-static void kick_one(struct kick_op *op, struct loop *l, struct conn *c) {
+static void kick_one(struct kick_part *p, struct loop *l, struct conn *c) {
+        const struct kick_op *op = p->op;
         char by[64];
         unsigned suppressed;
 
-        op->kicked[op->n_kicked++] = c->id;
+        p->kicked[p->n_kicked++] = c->id;
         if (ratelimit_pass(&kick_rl, l->now, &suppressed)) {
                 snprintf(by, sizeof(by), "TCPD_KICKED_BY_UID=%u", (unsigned) op->uid);
                 conn_log(l, c, LOG_NOTICE, "kick", by, "kicked by uid %u pid %d%s%s", (unsigned) op->uid,
@@ -219,43 +207,57 @@ static void kick_one(struct kick_op *op, struct loop *l, struct conn *c) {
         conn_close(l, c, CLOSE_KICKED);
 }
 
+/* On the part's loop: closes its connections that the kick selects. */
 static void kick_run(struct msg *m) {
-        struct kick_op *op = (struct kick_op *) m;
-        struct loop *l = op->op.loops[op->op.hop];
+        struct kick_part *p = (struct kick_part *) m;
+        const struct kick_op *op = p->op;
+        struct loop *l = p->loop;
 
         /* ids: any loop may hold any of them; each looks up its own table */
-        if (grow((void **) &op->kicked, &op->cap, op->n_kicked, op->n_ids ? op->n_ids : l->stats.open,
-                 sizeof(*op->kicked)) < 0) {
-                op->op.error = -ENOMEM;
-                op_next(&op->op, kick_run);
-                return;
-        }
-        if (op->n_ids) {
+        if (grow((void **) &p->kicked, &p->cap, 0, op->n_ids ? op->n_ids : l->stats.open, sizeof(*p->kicked)) < 0)
+                p->error = -ENOMEM;
+        else if (op->n_ids) {
                 for (size_t i = 0; i < op->n_ids; i++) {
                         struct conn *c = table_get(&l->table, op->ids[i]);
                         if (c && conn_filter_match(&op->filter, c, l->now))
-                                kick_one(op, l, c);
+                                kick_one(p, l, c);
                 }
         } else {
                 struct conn *c, *next;
                 for (c = l->head; c; c = next) {
                         next = c->next;
                         if (op->all || conn_filter_match(&op->filter, c, l->now))
-                                kick_one(op, l, c);
+                                kick_one(p, l, c);
                 }
         }
-        op_next(&op->op, kick_run);
+        mailbox_post(op->op.reply_to, &p->msg, op->op.done);
+}
+
+struct kick_op *kick_op_new(struct loop **loops, size_t n_loops) {
+        struct kick_op *op = calloc(1, sizeof(*op) + n_loops * sizeof(op->parts[0]));
+
+        if (!op)
+                return NULL;
+        op->op.n_parts = n_loops;
+        for (size_t k = 0; k < n_loops; k++) {
+                op->parts[k].op = op;
+                op->parts[k].loop = loops[k];
+        }
+        return op;
 }
 
 void kick_op_post(struct kick_op *op) {
-        op_start(&op->op, kick_run);
+        op->op.pending = op->op.n_parts;
+        for (size_t k = 0; k < op->op.n_parts; k++)
+                mailbox_post(&op->parts[k].loop->inbox, &op->parts[k].msg, kick_run);
 }
 
 void kick_op_free(struct kick_op *op) {
         if (!op)
                 return;
+        for (size_t k = 0; k < op->op.n_parts; k++)
+                free(op->parts[k].kicked);
         free(op->ids);
-        free(op->kicked);
         free(op);
 }
 

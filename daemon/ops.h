@@ -36,16 +36,15 @@ struct conn_filter {
 #define CONN_FILTER_ANY { .service = -1 }
 bool conn_filter_set(const struct conn_filter *f);
 
-/* A request that visits every loop in turn and comes back to reply_to
- * with done(). */
+/* What a request to the loops has in common: every loop gets a part of it
+ * at once (a list, a kick), does its share on its own connections, and
+ * sends the part back to reply_to, where done() runs for each; the last
+ * part back finishes the request. */
 struct op {
-        struct msg msg;
-        struct loop **loops;
-        size_t n_loops, hop; /* hop: the loop it is on */
         struct mailbox *reply_to;
         msg_fn done;
         void *userdata; /* the requester's; NULL once it went away */
-        int error; /* negative errno when the loop could not do it */
+        size_t n_parts, pending; /* pending: parts not back yet (the requester's thread) */
 };
 
 /* A list walks each loop's connections (kept in id order) a chunk at a
@@ -91,6 +90,18 @@ struct list_op {
         struct list_part parts[];
 };
 
+struct kick_op;
+
+/* One loop's share of a kick: the ids it closed. */
+struct kick_part {
+        struct msg msg;
+        struct kick_op *op;
+        struct loop *loop;
+        uint64_t *kicked;
+        size_t n_kicked, cap;
+        int error; /* negative errno when the loop could not do it */
+};
+
 struct kick_op {
         struct op op;
         struct conn_filter filter;
@@ -100,8 +111,7 @@ struct kick_op {
         size_t n_ids;
         uid_t uid; /* who asked, for the log */
         pid_t pid;
-        uint64_t *kicked;
-        size_t n_kicked, cap;
+        struct kick_part parts[];
 };
 
 /* One part per loop, none asked for yet. */
@@ -110,6 +120,9 @@ struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox 
 void list_part_request(struct list_part *p);
 /* Sends the part to its loop to end its walk; it comes back done. */
 void list_part_release(struct list_part *p);
+/* One part per loop. */
+struct kick_op *kick_op_new(struct loop **loops, size_t n_loops);
+/* Every part to its loop at once; each comes back to op.reply_to. */
 void kick_op_post(struct kick_op *op);
 void list_op_free(struct list_op *op);
 void kick_op_free(struct kick_op *op);
