@@ -164,7 +164,7 @@ void method_list_connections(struct control_client *cl, struct vl_call *call) {
         op = list_op_new(cl->ctl->t->loop_ptrs, cl->ctl->t->n_workers, &cl->ctl->t->inbox, list_part_done);
         if (!op)
                 return control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
-        op->userdata = cl;
+        op->op.userdata = cl;
         op->filter = f;
         op->tcp_info = tcp_info && json_is_true(tcp_info);
         cl->streaming = op;
@@ -235,8 +235,8 @@ void method_kick(struct control_client *cl, struct vl_call *call) {
 static void control_list_cancel(struct list_op *op) {
         bool busy = false;
 
-        op->userdata = NULL;
-        for (size_t k = 0; k < op->n_parts; k++) {
+        op->op.userdata = NULL;
+        for (size_t k = 0; k < op->op.n_parts; k++) {
                 struct list_part *p = &op->parts[k];
 
                 if (p->in_flight)
@@ -302,7 +302,7 @@ void control_list_stream(struct control_client *cl) {
                 struct list_part *best = NULL;
                 bool wait = false;
 
-                for (size_t k = 0; k < op->n_parts; k++) {
+                for (size_t k = 0; k < op->op.n_parts; k++) {
                         struct list_part *p = &op->parts[k];
 
                         switch (part_head(p)) {
@@ -339,7 +339,7 @@ void control_list_stream(struct control_client *cl) {
 
 static void list_part_done(struct msg *m) {
         struct list_part *p = (struct list_part *) m;
-        struct control_client *cl = p->op->userdata;
+        struct control_client *cl = p->op->op.userdata;
 
         p->in_flight = false;
         p->next_ready = true;

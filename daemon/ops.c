@@ -135,7 +135,7 @@ static void chunk_run(struct msg *m) {
                 cursor_unlink(l, &p->cursor);
                 p->done = true;
         }
-        mailbox_post(op->reply_to, &p->msg, op->done);
+        mailbox_post(op->op.reply_to, &p->msg, op->op.done);
 }
 
 struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox *reply_to, msg_fn done) {
@@ -143,9 +143,9 @@ struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox 
 
         if (!op)
                 return NULL;
-        op->reply_to = reply_to;
-        op->done = done;
-        op->n_parts = n_loops;
+        op->op.reply_to = reply_to;
+        op->op.done = done;
+        op->op.n_parts = n_loops;
         for (size_t k = 0; k < n_loops; k++) {
                 struct list_part *p = &op->parts[k];
 
@@ -176,7 +176,7 @@ void list_part_release(struct list_part *p) {
 }
 
 void list_op_free(struct list_op *op) {
-        for (size_t k = 0; op && k < op->n_parts; k++)
+        for (size_t k = 0; op && k < op->op.n_parts; k++)
                 free(op->parts[k].items[0]);
         free(op);
 }

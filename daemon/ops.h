@@ -44,7 +44,9 @@ struct op {
         struct mailbox *reply_to;
         msg_fn done;
         void *userdata; /* the requester's; NULL once it went away */
-        size_t n_parts, pending; /* pending: parts not back yet (the requester's thread) */
+        size_t n_parts;
+        size_t pending; /* a kick's parts not back yet (the requester's thread); a list's come back
+                         * chunk by chunk and say when they are done */
 };
 
 /* A list walks each loop's connections (kept in id order) a chunk at a
@@ -81,12 +83,9 @@ struct list_part {
 };
 
 struct list_op {
-        struct mailbox *reply_to;
-        msg_fn done;    /* runs there for each part that comes back */
-        void *userdata; /* the requester's; NULL once it went away */
+        struct op op; /* done runs for each chunk that comes back */
         struct conn_filter filter;
         bool tcp_info;
-        size_t n_parts;
         struct list_part parts[];
 };
 
