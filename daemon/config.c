@@ -536,6 +536,21 @@ static int check_program(const char *path, const char **why) {
         return 0;
 }
 
+/* Whether words, as --check-config writes them back (quoted where they
+ * must be), still fit on one line of the settings file after "key =". */
+static bool words_fit(char *const *w, const char *key) {
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+
+        if (!f)
+                return true; /* checked again where it is printed: nothing lost */
+        words_print(w, f);
+        fclose(f);
+        free(out);
+        return strlen(key) + 2 + len <= INI_LINE_LIMIT - 3;
+}
+
 static int exec_key(struct parse_ctx *p, struct service_config *s, const char *name, const char *value,
                     const char **why) {
         char **w = NULL;
@@ -558,6 +573,14 @@ static int exec_key(struct parse_ctx *p, struct service_config *s, const char *n
                 /* several lines add up; an empty one clears, as in a unit */
                 for (int i = 0; i < n; i++) {
                         const char *eq = strchr(w[i], '=');
+                        char *one[] = { w[i], NULL };
+
+                        if (!words_fit(one, "environment")) {
+                                words_free(w);
+                                *why = "a word too long once written back with its quotes: split it, or set it "
+                                       "in the program";
+                                return -EINVAL;
+                        }
 
                         if (!eq || eq == w[i] || strspn(w[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                                              "0123456789_") != (size_t) (eq - w[i])) {
@@ -592,6 +615,12 @@ static int exec_key(struct parse_ctx *p, struct service_config *s, const char *n
         }
         if (check_program(w[0], why) < 0) {
                 words_free(w);
+                return -EINVAL;
+        }
+        if (!words_fit(w, "exec")) {
+                words_free(w);
+                *why = "too long once written back with its quotes (a settings line holds at most "
+                       STRINGIFY(INI_LINE_LIMIT) " characters, less 3): put the command in a script";
                 return -EINVAL;
         }
         words_free(s->exec_argv);
@@ -1089,9 +1118,12 @@ void config_print(const struct config *c, FILE *f) {
                         words_print(s->exec_argv, f);
                         fprintf(f, "\n");
                 }
-                if (s->environment) {
+                /* a word a line: lines add up, and each fits on one */
+                for (size_t j = 0; s->environment && s->environment[j]; j++) {
+                        char *one[] = { s->environment[j], NULL };
+
                         fprintf(f, "environment =");
-                        words_print(s->environment, f);
+                        words_print(one, f);
                         fprintf(f, "\n");
                 }
                 if (s->type == SERVICE_KIND_exec)
