@@ -1,6 +1,7 @@
 /* Splitting a setting into words, as systemd splits ExecStart= (see
  * words.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,7 +133,13 @@ void words_print(char *const *w, FILE *f) {
         for (size_t i = 0; w && w[i]; i++) {
                 const char *p = w[i];
 
-                if (*p && !p[strcspn(p, " \t\n\"'\\;#")]) {
+                bool plain = *p;
+
+                /* quoted when it must be, and when a control character (a
+                 * \r the settings' parser would strip at a line's end) is in it */
+                for (const char *q = p; *q && plain; q++)
+                        plain = !strchr(" \t\n\"'\\;#", *q) && (unsigned char) *q >= 0x20 && *q != 0x7f;
+                if (plain) {
                         fprintf(f, " %s", p);
                         continue;
                 }

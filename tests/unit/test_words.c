@@ -88,7 +88,7 @@ static void test_append(void **state) {
 /* What config_print writes reads back as the same words. */
 static void test_print_round_trip(void **state) {
         const char *lines[] = { "/bin/sh -c 'echo \"a b\"; exit 3'", "a\\ b \"\" x\\ty \"semi\\;colon #hash\"",
-                                "plain words only", "'it''s' \\\\" };
+                                "plain words only", "'it''s' \\\\", "ends \"with cr\r\"" };
 
         for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
                 char **a = NULL, **b = NULL, *buf = NULL;
@@ -104,6 +104,8 @@ static void test_print_round_trip(void **state) {
                 /* no " ;" or " #" that the settings' parser would cut at */
                 assert_null(strstr(buf, " ;"));
                 assert_null(strstr(buf, " #"));
+                /* a control character goes inside quotes: the parser strips a \r at a line's end */
+                assert_true(!strchr(buf, '\r') || strchr(buf, '\r')[1] == '"');
                 assert_int_equal(words_split(buf, &b, &why), n);
                 for (int k = 0; k < n; k++)
                         assert_string_equal(a[k], b[k]);
