@@ -170,6 +170,7 @@ void format_status(FILE *f, json_t *st) {
 
 /* In ss's order: the local address before the peer's. */
 enum {
+        COL_HOST, /* with several hosts (tcpctl -H a -H b) */
         COL_ID, COL_LOCAL, COL_PEER, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT,
         COL_RTT, COL_RTTVAR, COL_RETRANS, COL_CWND, COL_UNACKED, /* with -i only */
         COL_STATE, COL_PID, /* PID: when a program runs for some (type = exec) */
@@ -182,26 +183,31 @@ enum {
 static bool show_tcp;
 /* The PID column: when some connection has a program. */
 static bool show_pid;
+/* The HOST column: when the connections come from several hosts. */
+static bool show_host;
 /* Left out to fit a narrow terminal (fit_columns). */
 static bool col_hidden[_COL_MAX];
 
 static bool col_shown(int k) {
-        if (k == COL_PID && !show_pid)
+        if ((k == COL_PID && !show_pid) || (k == COL_HOST && !show_host))
                 return false;
         return !col_hidden[k] && (show_tcp || k < COL_TCP_FIRST || k > COL_TCP_LAST);
 }
 
 /* What goes first when a terminal is too narrow for the table, the least
- * useful first. The id and the peer always stay, and an address is never
+ * useful first. The host, the id and the peer always stay, and an address is never
  * cut: a column is left out whole instead. */
 static const int drop_order[] = { COL_UNACKED, COL_CWND, COL_RETRANS, COL_RTTVAR, COL_STATE, COL_PID, COL_IDLE,
                                   COL_OUT,     COL_IN,   COL_AGE,     COL_SERVICE, COL_LOCAL, COL_RTT };
 
-static const struct {
+struct column {
         const char *title;
         bool right; /* numbers align right */
         bool elide; /* may be cut to fit a terminal: text, never an id or a number */
-} columns[_COL_MAX] = {
+};
+
+static const struct column columns[_COL_MAX] = {
+        [COL_HOST] = { "HOST", false, false },
         [COL_ID] = { "ID", true, false },
         [COL_PEER] = { "PEER", false, false },
         [COL_LOCAL] = { "LOCAL", false, false },
@@ -231,6 +237,8 @@ static void format_age(unsigned long long usec, char cell[CELL]) {
 }
 
 static void fill_row(json_t *c, char row[_COL_MAX][CELL]) {
+        strncpy(row[COL_HOST], str(c, "host"), CELL - 1);
+        row[COL_HOST][CELL - 1] = 0;
         snprintf(row[COL_ID], CELL, "%llu", num(c, "id"));
         strncpy(row[COL_PEER], str(c, "peer"), CELL - 1);
         strncpy(row[COL_LOCAL], str(c, "local"), CELL - 1);
@@ -359,28 +367,30 @@ static void pad(FILE *f, size_t n) {
         fwrite(blanks, 1, n, f);
 }
 
-/* fputs and fwrite, not fprintf: a list of 19,000 rows is 170,000 cells. */
-static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const cells[_COL_MAX], bool header) {
+/* One line of an aligned table: n columns, those not shown left out.
+ * fputs and fwrite, not fprintf: a list of 19,000 rows is 170,000 cells. */
+static void print_cells(FILE *f, const struct column *cols, int n, const bool *shown, const size_t *width,
+                        const char *const *cells, bool header) {
         int last_shown = 0;
 
-        for (int k = 0; k < _COL_MAX; k++)
-                if (col_shown(k))
+        for (int k = 0; k < n; k++)
+                if (shown[k])
                         last_shown = k;
         if (header && term.color)
                 fputs(ANSI_BOLD, f);
-        for (int k = 0; k < _COL_MAX; k++) {
-                size_t cols, blank;
+        for (int k = 0; k < n; k++) {
+                size_t w, blank;
                 bool last = k == last_shown;
 
-                if (!col_shown(k))
+                if (!shown[k])
                         continue;
-                cols = text_cols(cells[k]);
-                blank = cols < width[k] ? width[k] - cols : 0;
+                w = text_cols(cells[k]);
+                blank = w < width[k] ? width[k] - w : 0;
 
-                if (columns[k].right)
+                if (cols[k].right)
                         pad(f, blank);
                 fputs(cells[k], f);
-                if (!columns[k].right && !last)
+                if (!cols[k].right && !last)
                         pad(f, blank); /* no trailing blanks */
                 if (!last)
                         pad(f, COLUMN_GAP);
@@ -390,11 +400,20 @@ static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const c
         fputc('\n', f);
 }
 
+static void print_row(FILE *f, const size_t width[_COL_MAX], const char *const cells[_COL_MAX], bool header) {
+        bool shown[_COL_MAX];
+
+        for (int k = 0; k < _COL_MAX; k++)
+                shown[k] = col_shown(k);
+        print_cells(f, columns, _COL_MAX, shown, width, cells, header);
+}
+
 /* Rows are kept as their text, packed one after another: a list of 19,000
  * connections costs about a megabyte and no parse tree per connection. */
 struct conn_row {
         size_t cell[_COL_MAX]; /* offsets of each cell in text */
         uint64_t key[_SORT_MAX]; /* what --sort compares */
+        size_t group;          /* the host's place in -H's order: ties go by it, then by id */
         json_t *json;          /* kept only for sorted --json */
 };
 
@@ -404,6 +423,7 @@ struct conn_table {
         struct conn_row *rows;
         size_t n, rows_cap;
         size_t width[_COL_MAX];
+        size_t group; /* stamped on the rows added next */
 };
 
 static const char *const sort_names[_SORT_MAX] = {
@@ -421,7 +441,7 @@ int conn_sort_key(const char *name) {
 struct conn_table *conn_table_new(void) {
         struct conn_table *t = calloc(1, sizeof(*t));
 
-        show_tcp = false; /* until a connection comes with TCP_INFO */
+        show_tcp = show_host = false; /* until a connection comes with TCP_INFO, or a host */
         for (int k = 0; t && k < _COL_MAX; k++)
                 t->width[k] = strlen(columns[k].title);
         return t;
@@ -481,6 +501,7 @@ int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
                 return -ENOMEM;
         r = &t->rows[t->n];
         r->json = keep_json ? json_incref(conn) : NULL;
+        r->group = t->group;
         r->key[SORT_ID] = num(conn, "id");
         r->key[SORT_AGE] = num(conn, "age_usec");
         r->key[SORT_IDLE] = num(conn, "idle_usec");
@@ -492,6 +513,8 @@ int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
                 show_tcp = true;
         if (json_object_get(conn, "pid"))
                 show_pid = true;
+        if (json_object_get(conn, "host"))
+                show_host = true;
         for (int k = 0; k < _COL_MAX; k++) {
                 size_t len = strlen(row[k]), cols = text_cols(row[k]);
 
@@ -503,6 +526,10 @@ int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
         }
         t->n++;
         return 0;
+}
+
+void conn_table_set_group(struct conn_table *t, size_t group) {
+        t->group = group;
 }
 
 void conn_table_print(FILE *f, struct conn_table *t) {
@@ -533,10 +560,13 @@ static int row_cmp(const void *a, const void *b) {
         const struct conn_row *x = a, *y = b;
         uint64_t kx = x->key[sort_by], ky = y->key[sort_by];
 
-        /* id and peer ascending; age, idle and bytes largest first */
-        if (sort_by == SORT_ID || sort_by == SORT_PEER)
-                return kx < ky ? -1 : kx > ky ? 1 : (x->key[SORT_ID] > y->key[SORT_ID]) - (x->key[SORT_ID] < y->key[SORT_ID]);
-        return kx > ky ? -1 : kx < ky ? 1 : (x->key[SORT_ID] > y->key[SORT_ID]) - (x->key[SORT_ID] < y->key[SORT_ID]);
+        /* id and peer ascending; age, idle and bytes largest first; then
+         * in -H's order, then by id */
+        if (kx != ky && sort_by != SORT_ID)
+                return (sort_by == SORT_PEER) == (kx < ky) ? -1 : 1;
+        if (x->group != y->group)
+                return x->group < y->group ? -1 : 1;
+        return (x->key[SORT_ID] > y->key[SORT_ID]) - (x->key[SORT_ID] < y->key[SORT_ID]);
 }
 
 void conn_table_sort(struct conn_table *t, int key) {
@@ -570,6 +600,93 @@ void format_connections(FILE *f, json_t *conns) {
                 }
         conn_table_print(f, t);
         conn_table_free(t);
+}
+
+enum { FL_HOST, FL_STATE, FL_UP, FL_OPEN, FL_TOTAL, FL_KICKED, FL_REFUSED, FL_IN, FL_OUT, _FL_MAX };
+
+static const struct column fleet_columns[_FL_MAX] = {
+        [FL_HOST] = { "HOST", false, false },    [FL_STATE] = { "STATE", false, false },
+        [FL_UP] = { "UP", true, false },         [FL_OPEN] = { "OPEN", true, false },
+        [FL_TOTAL] = { "TOTAL", true, false },   [FL_KICKED] = { "KICKED", true, false },
+        [FL_REFUSED] = { "REFUSED", true, false }, [FL_IN] = { "IN", true, false },
+        [FL_OUT] = { "OUT", true, false },
+};
+
+/* The counters of the fleet table, summed on the totals line. */
+static const struct {
+        int col;
+        const char *key;
+        bool size;
+} fleet_counters[] = {
+        { FL_OPEN, "connections_open" },     { FL_TOTAL, "connections_total" },
+        { FL_KICKED, "connections_kicked" }, { FL_REFUSED, "connections_refused" },
+        { FL_IN, "bytes_in", true },         { FL_OUT, "bytes_out", true },
+};
+
+static void fleet_cells(char row[_FL_MAX][CELL], const char *host, const char *state, const char *up,
+                        const unsigned long long *counts) {
+        snprintf(row[FL_HOST], CELL, "%s", host);
+        snprintf(row[FL_STATE], CELL, "%s", state);
+        snprintf(row[FL_UP], CELL, "%s", up);
+        for (size_t j = 0; j < ARRAY_SIZE(fleet_counters); j++) {
+                int k = fleet_counters[j].col;
+
+                if (!counts)
+                        snprintf(row[k], CELL, "-");
+                else if (fleet_counters[j].size)
+                        format_size(counts[j], row[k], CELL);
+                else
+                        snprintf(row[k], CELL, "%llu", counts[j]);
+        }
+}
+
+void format_fleet_status(FILE *f, json_t *replies) {
+        size_t n = json_array_size(replies), up_hosts = 0, width[_FL_MAX];
+        char (*rows)[_FL_MAX][CELL] = calloc(n + 2, sizeof(*rows));
+        unsigned long long total[ARRAY_SIZE(fleet_counters)] = {};
+        const char *cells[_FL_MAX];
+        bool shown[_FL_MAX];
+        char up[64], hosts[64];
+        json_t *st;
+        size_t i;
+
+        if (!rows) {
+                term_error("out of memory");
+                return;
+        }
+        json_array_foreach(replies, i, st) {
+                unsigned long long counts[ARRAY_SIZE(fleet_counters)];
+
+                if (json_object_get(st, "error")) { /* said on stderr as it happened */
+                        fleet_cells(rows[i + 1], str(st, "host"), "failed", "-", NULL);
+                        continue;
+                }
+                up_hosts++;
+                for (size_t j = 0; j < ARRAY_SIZE(fleet_counters); j++) {
+                        counts[j] = num(st, fleet_counters[j].key);
+                        total[j] += counts[j];
+                }
+                /* a host running on old settings, or none, says so here too */
+                fleet_cells(rows[i + 1], str(st, "host"),
+                            json_string_value(json_object_get(st, "settings_error")) ? "settings error" : str(st, "state"),
+                            format_duration(num(st, "uptime_usec") / 1000000 * 1000000, up, sizeof(up)), counts);
+        }
+        snprintf(hosts, sizeof(hosts), "%zu of %zu up", up_hosts, n);
+        fleet_cells(rows[n + 1], "total", hosts, "", total);
+        for (int k = 0; k < _FL_MAX; k++) {
+                shown[k] = true;
+                width[k] = strlen(fleet_columns[k].title);
+                snprintf(rows[0][k], CELL, "%s", fleet_columns[k].title);
+                for (size_t r = 1; r < n + 2; r++)
+                        if (text_cols(rows[r][k]) > width[k])
+                                width[k] = text_cols(rows[r][k]);
+        }
+        for (size_t r = 0; r < n + 2; r++) {
+                for (int k = 0; k < _FL_MAX; k++)
+                        cells[k] = rows[r][k];
+                print_cells(f, fleet_columns, _FL_MAX, shown, width, cells, r == 0);
+        }
+        free(rows);
 }
 
 void format_kick(FILE *f, json_t *reply) {

@@ -27,6 +27,8 @@ struct conn_table *conn_table_new(void);
 struct conn_table *conn_table_free(struct conn_table *t);
 /* keep_json: keep conn itself too, for conn_table_print_json(). */
 int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json);
+/* Rows added from now on come from the host at this place in -H's order. */
+void conn_table_set_group(struct conn_table *t, size_t group);
 /* Orders the rows: id and peer ascending; age, idle, in, out and rtt largest first. */
 void conn_table_sort(struct conn_table *t, int key);
 void conn_table_print(FILE *f, struct conn_table *t);
@@ -34,6 +36,9 @@ void conn_table_print(FILE *f, struct conn_table *t);
 void conn_table_print_json(FILE *f, struct conn_table *t);
 /* One element of a JSON array being streamed: "[" before the first, "," between. */
 void format_json_element(FILE *f, json_t *v, bool first);
+/* Several hosts' GetStatus replies (each with "host", or "host" and
+ * "error"): a line per host and the totals. */
+void format_fleet_status(FILE *f, json_t *replies);
 /* The Kick reply. */
 void format_kick(FILE *f, json_t *reply);
 /* s cut to cols columns by replacing its middle with the ellipsis; s itself

@@ -3,18 +3,16 @@
  * service itself); tables for people, --json for scripts. */
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
 #include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
-#include <sys/un.h>
 
 #include "addr.h"
+#include "client.h"
 #include "format.h"
 #include "metrics.h"
 #include "loglevel.h"
@@ -28,48 +26,32 @@
 #include "varlink.h"
 
 #define EXIT_USAGE 2
-#define CALL_TIMEOUT_SEC 30
-
-/* tcpctl monitor runs until Ctrl-C (or SIGTERM): then it ends cleanly. */
-static volatile sig_atomic_t stop_requested;
-#define EXIT_STOPPED 100 /* internal: a signal ended a wait */
-/* A monitor waits for events as long as it takes. */
-static bool call_no_timeout;
 
 static void on_stop_signal(int sig) {
-        stop_requested = 1;
+        ctl_stop_requested = 1;
 }
 
-/* Replies may be larger than calls: one connection each, but be generous. */
-#define REPLY_MAX (16 * 1024 * 1024)
-
-static const char *arg_socket;
-static bool arg_socket_given;      /* -s: wins over an instance */
-static const char *arg_instance;   /* -I NAME or $TCPD_INSTANCE: tcpd@NAME.service */
+/* Shorter names for what the options set (client.h keeps them). */
+#define arg_socket ctl_settings.socket
+#define arg_socket_given ctl_settings.socket_given
+#define arg_instance ctl_settings.instance
 static char instance_socket[256];
 static bool arg_json;
 static struct term arg_term;
 
-struct ctl {
-        int fd;
-        struct vl_buf in;
-        pid_t ssh; /* -H: the ssh that carries the socket, or 0 */
-};
-
-/* -H [USER@]HOST: the control socket of tcpd on HOST, through
+/* -H [USER@]HOST, once or more (or HOST,HOST): tcpd on each, through
  * "ssh -xT HOST tcpctl bridge" (TCPCTL_SSH and TCPCTL_REMOTE name other
- * programs for the two, as words). */
-static const char *arg_host;
-
-/* What the messages name: the socket, or the host and ssh. */
-static const char *target(void) {
-        static char buf[320];
-
-        if (!arg_host)
-                return arg_socket;
-        snprintf(buf, sizeof(buf), "%s over ssh", arg_host);
-        return buf;
-}
+ * programs for the two, as words). With several, status, list, kick and
+ * reload give one view of them all. */
+#define HOSTS_MAX 256
+#define HOSTS_AHEAD 32 /* ssh connections started before the one being read */
+static const char *arg_hosts[HOSTS_MAX];
+static size_t n_hosts;
+#define FLEET (n_hosts > 1)
+/* The host whose replies are being handled, and its place in -H's order
+ * (NULL and 0 with one host or none). */
+static const char *cur_host;
+static size_t cur_host_index;
 
 _printf_(1, 2) static int fail(const char *fmt, ...) {
         va_list ap;
@@ -104,198 +86,6 @@ static int option_error(const char *cmd, char **argv, int c) {
         return usage_error("%s%sunknown option '%s'", cmd ? cmd : "", cmd ? ": " : "", arg);
 }
 
-/* Who may use the control socket, from the socket itself: its mode and
- * group are the admin group's, whether systemd's socket unit made it
- * (SocketMode=, SocketGroup=) or tcpd did (control_socket_mode,
- * admin_group). */
-static void socket_access(char *buf, size_t size, char *group, size_t gsize) {
-        struct stat st;
-        struct group *g;
-
-        snprintf(group, gsize, "tcpd's admin group");
-        if (stat(arg_socket, &st) < 0) {
-                snprintf(buf, size, "its access could not be read");
-                return;
-        }
-        g = getgrgid(st.st_gid); /* a local lookup, of the socket's own group */
-        if (g)
-                snprintf(group, gsize, "group %s", g->gr_name);
-        else
-                snprintf(group, gsize, "group %u", (unsigned) st.st_gid);
-        snprintf(buf, size, "the socket is mode %04o, %s", (unsigned) (st.st_mode & 07777), group);
-}
-
-/* The local end of a socket pair whose other end is ssh's standard input
- * and output; ssh's standard error stays ours, so its own errors show. */
-static int ctl_connect_ssh(struct ctl *c) {
-        const char *ssh_env = getenv("TCPCTL_SSH"), *remote_env = getenv("TCPCTL_REMOTE"), *why;
-        char **ssh = NULL, **remote = NULL, *argv[64];
-        size_t n = 0;
-        int sv[2];
-
-        if (words_split(ssh_env && *ssh_env ? ssh_env : "ssh", &ssh, &why) <= 0 ||
-            words_split(remote_env && *remote_env ? remote_env : "tcpctl", &remote, &why) <= 0) {
-                words_free(ssh);
-                return fail("TCPCTL_SSH or TCPCTL_REMOTE is not a command");
-        }
-        if (words_count(ssh) + words_count(remote) + 10 > ARRAY_SIZE(argv)) {
-                words_free(ssh);
-                words_free(remote);
-                return fail("TCPCTL_SSH and TCPCTL_REMOTE are too long");
-        }
-        for (size_t i = 0; ssh[i]; i++)
-                argv[n++] = ssh[i];
-        argv[n++] = (char *) "-xT";
-        argv[n++] = (char *) arg_host;
-        argv[n++] = (char *) "--";
-        for (size_t i = 0; remote[i]; i++)
-                argv[n++] = remote[i];
-        /* sshd passes no environment: what picks the socket goes as options */
-        if (arg_instance) {
-                argv[n++] = (char *) "--instance";
-                argv[n++] = (char *) arg_instance;
-        }
-        if (arg_socket_given) {
-                argv[n++] = (char *) "--socket";
-                argv[n++] = (char *) arg_socket;
-        }
-        argv[n++] = (char *) "bridge";
-        argv[n] = NULL;
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-                words_free(ssh);
-                words_free(remote);
-                return fail("cannot create a socket pair: %m");
-        }
-        fflush(stdout);
-        c->ssh = fork();
-        if (c->ssh == 0) {
-                if (dup2(sv[1], STDIN_FILENO) < 0 || dup2(sv[1], STDOUT_FILENO) < 0)
-                        _exit(127);
-                execvp(argv[0], argv);
-                term_error("cannot run %s: %s (TCPCTL_SSH names another)", argv[0], strerror(errno));
-                _exit(127);
-        }
-        words_free(ssh);
-        words_free(remote);
-        close(sv[1]);
-        if (c->ssh < 0) {
-                close(sv[0]);
-                c->ssh = 0;
-                return fail("cannot start ssh: %m");
-        }
-        c->fd = sv[0];
-        return 0;
-}
-
-static int ctl_connect(struct ctl *c) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = CALL_TIMEOUT_SEC };
-
-        if (arg_host) {
-                int r = ctl_connect_ssh(c);
-
-                if (r == 0 && !call_no_timeout) /* ssh's own connect counts too: twice the time */
-                        (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO,
-                                          &(struct timeval) { .tv_sec = 2 * CALL_TIMEOUT_SEC }, sizeof(tv));
-                return r;
-        }
-
-        if (strlen(arg_socket) >= sizeof(sa.sun_path))
-                return fail("socket path too long: %s", arg_socket);
-        strcpy(sa.sun_path, arg_socket);
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c->fd < 0)
-                return fail("cannot create a socket: %m");
-        if (!call_no_timeout)
-                (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                int err = errno;
-
-                if (err == EACCES || err == EPERM) {
-                        char access[128], group[96];
-
-                        socket_access(access, sizeof(access), group, sizeof(group));
-                        return fail("cannot connect to %s: %s; %s: run as root or as a member of %s (under "
-                                    "systemd, tcpd-control.socket's SocketMode= and SocketGroup= set these; "
-                                    "otherwise control_socket_mode and admin_group in tcpd.ini)",
-                                    arg_socket, strerror(err), access, group);
-                }
-                return fail("cannot connect to %s: %s; is tcpd running?", arg_socket, strerror(err));
-        }
-        return 0;
-}
-
-static void ctl_close(struct ctl *c) {
-        if (c->fd >= 0)
-                close(c->fd);
-        c->fd = -1;
-        vl_buf_free(&c->in);
-        if (c->ssh > 0) {
-                /* our end closed: the bridge sees EOF, ssh ends */
-                while (waitpid(c->ssh, NULL, 0) < 0 && errno == EINTR)
-                        ;
-                c->ssh = 0;
-        }
-}
-
-static int send_all(int fd, const char *p, size_t n) {
-        while (n) {
-                ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                p += w;
-                n -= (size_t) w;
-        }
-        return 0;
-}
-
-/* Reads one reply. Returns 0, or an exit code after saying what failed. */
-static int read_reply(struct ctl *c, struct vl_reply *reply) {
-        for (;;) {
-                char *frame, *dst;
-                size_t len;
-                ssize_t n;
-                int r = vl_frame_next(&c->in, REPLY_MAX, &frame, &len);
-
-                if (r < 0)
-                        return fail("reply from tcpd is too large");
-                if (r > 0) {
-                        if (vl_reply_parse(frame, len, reply) < 0)
-                                return fail("tcpd sent a reply that is not Varlink JSON");
-                        return 0;
-                }
-                dst = vl_buf_reserve(&c->in, 64 * 1024);
-                if (!dst)
-                        return fail("out of memory");
-                if (call_no_timeout) {
-                        /* a signal between a check and recv() would be
-                         * missed: wait in short steps instead */
-                        struct pollfd p = { .fd = c->fd, .events = POLLIN };
-                        if (stop_requested)
-                                return EXIT_STOPPED;
-                        if (poll(&p, 1, 200) <= 0)
-                                continue;
-                }
-                n = recv(c->fd, dst, 64 * 1024, 0);
-                if (n < 0 && errno == EINTR && stop_requested)
-                        return EXIT_STOPPED;
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                        return fail("no answer from tcpd on %s within %d s", target(), CALL_TIMEOUT_SEC);
-                if (arg_host && n <= 0)
-                        return fail("no answer from tcpd on %s (ssh says why above, if it failed)", target());
-                if (n < 0)
-                        return fail("cannot read from %s: %m", target());
-                if (n == 0)
-                        return fail("tcpd closed the control connection without an answer");
-                vl_buf_commit(&c->in, (size_t) n);
-        }
-}
-
 static const char *arg_service; /* --service, to name it in an error */
 
 static int services_known(json_t *params, void *userdata) {
@@ -313,7 +103,7 @@ static int services_known(json_t *params, void *userdata) {
 }
 
 typedef int (*reply_fn)(json_t *params, void *userdata);
-static int call(const char *method, json_t *params, bool more, reply_fn fn, void *userdata);
+static int call_one(const char *host, const char *method, json_t *params, bool more, reply_fn fn, void *userdata);
 
 static int report_error(const char *method, struct vl_reply *reply) {
         _cleanup_free_ char *params = json_dumps(reply->params, JSON_COMPACT);
@@ -323,14 +113,16 @@ static int report_error(const char *method, struct vl_reply *reply) {
         if (streq(reply->error, VARLINK_ERROR_PERMISSION_DENIED)) {
                 char access[128], group[96];
 
-                socket_access(access, sizeof(access), group, sizeof(group));
+                if (cur_host)
+                        return fail("permission denied: this needs root or membership of tcpd's admin group there");
+                ctl_socket_access(access, sizeof(access), group, sizeof(group));
                 return fail("permission denied: this needs root or membership of %s, tcpd's admin group", group);
         }
         if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param && streq(param, "service") &&
             arg_service) {
                 char known[256] = "";
 
-                (void) call(TCPD_METHOD_GET_STATUS, NULL, false, services_known, known);
+                (void) call_one(cur_host, TCPD_METHOD_GET_STATUS, NULL, false, services_known, known);
                 return usage_error("no service named '%s' here; tcpd serves: %s", arg_service,
                                    *known ? known : "nothing");
         }
@@ -346,52 +138,145 @@ static int report_error(const char *method, struct vl_reply *reply) {
         return fail("%s failed: %s %s", method, reply->error, params ? params : "");
 }
 
-/* Sends one call and hands every reply's parameters to fn (several when
- * more is set). Returns an exit code. */
-static int call(const char *method, json_t *params, bool more, reply_fn fn, void *userdata) {
-        struct ctl c = { .fd = -1 };
-        struct vl_buf out = { 0 };
-        int r;
-
-        r = ctl_connect(&c);
-        if (r) {
-                json_decref(params);
-                ctl_close(&c);
-                return r;
-        }
-        if (vl_put_call(&out, method, params, more) < 0) {
-                ctl_close(&c);
-                return fail("out of memory");
-        }
-        r = send_all(c.fd, out.data + out.start, vl_buf_pending(&out));
-        vl_buf_free(&out);
-        if (r < 0) {
-                ctl_close(&c);
-                return fail("cannot send to %s: %s", target(), strerror(-r));
-        }
+/* Hands every reply to the call already sent on c to fn, until the last
+ * (or an error). Returns an exit code; on failure *host_failed is set
+ * (the call did not complete), unlike a failure fn itself returns. */
+static int read_replies(struct ctl *c, const char *method, reply_fn fn, void *userdata, bool *host_failed) {
         for (;;) {
                 struct vl_reply reply;
                 bool continues;
+                int r;
 
-                r = read_reply(&c, &reply);
-                if (r)
-                        break;
+                r = ctl_read_reply(c, &reply);
+                if (r) {
+                        *host_failed = r != CTL_EXIT_STOPPED;
+                        return r;
+                }
                 if (reply.error) {
                         r = report_error(method, &reply);
                         vl_reply_done(&reply);
-                        break;
+                        *host_failed = true;
+                        return r;
                 }
                 continues = reply.continues;
                 r = fn(reply.params, userdata);
                 vl_reply_done(&reply);
                 if (r || !continues)
-                        break;
+                        return r;
         }
+}
+
+/* One call to tcpd on host (NULL: here). Returns an exit code. */
+static int call_one(const char *host, const char *method, json_t *params, bool more, reply_fn fn, void *userdata) {
+        struct ctl c;
+        bool failed = false;
+        int r;
+
+        r = ctl_connect(&c, host);
+        if (r == 0)
+                r = ctl_send_call(&c, method, json_incref(params), more);
+        if (r == 0)
+                r = read_replies(&c, method, fn, userdata, &failed);
+        json_decref(params);
         ctl_close(&c);
         return r;
 }
 
+/* Sends one call and hands every reply's parameters to fn (several when
+ * more is set). Returns an exit code.
+ *
+ * With several hosts, the call goes to each, ssh started for up to
+ * HOSTS_AHEAD of them at once, and their replies are read host by host in
+ * -H's order (cur_host names the one); a host that fails is said on
+ * standard error and given to fn as NULL parameters, the others still
+ * answer, and the exit status is 1. */
+static int call(const char *method, json_t *params, bool more, reply_fn fn, void *userdata) {
+        struct ctl *c;
+        int *status, result = 0;
+        size_t opened = 0;
+
+        if (!FLEET)
+                return call_one(n_hosts ? arg_hosts[0] : NULL, method, params, more, fn, userdata);
+        c = calloc(n_hosts, sizeof(*c));
+        status = calloc(n_hosts, sizeof(*status));
+        if (!c || !status) {
+                free(c);
+                free(status);
+                json_decref(params);
+                return fail("out of memory");
+        }
+        for (size_t i = 0; i < n_hosts; i++) {
+                bool failed = false;
+                int r;
+
+                for (; opened < n_hosts && opened <= i + HOSTS_AHEAD; opened++) {
+                        term_set_prefix(arg_hosts[opened]);
+                        status[opened] = ctl_connect(&c[opened], arg_hosts[opened]);
+                        if (status[opened] == 0)
+                                status[opened] = ctl_send_call(&c[opened], method, json_incref(params), more);
+                }
+                cur_host = arg_hosts[i];
+                cur_host_index = i;
+                term_set_prefix(cur_host);
+                r = status[i];
+                if (r == 0)
+                        r = read_replies(&c[i], method, fn, userdata, &failed);
+                else
+                        failed = true;
+                ctl_close(&c[i]);
+                if (failed && r != CTL_EXIT_STOPPED) {
+                        int fr = fn(NULL, userdata);
+
+                        r = fr ? fr : EXIT_FAILURE;
+                }
+                if (r && !result)
+                        result = r;
+                if (r == CTL_EXIT_STOPPED) {
+                        for (size_t j = i + 1; j < opened; j++)
+                                ctl_close(&c[j]);
+                        break;
+                }
+        }
+        term_set_prefix(NULL);
+        cur_host = NULL;
+        json_decref(params);
+        free(c);
+        free(status);
+        return result;
+}
+
 /* ---- commands ---- */
+
+/* With several hosts: each one's reply, or its error, as an object whose
+ * first member is "host". */
+static int fleet_collect(json_t *params, void *userdata) {
+        json_t *replies = userdata, *o = json_pack("{s:s}", "host", cur_host);
+
+        if (!o)
+                return fail("out of memory");
+        if (params)
+                json_object_update(o, params);
+        else
+                json_object_set_new(o, "error", json_string(term_last_error()));
+        json_array_append_new(replies, o);
+        return 0;
+}
+
+/* Calls every host, then hands the array of their replies to print.
+ * Returns the call's exit code, or print's when that is worse. */
+static int fleet_call(const char *method, json_t *params, int (*print)(json_t *replies)) {
+        json_t *replies = json_array();
+        int r, pr;
+
+        if (!replies) {
+                json_decref(params);
+                return fail("out of memory");
+        }
+        r = call(method, params, false, fleet_collect, replies);
+        pr = print(replies);
+        json_decref(replies);
+        return r ? r : pr;
+}
 
 static int print_status(json_t *params, void *userdata) {
         if (arg_json)
@@ -401,9 +286,19 @@ static int print_status(json_t *params, void *userdata) {
         return 0;
 }
 
+static int print_fleet_status(json_t *replies) {
+        if (arg_json)
+                format_json(stdout, replies);
+        else
+                format_fleet_status(stdout, replies);
+        return 0;
+}
+
 static int cmd_status(int argc, char **argv) {
         if (argc > 1)
                 return usage_error("status takes no arguments");
+        if (FLEET)
+                return fleet_call(TCPD_METHOD_GET_STATUS, NULL, print_fleet_status);
         return call(TCPD_METHOD_GET_STATUS, NULL, false, print_status, NULL);
 }
 
@@ -412,7 +307,7 @@ static int cmd_status(int argc, char **argv) {
  * systemctl -H: what tcpctl -H runs on the other host over ssh, and what
  * any Varlink client's bridge option can run ("ssh HOST tcpctl bridge"). */
 static int cmd_bridge(int argc, char **argv) {
-        struct ctl c = { .fd = -1 };
+        struct ctl c;
         struct pollfd p[2];
         bool in_open = true;
         char buf[64 * 1024];
@@ -420,8 +315,10 @@ static int cmd_bridge(int argc, char **argv) {
 
         if (argc > 1)
                 return usage_error("bridge takes no arguments");
-        call_no_timeout = true; /* a monitor may stay quiet for hours */
-        r = ctl_connect(&c);
+        if (n_hosts)
+                return usage_error("bridge joins this host's control socket: -H makes no sense with it");
+        ctl_settings.no_timeout = true; /* a monitor may stay quiet for hours */
+        r = ctl_connect(&c, NULL);
         if (r)
                 return r;
         for (;;) {
@@ -437,7 +334,7 @@ static int cmd_bridge(int argc, char **argv) {
                 }
                 if (p[0].revents) {
                         n = read(STDIN_FILENO, buf, sizeof(buf));
-                        if (n > 0 && send_all(c.fd, buf, (size_t) n) < 0) {
+                        if (n > 0 && ctl_send_all(c.fd, buf, (size_t) n) < 0) {
                                 r = fail("bridge: cannot send to %s: %m", arg_socket);
                                 break;
                         }
@@ -558,10 +455,25 @@ static int collect_connection(json_t *params, void *userdata) {
 
         if (!conn)
                 return 0;
+        if (cur_host) { /* several hosts: say which, first */
+                json_t *o = json_pack("{s:s}", "host", cur_host);
+
+                if (!o || json_object_update(o, conn) < 0) {
+                        json_decref(o);
+                        return fail("out of memory");
+                }
+                conn = o;
+                if (out->table)
+                        conn_table_set_group(out->table, cur_host_index);
+        } else
+                json_incref(conn);
         if (!out->table)
                 format_json_element(stdout, conn, out->n == 0);
-        else if (conn_table_add(out->table, conn, out->json) < 0)
+        else if (conn_table_add(out->table, conn, out->json) < 0) {
+                json_decref(conn);
                 return fail("out of memory");
+        }
+        json_decref(conn);
         out->n++;
         return 0;
 }
@@ -690,6 +602,31 @@ static int print_kick(json_t *params, void *userdata) {
         return json_integer_value(json_object_get(params, "kicked")) > 0 ? 0 : EXIT_FAILURE;
 }
 
+/* A line per host that answered, then the total; as pkill, nothing
+ * kicked anywhere is a failure. */
+static int print_fleet_kick(json_t *replies) {
+        unsigned long long kicked = 0;
+        size_t i, hosts = 0;
+        json_t *o;
+
+        json_array_foreach(replies, i, o) {
+                if (json_object_get(o, "error"))
+                        continue;
+                hosts++;
+                kicked += (unsigned long long) json_integer_value(json_object_get(o, "kicked"));
+                if (!arg_json) {
+                        printf("%s: ", json_string_value(json_object_get(o, "host")));
+                        format_kick(stdout, o);
+                }
+        }
+        if (arg_json)
+                format_json(stdout, replies);
+        else
+                printf("kicked %llu connection%s on %zu of %zu hosts\n", kicked, kicked == 1 ? "" : "s", hosts,
+                       json_array_size(replies));
+        return kicked ? 0 : EXIT_FAILURE;
+}
+
 #define KICK_SHORT ":p:a"
 static const struct option kick_options[] = {
         SELECT_OPTIONS,
@@ -743,6 +680,12 @@ static int cmd_kick(int argc, char **argv) {
                 return usage_error("kick needs one of: connection ids, a selection (--peer, --service, "
                                    "--idle-over, --older-than), --all");
         }
+        if (json_array_size(ids) && FLEET) {
+                json_decref(params);
+                json_decref(ids);
+                return usage_error("kick: connection ids are a host's own: give one -H with them, or a "
+                                   "selection (--peer, --service, ...) for several hosts");
+        }
         if (json_array_size(ids))
                 json_object_set_new(params, "ids", ids);
         else
@@ -751,6 +694,8 @@ static int cmd_kick(int argc, char **argv) {
                 json_object_set_new(params, "all", json_true());
         if (reset)
                 json_object_set_new(params, "reset", json_true());
+        if (FLEET)
+                return fleet_call(TCPD_METHOD_KICK, params, print_fleet_kick);
         return call(TCPD_METHOD_KICK, params, false, print_kick, NULL);
 }
 
@@ -762,9 +707,24 @@ static int print_reload(json_t *params, void *userdata) {
         return 0;
 }
 
+static int print_fleet_reload(json_t *replies) {
+        size_t i;
+        json_t *o;
+
+        if (arg_json)
+                format_json(stdout, replies);
+        else
+                json_array_foreach(replies, i, o)
+                        if (!json_object_get(o, "error"))
+                                printf("%s: reloaded\n", json_string_value(json_object_get(o, "host")));
+        return 0;
+}
+
 static int cmd_reload(int argc, char **argv) {
         if (argc > 1)
                 return usage_error("reload takes no arguments");
+        if (FLEET)
+                return fleet_call(TCPD_METHOD_RELOAD, NULL, print_fleet_reload);
         return call(TCPD_METHOD_RELOAD, NULL, false, print_reload, NULL);
 }
 
@@ -903,9 +863,9 @@ static int cmd_monitor(int argc, char **argv) {
                 return usage_error("monitor takes no arguments");
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
-        call_no_timeout = true;
+        ctl_settings.no_timeout = true;
         r = call(TCPD_METHOD_MONITOR, NULL, true, print_event, NULL);
-        if (r == EXIT_STOPPED)
+        if (r == CTL_EXIT_STOPPED)
                 return 0;
         if (r == 0) /* the stream ended: tcpd stopped */
                 return fail("tcpd ended the event stream");
@@ -1008,13 +968,14 @@ static const struct command {
          * over the global ones */
         const char *shortopts;
         const struct option *longopts;
+        bool fleet; /* takes several hosts (-H a -H b) */
 } commands[] = {
-        { "status", cmd_status, "", "show the daemon's state, listeners and counters" },
+        { "status", cmd_status, "", "show the daemon's state, listeners and counters", .fleet = true },
         { "list", cmd_list, "[-i] [SELECTION] [--sort KEY]", "list connections, one row each", LIST_SHORT,
-          list_options },
+          list_options, true },
         { "kick", cmd_kick, "[--reset] ID... | SELECTION | --all", "close connections (root or admin group)",
-          KICK_SHORT, kick_options },
-        { "reload", cmd_reload, "", "re-read the settings file (root or admin group)" },
+          KICK_SHORT, kick_options, true },
+        { "reload", cmd_reload, "", "re-read the settings file (root or admin group)", .fleet = true },
         { "check-config", cmd_check_config, "[FILE]", "check a settings file (default: the daemon's) before a reload" },
         { "log-level", cmd_log_level, "[LEVEL]", "show, or set until the next reload, the log level" },
         { "bridge", cmd_bridge, "", "join standard input and output to the control socket (for tcpctl -H, over ssh)" },
@@ -1041,6 +1002,30 @@ static const struct option global_options[] = {
 };
 #define GLOBAL_SHORT ":s:I:H:jhV"
 
+/* -H HOST, or HOST,HOST,...: in the order given, each once. */
+static int add_hosts(const char *arg) {
+        char *copy = strdup(arg), *save = NULL;
+
+        if (!copy)
+                return fail("out of memory");
+        for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+                bool seen = false;
+
+                if (!*h || h[0] == '-' || strpbrk(h, " \t\n"))
+                        return usage_error("-H: '%s' is not [USER@]HOST", h);
+                for (size_t i = 0; i < n_hosts; i++)
+                        seen |= streq(arg_hosts[i], h);
+                if (seen)
+                        continue;
+                if (n_hosts == HOSTS_MAX)
+                        return usage_error("-H: at most %d hosts at once", HOSTS_MAX);
+                arg_hosts[n_hosts++] = h; /* copy lives as long as tcpctl */
+        }
+        if (!n_hosts)
+                return usage_error("-H: '%s' names no host", arg);
+        return -1;
+}
+
 /* Applies a global option. Returns -1 to go on, or an exit code. */
 static int global_option(int c, const char *arg) {
         switch (c) {
@@ -1052,8 +1037,7 @@ static int global_option(int c, const char *arg) {
                 arg_instance = arg;
                 return -1;
         case 'H':
-                arg_host = arg;
-                return -1;
+                return add_hosts(arg);
         case 'j':
                 arg_json = true;
                 return -1;
@@ -1216,7 +1200,8 @@ static void help(void) {
         printf("\nOptions:\n"
                "  -s, --socket=PATH   control socket (default $TCPD_CONTROL_SOCKET or %s)\n"
                "  -I, --instance=NAME tcpd@NAME.service: socket %s/NAME/control, settings %s/NAME.ini\n"
-               "  -H, --host=[USER@]HOST  tcpd on HOST, over ssh (ssh -xT HOST tcpctl bridge)\n"
+               "  -H, --host=[USER@]HOST  tcpd on HOST, over ssh (ssh -xT HOST tcpctl bridge); given\n"
+               "                      again, or as HOST,HOST: one view for status, list, kick, reload\n"
                "  -j, --json          print JSON for scripts\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
@@ -1279,6 +1264,10 @@ int main(int argc, char *argv[]) {
                         r = pick_instance();
                         if (r >= 0)
                                 return r;
+                        if (FLEET && !commands[i].fleet)
+                                return usage_error("%s takes one host (-H) at a time; status, list, kick and "
+                                                   "reload take several",
+                                                   commands[i].name);
                         return commands[i].run(cargc, argv + optind);
                 }
         return usage_error("unknown command '%s'", argv[optind]);

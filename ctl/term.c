@@ -58,14 +58,26 @@ void term_probe(int fd, struct term *t) {
         };
 }
 
+/* With several hosts (tcpctl -H a -H b), which one a message is about. */
+static const char *prefix;
+static char last_error[512];
+
+void term_set_prefix(const char *p) {
+        prefix = p;
+}
+
+const char *term_last_error(void) {
+        return last_error;
+}
+
 void term_verror(const char *fmt, va_list ap) {
         int saved = errno; /* for %m: isatty() in the colour check sets it */
         bool color = term_colors(STDERR_FILENO);
 
-        fprintf(stderr, "%stcpctl: ", color ? ANSI_RED : "");
         errno = saved;
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "%s\n", color ? ANSI_NORMAL : "");
+        vsnprintf(last_error, sizeof(last_error), fmt, ap);
+        fprintf(stderr, "%stcpctl: %s%s%s%s\n", color ? ANSI_RED : "", prefix ? prefix : "", prefix ? ": " : "",
+                last_error, color ? ANSI_NORMAL : "");
 }
 
 void term_error(const char *fmt, ...) {

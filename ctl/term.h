@@ -33,5 +33,10 @@ unsigned term_columns(int fd);
 void term_probe(int fd, struct term *t);
 
 /* "tcpctl: MESSAGE" on stderr, red when stderr is a terminal that shows colour. */
+/* Messages after this start with "PREFIX: " (NULL: none): the host a
+ * message is about when tcpctl talks to several. */
+void term_set_prefix(const char *prefix);
+/* The text of the last message, for a --json report. */
+const char *term_last_error(void);
 _printf_(1, 0) void term_verror(const char *fmt, va_list ap);
 _printf_(1, 2) void term_error(const char *fmt, ...);

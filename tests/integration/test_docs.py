@@ -55,6 +55,8 @@ def help_entries(program, heading):
     for line in lines[lines.index(heading) + 1:]:
         if not line.strip():
             break
+        if len(line) - len(line.lstrip()) > 8:  # the rest of the entry above
+            continue
         entries.append(line.split()[0].rstrip(",").split("=")[0])
         if line.split()[0].endswith(","):  # "-s, --socket=PATH": the long name too
             entries.append(line.split()[1].split("=")[0])
