@@ -1,6 +1,7 @@
 /* tcpctl's client of the control socket: the local socket, or the one on
  * another host through "ssh -xT HOST tcpctl bridge". */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <stdio.h>
@@ -108,6 +109,12 @@ static int connect_ssh(struct ctl *c) {
         if (c->ssh == 0) {
                 if (dup2(sv[1], STDIN_FILENO) < 0 || dup2(sv[1], STDOUT_FILENO) < 0)
                         _exit(127);
+                if (term_quiet()) { /* its messages would scribble over a full-screen view */
+                        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+                        if (null >= 0)
+                                (void) dup2(null, STDERR_FILENO);
+                }
                 execvp(argv[0], argv);
                 term_error("cannot run %s: %s (TCPCTL_SSH names another)", argv[0], strerror(errno));
                 _exit(127);

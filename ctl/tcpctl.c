@@ -19,6 +19,7 @@
 #include "probe.h"
 #include "tcpd-build.h"
 #include "tcpd/protocol.h"
+#include "top.h"
 #include "unitjob.h"
 #include "units.h"
 #include "words.h"
@@ -872,6 +873,19 @@ static int cmd_monitor(int argc, char **argv) {
         return r;
 }
 
+/* tcpctl top: the daemon at a glance, refreshed every second (top.c). */
+static int cmd_top(int argc, char **argv) {
+        struct sigaction sa = { .sa_handler = on_stop_signal }; /* ends the view cleanly */
+
+        if (argc > 1)
+                return usage_error("top takes no arguments");
+        if (arg_json)
+                return usage_error("top is a view for a terminal; for scripts: status --json, list --json");
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        return top_run(n_hosts ? arg_hosts[0] : NULL);
+}
+
 /* Durations for probe: systemd's units, a bare number in seconds. */
 static int parse_probe_duration(const char *opt, const char *arg, bool zero_ok, uint64_t *usec) {
         if (parse_duration(arg, usec) < 0 || *usec > PROBE_DURATION_MAX || (*usec == 0 && !zero_ok))
@@ -981,6 +995,7 @@ static const struct command {
         { "bridge", cmd_bridge, "", "join standard input and output to the control socket (for tcpctl -H, over ssh)" },
         { "metrics", cmd_metrics, "[--openmetrics] [-o FILE]", "print the counters for Prometheus (or write FILE)",
           METRICS_SHORT, metrics_options },
+        { "top", cmd_top, "", "a live full-screen view: services and the busiest connections (q quits)" },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
         { "prepare-stop", cmd_prepare_stop, "UNIT",
           "tell tcpd whether systemd restarts or stops UNIT (tcpd.service's ExecStop=)" },

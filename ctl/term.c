@@ -61,6 +61,16 @@ void term_probe(int fd, struct term *t) {
 /* With several hosts (tcpctl -H a -H b), which one a message is about. */
 static const char *prefix;
 static char last_error[512];
+/* A full-screen view (tcpctl top) shows messages itself. */
+static bool quiet;
+
+void term_set_quiet(bool q) {
+        quiet = q;
+}
+
+bool term_quiet(void) {
+        return quiet;
+}
 
 void term_set_prefix(const char *p) {
         prefix = p;
@@ -76,6 +86,8 @@ void term_verror(const char *fmt, va_list ap) {
 
         errno = saved;
         vsnprintf(last_error, sizeof(last_error), fmt, ap);
+        if (quiet)
+                return;
         fprintf(stderr, "%stcpctl: %s%s%s%s\n", color ? ANSI_RED : "", prefix ? prefix : "", prefix ? ": " : "",
                 last_error, color ? ANSI_NORMAL : "");
 }

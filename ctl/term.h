@@ -36,7 +36,11 @@ void term_probe(int fd, struct term *t);
 /* Messages after this start with "PREFIX: " (NULL: none): the host a
  * message is about when tcpctl talks to several. */
 void term_set_prefix(const char *prefix);
-/* The text of the last message, for a --json report. */
+/* Quiet: messages are kept (term_last_error) but not printed, and ssh's own
+ * go nowhere: a full-screen view shows them itself. */
+void term_set_quiet(bool quiet);
+bool term_quiet(void);
+/* The text of the last message, for a --json report or a view. */
 const char *term_last_error(void);
 _printf_(1, 0) void term_verror(const char *fmt, va_list ap);
 _printf_(1, 2) void term_error(const char *fmt, ...);

@@ -52,6 +52,7 @@ struct conn {
         uint64_t last_active;    /* CLOCK_MONOTONIC; closing: the client's last bytes */
         uint64_t close_by;       /* CLOCK_MONOTONIC: closing, reset if not done by then */
         uint64_t bytes_in, bytes_out;
+        uint64_t rate_mark; /* bytes_in + bytes_out when a top list last marked them (ops.c) */
         union sockaddr_in46 peer;
         struct owed *owed;
         struct source *src; /* for per-source limits, or NULL */

@@ -9,6 +9,7 @@ static void kick_done(struct msg *m);
 static void control_conn_reply_free(struct conn_reply *r) {
         json_decref(r->tcp);
         json_decref(r->pid);
+        json_decref(r->bytes_per_sec);
         json_decref(r->msg);
         memset(r, 0, sizeof(*r));
 }
@@ -42,7 +43,8 @@ static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
         }
         json_decref(r->conn); /* held by msg from here on */
         r->pid = json_integer(0);
-        if (!r->pid) {
+        r->bytes_per_sec = json_integer(0);
+        if (!r->pid || !r->bytes_per_sec) {
                 control_conn_reply_free(r);
                 return -ENOMEM;
         }
@@ -100,6 +102,11 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
                 k |= json_object_set(r->conn, "pid", r->pid);
         } else
                 (void) json_object_del(r->conn, "pid");
+        if (i->has_rate) {
+                k |= json_integer_set(r->bytes_per_sec, (json_int_t) i->bytes_per_sec);
+                k |= json_object_set(r->conn, "bytes_per_sec", r->bytes_per_sec);
+        } else
+                (void) json_object_del(r->conn, "bytes_per_sec");
         if (continues)
                 k |= json_object_set(r->msg, "continues", json_true());
         else
@@ -146,10 +153,15 @@ static void control_op_send(struct control_client *cl, struct op *op, msg_fn don
 }
 
 void method_list_connections(struct control_client *cl, struct vl_call *call) {
-        static const char *const known[] = { "peer", "service", "idle_over_usec", "older_than_usec", "tcp_info", NULL };
+        static const char *const known[] = { "peer", "service", "idle_over_usec", "older_than_usec", "tcp_info",
+                                             "top", "by", NULL };
+        static const char *const top_keys[_LIST_TOP_MAX] = {
+                [LIST_TOP_RATE] = "rate", [LIST_TOP_AGE] = "age", [LIST_TOP_IDLE] = "idle",
+        };
         struct list_op *op;
         struct conn_filter f;
-        json_t *tcp_info;
+        json_t *tcp_info, *top, *by;
+        int top_by = LIST_TOP_RATE;
 
         if (!control_check_params(cl, call->params, known))
                 return;
@@ -159,14 +171,28 @@ void method_list_connections(struct control_client *cl, struct vl_call *call) {
                 return;
         if (vl_param(call->params, "tcp_info", JSON_TRUE, &tcp_info) < 0)
                 return control_reply_invalid_parameter(cl, "tcp_info");
+        if (vl_param(call->params, "top", JSON_INTEGER, &top) < 0 ||
+            (top && (json_integer_value(top) < 1 || json_integer_value(top) > LIST_TOP_MAX)))
+                return control_reply_invalid_parameter(cl, "top");
+        if (vl_param(call->params, "by", JSON_STRING, &by) < 0 || (by && !top))
+                return control_reply_invalid_parameter(cl, "by");
+        if (by) {
+                for (top_by = 0; top_by < _LIST_TOP_MAX; top_by++)
+                        if (streq(json_string_value(by), top_keys[top_by]))
+                                break;
+                if (top_by == _LIST_TOP_MAX)
+                        return control_reply_invalid_parameter(cl, "by");
+        }
         if (call->oneway)
                 return; /* a list nobody reads: nothing to do */
-        op = list_op_new(cl->ctl->t->loop_ptrs, cl->ctl->t->n_workers, &cl->ctl->t->inbox, list_part_done);
+        op = list_op_new(cl->ctl->t->loop_ptrs, cl->ctl->t->n_workers, top ? (unsigned) json_integer_value(top) : 0,
+                         &cl->ctl->t->inbox, list_part_done);
         if (!op)
                 return control_reply_error(cl, VARLINK_ERROR_INVALID_PARAMETER, NULL);
         op->op.userdata = cl;
         op->filter = f;
         op->tcp_info = tcp_info && json_is_true(tcp_info);
+        op->top_by = (enum list_top_key) top_by;
         cl->streaming = op;
         cl->have_held = false;
         control_list_stream(cl);

@@ -49,6 +49,7 @@ struct conn_reply {
                 *bytes_in, *bytes_out, *state;
         json_t *tcp, *rtt_usec, *rttvar_usec, *retransmits, *cwnd, *unacked; /* with tcp_info */
         json_t *pid; /* a program's (type = exec), set in conn only while there is one */
+        json_t *bytes_per_sec; /* a top list's, set in conn only then */
 };
 
 

@@ -193,6 +193,7 @@ struct loop {
         struct table table;       /* id -> conn */
         struct conn *head, *tail; /* in accept order, which is id order */
         struct list_cursor *cursors; /* lists walking head..tail */
+        uint64_t rate_mark_usec; /* CLOCK_MONOTONIC: a top list last marked every conn.rate_mark */
         /* Per service id: its connections least recently active first (the
          * idle sweep looks at each head), and in the order they came (for
          * max_lifetime). A service's own timeouts need lists of its own. */

@@ -20,6 +20,8 @@ struct conn_info {
         uint64_t connected_usec, age_usec, idle_usec;
         uint64_t bytes_in, bytes_out;
         int32_t pid; /* type = exec: its program's, while it runs; 0 otherwise */
+        bool has_rate; /* a top list's: bytes each way per second since the last mark */
+        uint64_t bytes_per_sec;
         bool has_tcp; /* what the kernel knows (TCP_INFO), when asked for */
         uint32_t rtt_usec, rttvar_usec, retransmits, cwnd, unacked;
 };
@@ -65,6 +67,16 @@ struct op {
  * several of 128. */
 #define LIST_CHUNK_ONE_WORKER 1024
 
+/* A top list (tcpctl top): not every connection in chunks, but each
+ * loop's `top` largest by a key, found in one walk, so that a view
+ * refreshed every second costs the same whatever the number of
+ * connections. By rate: bytes each way per second since the previous top
+ * list marked them (at most every LIST_RATE_MIN_USEC, so that two views
+ * open at once do not make each other's windows tiny). */
+enum list_top_key { LIST_TOP_RATE, LIST_TOP_AGE, LIST_TOP_IDLE, _LIST_TOP_MAX };
+#define LIST_TOP_MAX 1000
+#define LIST_RATE_MIN_USEC (500 * 1000)
+
 struct list_op;
 
 struct list_part {
@@ -86,6 +98,8 @@ struct list_op {
         struct op op; /* done runs for each chunk that comes back */
         struct conn_filter filter;
         bool tcp_info;
+        unsigned top; /* 0: every connection; else a top list of this many per loop */
+        enum list_top_key top_by;
         struct list_part parts[];
 };
 
@@ -113,8 +127,8 @@ struct kick_op {
         struct kick_part parts[];
 };
 
-/* One part per loop, none asked for yet. */
-struct list_op *list_op_new(struct loop **loops, size_t n_loops, struct mailbox *reply_to, msg_fn done);
+/* One part per loop, none asked for yet; top: as list_op.top. */
+struct list_op *list_op_new(struct loop **loops, size_t n_loops, unsigned top, struct mailbox *reply_to, msg_fn done);
 /* Sends the part to its loop to fill the half not being sent. */
 void list_part_request(struct list_part *p);
 /* Sends the part to its loop to end its walk; it comes back done. */
