@@ -171,7 +171,9 @@ void format_status(FILE *f, json_t *st) {
 /* In ss's order: the local address before the peer's. */
 enum {
         COL_HOST, /* with several hosts (tcpctl -H a -H b) */
-        COL_ID, COL_LOCAL, COL_PEER, COL_SERVICE, COL_AGE, COL_IDLE, COL_IN, COL_OUT,
+        COL_ID, COL_LOCAL, COL_PEER, COL_SERVICE,
+        COL_BACKEND, /* when some connection is relayed (type = forward) */
+        COL_AGE, COL_IDLE, COL_IN, COL_OUT,
         COL_RTT, COL_RTTVAR, COL_RETRANS, COL_CWND, COL_UNACKED, /* with -i only */
         COL_STATE, COL_PID, /* PID: when a program runs for some (type = exec) */
         _COL_MAX
@@ -185,11 +187,13 @@ static bool show_tcp;
 static bool show_pid;
 /* The HOST column: when the connections come from several hosts. */
 static bool show_host;
+/* The BACKEND column: when some connection is relayed. */
+static bool show_backend;
 /* Left out to fit a narrow terminal (fit_columns). */
 static bool col_hidden[_COL_MAX];
 
 static bool col_shown(int k) {
-        if ((k == COL_PID && !show_pid) || (k == COL_HOST && !show_host))
+        if ((k == COL_PID && !show_pid) || (k == COL_HOST && !show_host) || (k == COL_BACKEND && !show_backend))
                 return false;
         return !col_hidden[k] && (show_tcp || k < COL_TCP_FIRST || k > COL_TCP_LAST);
 }
@@ -198,7 +202,7 @@ static bool col_shown(int k) {
  * useful first. The host, the id and the peer always stay, and an address is never
  * cut: a column is left out whole instead. */
 static const int drop_order[] = { COL_UNACKED, COL_CWND, COL_RETRANS, COL_RTTVAR, COL_STATE, COL_PID, COL_IDLE,
-                                  COL_OUT,     COL_IN,   COL_AGE,     COL_SERVICE, COL_LOCAL, COL_RTT };
+                                  COL_OUT,     COL_IN,   COL_AGE,     COL_SERVICE, COL_LOCAL, COL_BACKEND, COL_RTT };
 
 struct column {
         const char *title;
@@ -212,6 +216,7 @@ static const struct column columns[_COL_MAX] = {
         [COL_PEER] = { "PEER", false, false },
         [COL_LOCAL] = { "LOCAL", false, false },
         [COL_SERVICE] = { "SERVICE", false, true },
+        [COL_BACKEND] = { "BACKEND", false, false },
         [COL_AGE] = { "AGE", true, false },
         [COL_IDLE] = { "IDLE", true, false },
         [COL_IN] = { "IN", true, false },
@@ -243,6 +248,8 @@ static void fill_row(json_t *c, char row[_COL_MAX][CELL]) {
         strncpy(row[COL_PEER], str(c, "peer"), CELL - 1);
         strncpy(row[COL_LOCAL], str(c, "local"), CELL - 1);
         strncpy(row[COL_SERVICE], str(c, "service"), CELL - 1);
+        strncpy(row[COL_BACKEND], str(c, "backend"), CELL - 1);
+        row[COL_BACKEND][CELL - 1] = 0;
         format_age(num(c, "age_usec"), row[COL_AGE]);
         format_age(num(c, "idle_usec"), row[COL_IDLE]);
         format_size(num(c, "bytes_in"), row[COL_IN], CELL);
@@ -441,7 +448,7 @@ int conn_sort_key(const char *name) {
 struct conn_table *conn_table_new(void) {
         struct conn_table *t = calloc(1, sizeof(*t));
 
-        show_tcp = show_host = false; /* until a connection comes with TCP_INFO, or a host */
+        show_tcp = show_host = show_backend = false; /* until a connection comes with TCP_INFO, a host, a backend */
         for (int k = 0; t && k < _COL_MAX; k++)
                 t->width[k] = strlen(columns[k].title);
         return t;
@@ -515,6 +522,8 @@ int conn_table_add(struct conn_table *t, json_t *conn, bool keep_json) {
                 show_pid = true;
         if (json_object_get(conn, "host"))
                 show_host = true;
+        if (json_object_get(conn, "backend"))
+                show_backend = true;
         for (int k = 0; k < _COL_MAX; k++) {
                 size_t len = strlen(row[k]), cols = text_cols(row[k]);
 

@@ -171,6 +171,7 @@ struct config *config_free(struct config *c) {
                 free(c->services[i].deny);
                 words_free(c->services[i].exec_argv);
                 words_free(c->services[i].environment);
+                backends_free(c->services[i].backends, c->services[i].n_backends);
         }
         free(c);
         return NULL;
@@ -629,6 +630,46 @@ static int exec_key(struct parse_ctx *p, struct service_config *s, const char *n
         return 0;
 }
 
+/* type = forward's keys: backend= (lines add up), balance=, connect_timeout=. */
+static int forward_key(struct parse_ctx *p, struct service_config *s, const char *name, const char *value,
+                       const char **why) {
+        if (streq(name, "balance")) {
+                int b = balance_from_name(value);
+
+                if (b < 0) {
+                        *why = "expected " BALANCE_NAMES;
+                        return -EINVAL;
+                }
+                s->balance = (enum balance) b;
+                return 0;
+        }
+        if (streq(name, "connect_timeout")) {
+                uint64_t usec;
+
+                if (parse_duration(value, &usec) < 0 || usec < USEC_PER_MSEC || usec > 300 * USEC_PER_SEC) {
+                        *why = "expected a duration from 1ms to 5min, such as 5s";
+                        return -EINVAL;
+                }
+                s->connect_timeout_usec = usec;
+                return 0;
+        }
+        /* backend= */
+        {
+                const char *bad;
+                int r = backends_parse(value, &s->backends, &s->n_backends, why, &bad);
+
+                if (r == -EINVAL && bad) {
+                        static __thread char msg[256];
+
+                        snprintf(msg, sizeof(msg), "'%s': %s", bad, *why);
+                        *why = msg;
+                }
+                if (!s->backend_line)
+                        s->backend_line = p->line;
+                return r;
+        }
+}
+
 static int service_key(struct parse_ctx *p, int svc, const char *name, const char *value, const char **why) {
         struct service_config *s = &p->c->services[svc];
         char *copy, *tok, *save = NULL;
@@ -673,7 +714,7 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 }
                 if (t < 0) {
                         s->type_set = true; /* said here, not again as missing */
-                        *why = "expected one of " SERVICE_NAMES_TEXT "nothing else in this version (not forward)";
+                        *why = "expected one of " SERVICE_NAMES_TEXT "nothing else in this version";
                         return -EINVAL;
                 }
                 s->type = (enum service_kind) t;
@@ -682,6 +723,8 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         }
         if (s->name && (streq(name, "exec") || streq(name, "environment") || streq(name, "kill_timeout")))
                 return exec_key(p, s, name, value, why);
+        if (s->name && (streq(name, "backend") || streq(name, "balance") || streq(name, "connect_timeout")))
+                return forward_key(p, s, name, value, why);
         if (streq(name, "banner")) {
                 size_t n = strlen(value);
 
@@ -758,7 +801,8 @@ static int named_service(struct parse_ctx *p, const char *section) {
                 return -1;
         }
         c->services[c->n_services] = (struct service_config) { .name = strdup(name), .line = p->line,
-                                                               .kill_timeout_usec = EXEC_KILL_TIMEOUT_USEC };
+                                                               .kill_timeout_usec = EXEC_KILL_TIMEOUT_USEC,
+                                                               .connect_timeout_usec = FORWARD_CONNECT_TIMEOUT_USEC };
         if (!c->services[c->n_services].name) {
                 add_error(p->errs, "%s:%u: out of memory", p->path, p->line);
                 return -1;
@@ -896,7 +940,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                         static const char *const names[] = {
                                 "type", "listen", "banner", "max_connections", "allow", "deny",
                                 "max_connections_per_source", "max_connection_rate", "idle_timeout", "max_lifetime",
-                                "exec", "environment", "kill_timeout",
+                                "exec", "environment", "kill_timeout", "backend", "balance", "connect_timeout",
                         };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
@@ -960,6 +1004,14 @@ static void service_check(const char *path, const struct service_config *s, stru
                 add_error(errs, "%s:%u: [service %s] exec: a program is run only by a service of type = exec (this "
                                 "one is %s)",
                           path, s->exec_line, s->name, service_name(s->type));
+        else if (s->type == SERVICE_KIND_forward && !s->n_backends && !s->backend_line)
+                add_error(errs, "%s:%u: [service %s] has type = forward but no backend= line (where its clients go, "
+                                "such as backend = 10.0.0.5:5432 10.0.0.6:5432)",
+                          path, s->line, s->name);
+        else if (s->type != SERVICE_KIND_forward && s->n_backends)
+                add_error(errs, "%s:%u: [service %s] backend: only a service of type = forward has backends (this "
+                                "one is %s)",
+                          path, s->backend_line, s->name, service_name(s->type));
 }
 
 int config_load_string(const char *path, const char *text, struct config **ret, struct config_errors *errs) {
@@ -998,6 +1050,7 @@ int config_load_string(const char *path, const char *text, struct config **ret, 
 }
 
 int config_load(const char *path, bool must_exist, struct config **ret, struct config_errors *errs) {
+        int r;
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *text = NULL;
         struct stat st;
@@ -1044,7 +1097,23 @@ int config_load(const char *path, bool must_exist, struct config **ret, struct c
                 add_error(errs, "%s:%u: contains a NUL byte; not a text file", path, line);
                 return -EINVAL;
         }
-        return config_load_string(path, text, ret, errs);
+        r = config_load_string(path, text, ret, errs);
+        if (r < 0)
+                return r;
+        /* backend names: looked up here, at load and reload, never on the
+         * data path */
+        for (size_t i = 0; i < (*ret)->n_services; i++) {
+                struct service_config *s = &(*ret)->services[i];
+                char why[320];
+
+                if (backends_resolve(s->backends, s->n_backends, why, sizeof(why)) < 0)
+                        add_error(errs, "%s:%u: [service %s] backend: %s", path, s->backend_line, s->name, why);
+        }
+        if (errs->total > 0) {
+                *ret = config_free(*ret);
+                return -EINVAL;
+        }
+        return 0;
 }
 
 /* One prefix a line (lines add up, and none grows past inih's limit); an
@@ -1128,6 +1197,14 @@ void config_print(const struct config *c, FILE *f) {
                 }
                 if (s->type == SERVICE_KIND_exec)
                         fprintf(f, "kill_timeout = %s\n", format_duration_exact(s->kill_timeout_usec, buf, sizeof(buf)));
+                /* a backend a line: lines add up, and each fits on one */
+                for (size_t j = 0; j < s->n_backends; j++)
+                        fprintf(f, "backend = %s\n", s->backends[j].text);
+                if (s->type == SERVICE_KIND_forward) {
+                        fprintf(f, "balance = %s\n", balance_name(s->balance));
+                        fprintf(f, "connect_timeout = %s\n",
+                                format_duration_exact(s->connect_timeout_usec, buf, sizeof(buf)));
+                }
                 /* a service's own limits, only where it has them */
                 if (s->has_max_connections)
                         fprintf(f, "max_connections = %u\n", s->max_connections);

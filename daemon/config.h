@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
+#include "backend.h"
 
 /* The service types (services/list.h). The built-ins come first; each has
  * a short form, a section of its own named as the type. */
@@ -83,6 +84,14 @@ struct service_config {
         char **environment;
         size_t n_environment;
         uint64_t kill_timeout_usec;
+        /* type = forward: its backends (as written; resolved by
+         * config_load), how a client's is picked, how long a connect may
+         * take before the next backend is tried */
+        struct backend_spec *backends;
+        size_t n_backends;
+        unsigned backend_line;
+        enum balance balance;
+        uint64_t connect_timeout_usec;
 };
 
 struct config {

@@ -24,8 +24,13 @@ static inline ssize_t data_send(int fd, const void *buf, size_t n) {
 /* Keeps what the socket did not take; sent before anything else. Never
  * grows past max_buffered where the caller sizes its reads to the room. */
 int owed_append(struct conn *c, const char *p, size_t n);
+/* The same for a buffer of a type's own (forward's, towards a backend). */
+int owed_buf_append(struct owed **o, const char *p, size_t n);
+static inline size_t owed_len(const struct owed *o) {
+        return o ? o->len - o->off : 0;
+}
 static inline size_t owed_bytes(const struct conn *c) {
-        return c->owed ? c->owed->len - c->owed->off : 0;
+        return owed_len(c->owed);
 }
 /* Sets the epoll interest from the state and what is owed; closes a
  * draining connection once nothing is owed. */

@@ -20,7 +20,8 @@
 static const char *const reason_names[] = {
         [CLOSE_PEER] = "closed by peer", [CLOSE_RESET] = "reset by peer", [CLOSE_ERROR] = "error",
         [CLOSE_KICKED] = "kicked",       [CLOSE_IDLE] = "idle timeout",   [CLOSE_SHUTDOWN] = "shutdown",
-        [CLOSE_LIFETIME] = "max lifetime", [CLOSE_DONE] = "done",
+        [CLOSE_LIFETIME] = "max lifetime", [CLOSE_DONE] = "done", [CLOSE_BACKEND_RESET] = "reset by backend",
+        [CLOSE_NO_BACKEND] = "no backend",
 };
 
 const char *close_reason_name(enum close_reason r) {
@@ -211,7 +212,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned 
         r = conn_attach(l, c);
         if (r < 0)
                 return r;
-        if (l->fdstore && !c->ops->external)
+        if (l->fdstore && service_type_kept(c->ops))
                 fdstore_add(l, fd);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
@@ -336,7 +337,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         c->src = NULL;
         if (l->n_store_pending)
                 fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
-        if (c->ops->closing && (until = c->ops->closing(l, c))) {
+        if (c->ops->closing && (until = c->ops->closing(l, c, why))) {
                 wait_start(l, c, until);
                 return;
         }
@@ -593,7 +594,7 @@ uint64_t conn_linger_expire(struct loop *l, bool force) {
                         uint64_t until;
 
                         if (l->now >= c->close_by) {
-                                until = c->ops->closing(l, c); /* what next: SIGKILL, or give up */
+                                until = c->ops->closing(l, c, CLOSE_SHUTDOWN); /* what next: SIGKILL, or give up */
                                 if (!until) {
                                         conn_wait_done(l, c);
                                         continue;
@@ -615,7 +616,11 @@ uint64_t conn_linger_expire(struct loop *l, bool force) {
  * reads are sized to the room left; grows by doubling, so a client that
  * never reads costs each byte a bounded number of copies. */
 int owed_append(struct conn *c, const char *p, size_t n) {
-        struct owed *o = c->owed;
+        return owed_buf_append(&c->owed, p, n);
+}
+
+int owed_buf_append(struct owed **op, const char *p, size_t n) {
+        struct owed *o = *op;
 
         if (o && o->cap - o->len < n && o->off > 0) {
                 /* slide the unsent bytes to the front before growing */
@@ -635,7 +640,7 @@ int owed_append(struct conn *c, const char *p, size_t n) {
                 if (!o)
                         g->off = g->len = 0;
                 g->cap = (uint32_t) cap;
-                c->owed = o = g;
+                *op = o = g;
         }
         memcpy(o->data + o->len, p, n);
         o->len += (uint32_t) n;
@@ -680,7 +685,8 @@ static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
 
         if (c->owed || (c->ops->writable && c->state == CONN_OPEN))
                 ev |= EPOLLOUT;
-        if (c->state == CONN_OPEN && c->ops->readable && owed_bytes(c) < l->settings.max_buffered)
+        if (c->state == CONN_OPEN && c->ops->readable && owed_bytes(c) < l->settings.max_buffered &&
+            (!c->ops->can_read || c->ops->can_read(l, c)))
                 ev |= EPOLLIN;
         return ev;
 }
@@ -688,6 +694,8 @@ static uint32_t conn_wanted_events(const struct loop *l, const struct conn *c) {
 void conn_update(struct loop *l, struct conn *c) {
         int r;
 
+        if (c->ops->update && c->ops->update(l, c))
+                return; /* the type closed it */
         if (c->state == CONN_DRAINING && !c->owed) {
                 conn_close(l, c, l->stopping ? CLOSE_SHUTDOWN : CLOSE_PEER);
                 return;

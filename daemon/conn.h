@@ -30,6 +30,8 @@ enum close_reason {
         CLOSE_SHUTDOWN,
         CLOSE_LIFETIME,
         CLOSE_DONE,     /* the service has said all it had to (daytime, time), or its program exited */
+        CLOSE_BACKEND_RESET, /* type = forward: the backend reset its side; the client gets a reset too */
+        CLOSE_NO_BACKEND,    /* type = forward: no backend took the connection */
 };
 
 /* Bytes read but not yet written back: allocated only while some are owed. */

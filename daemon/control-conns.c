@@ -10,6 +10,7 @@ static void control_conn_reply_free(struct conn_reply *r) {
         json_decref(r->tcp);
         json_decref(r->pid);
         json_decref(r->bytes_per_sec);
+        json_decref(r->backend);
         json_decref(r->msg);
         memset(r, 0, sizeof(*r));
 }
@@ -44,7 +45,8 @@ static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
         json_decref(r->conn); /* held by msg from here on */
         r->pid = json_integer(0);
         r->bytes_per_sec = json_integer(0);
-        if (!r->pid || !r->bytes_per_sec) {
+        r->backend = json_string("");
+        if (!r->pid || !r->bytes_per_sec || !r->backend) {
                 control_conn_reply_free(r);
                 return -ENOMEM;
         }
@@ -102,6 +104,13 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
                 k |= json_object_set(r->conn, "pid", r->pid);
         } else
                 (void) json_object_del(r->conn, "pid");
+        if (i->backend.sa.sa_family) {
+                char backend[ADDR_STRLEN];
+
+                k |= json_string_set(r->backend, addr_format(&i->backend, backend, sizeof(backend)));
+                k |= json_object_set(r->conn, "backend", r->backend);
+        } else
+                (void) json_object_del(r->conn, "backend");
         if (i->has_rate) {
                 k |= json_integer_set(r->bytes_per_sec, (json_int_t) i->bytes_per_sec);
                 k |= json_object_set(r->conn, "bytes_per_sec", r->bytes_per_sec);

@@ -50,6 +50,7 @@ struct conn_reply {
         json_t *tcp, *rtt_usec, *rttvar_usec, *retransmits, *cwnd, *unacked; /* with tcp_info */
         json_t *pid; /* a program's (type = exec), set in conn only while there is one */
         json_t *bytes_per_sec; /* a top list's, set in conn only then */
+        json_t *backend; /* type = forward: where it goes, set in conn only then */
 };
 
 

@@ -181,14 +181,14 @@ void fdstore_handover(struct loop *l) {
          * connection was never in the store and closes with it */
         for (c = l->head; c; c = next) {
                 next = c->next;
-                if (c->ops->external) {
+                if (!service_type_kept(c->ops)) {
                         conn_close(l, c, CLOSE_SHUTDOWN);
                         n_programs++;
                 }
         }
         if (n_programs)
-                log_notice("restart: %u connection%s of programs (type = exec) closed; programs are not kept across "
-                           "a restart",
+                log_notice("restart: %u connection%s of programs (type = exec) or relays (type = forward) closed; "
+                           "they are not kept across a restart",
                            n_programs, plural(n_programs));
         /* what can go out without waiting does; the rest travels in the state */
         for (c = l->head; c; c = c->next)
@@ -324,7 +324,7 @@ static size_t read_record(const char *p, const char *end, bool v1, struct saved_
         out->service = service_lookup(out->service_name);
         /* a name that is now a program's service (type = exec) has no
          * program for a connection that was another type's */
-        if (out->service < 0 || service_types[service_id_type((unsigned) out->service)]->external)
+        if (out->service < 0 || !service_type_kept(service_types[service_id_type((unsigned) out->service)]))
                 out->service = -1;
         return size;
 }

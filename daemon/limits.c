@@ -17,6 +17,7 @@ static const char *const refusal_names[_REFUSE_MAX] = {
         [REFUSE_NO_MEMORY] = "no_memory",
         [REFUSE_SETTINGS] = "settings",
         [REFUSE_SPAWN] = "spawn",
+        [REFUSE_NO_BACKEND] = "no_backend",
 };
 
 const char *refusal_name(enum refusal r) {

@@ -20,6 +20,7 @@ enum refusal {
         REFUSE_NO_MEMORY,
         REFUSE_SETTINGS,    /* no settings loaded: every client is refused */
         REFUSE_SPAWN,       /* type = exec: the program could not be started */
+        REFUSE_NO_BACKEND,  /* type = forward: no backend is up, or none took the connection */
         _REFUSE_MAX,
 };
 

@@ -8,6 +8,7 @@
 #include "fdstore.h"
 #include "listener.h"
 #include "log.h"
+#include "backend.h"
 #include "loop.h"
 #include "monitor.h"
 #include "services/exec.h"
@@ -71,6 +72,8 @@ int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *sr
         *dst = *src;
         for (size_t i = 0; i < ARRAY_SIZE(dst->exec); i++)
                 dst->exec[i] = exec_spec_ref(src->exec[i]);
+        for (size_t i = 0; i < ARRAY_SIZE(dst->forward); i++)
+                dst->forward[i] = backend_pool_ref(src->forward[i]);
         dst->allow = dst->deny = NULL;
         for (size_t i = 0; i < ARRAY_SIZE(dst->svc_limits); i++)
                 dst->svc_limits[i].allow = dst->svc_limits[i].deny = NULL;
@@ -100,6 +103,8 @@ int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *sr
 void loop_settings_done(struct loop_settings *s) {
         for (size_t i = 0; i < ARRAY_SIZE(s->exec); i++)
                 s->exec[i] = exec_spec_unref(s->exec[i]);
+        for (size_t i = 0; i < ARRAY_SIZE(s->forward); i++)
+                s->forward[i] = backend_pool_unref(s->forward[i]);
         for (size_t i = 0; i < ARRAY_SIZE(s->svc_limits); i++) {
                 free(s->svc_limits[i].allow);
                 free(s->svc_limits[i].deny);
@@ -222,6 +227,8 @@ void loop_done(struct loop *l) {
         l->listeners = NULL;
         table_free(&l->table);
         loop_settings_done(&l->settings);
+        for (size_t k = 0; k < ARRAY_SIZE(l->type_state); k++)
+                l->type_state[k] = mfree(l->type_state[k]);
         free(l->store_pending);
         l->store_pending = NULL;
         mailbox_done(&l->inbox);
@@ -429,7 +436,9 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         limits_release(l, src);
                         limits_open_sub(l, li->service);
                         if (spawn_failed) {
-                                refuse(l, fd, &peer, li->service, REFUSE_SPAWN); /* said why already */
+                                /* said why already */
+                                refuse(l, fd, &peer, li->service,
+                                       service_types[service_id_type(li->service)]->start_refusal);
                                 continue;
                         }
                         STAT_INC(l, refused);
@@ -504,6 +513,9 @@ static int loop_timeout_ms(const struct loop *l) {
         }
         if (l->accept_paused && l->accept_resume_at < next)
                 next = l->accept_resume_at;
+        for (size_t k = 0; k < ARRAY_SIZE(l->type_wake); k++)
+                if (l->type_wake[k] && l->type_wake[k] < next)
+                        next = l->type_wake[k];
         if (l->linger_head && l->linger_head->close_by < next)
                 next = l->linger_head->close_by;
         if (l->linger_head && l->linger_check && l->linger_check < next)
@@ -590,6 +602,9 @@ int loop_run(struct loop *l) {
                         }
                 }
                 loop_expire(l);
+                for (size_t k = 0; k < ARRAY_SIZE(l->type_wake); k++)
+                        if (l->type_wake[k] && l->now >= l->type_wake[k])
+                                l->type_wake[k] = service_types[k]->tick(l);
                 if (l->linger_head &&
                     ((l->linger_check && l->now >= l->linger_check) || l->now >= l->linger_head->close_by))
                         l->linger_check = conn_linger_expire(l, false);

@@ -42,6 +42,7 @@ struct ev_cb {
 struct listener;
 struct conn;
 struct exec_spec;
+struct backend_pool;
 
 struct conn_list {
         struct conn *head, *tail;
@@ -79,6 +80,7 @@ struct loop_settings {
         bool refuse_all; /* the settings file never loaded: nothing to serve by */
         const char *banner[SERVICE_IDS_MAX]; /* per service id; owned by the settings */
         struct exec_spec *exec[SERVICE_IDS_MAX]; /* type = exec: its program (a reference each) */
+        struct backend_pool *forward[SERVICE_IDS_MAX]; /* type = forward: its backends (a reference each) */
         struct service_limits svc_limits[SERVICE_IDS_MAX];
 };
 
@@ -202,6 +204,10 @@ struct loop {
         uint64_t lingering;
         uint64_t linger_check; /* when to look for lingering connections that are done */
         uint64_t now; /* CLOCK_MONOTONIC at the last wake-up, usec */
+        /* Per service type: its own state in this loop, and when its tick
+         * runs next (service.h), 0 for never. */
+        void *type_state[_SERVICE_MAX];
+        uint64_t type_wake[_SERVICE_MAX];
 
         /* Closed this batch: freed only after it, because a later event in
          * the same epoll batch may still point at them. */

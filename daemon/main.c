@@ -167,6 +167,12 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                 ls.banner[s->id] = s->banner;
                 if (s->type == SERVICE_KIND_exec && !(ls.exec[s->id] = exec_spec_new(s)))
                         log_error("out of memory: service %s cannot start programs", service_config_name(s));
+                if (s->type == SERVICE_KIND_forward) {
+                        ls.forward[s->id] = backend_pool_new(s->backends, s->n_backends, s->balance,
+                                                             s->connect_timeout_usec, t->pools[s->id]);
+                        if (!ls.forward[s->id])
+                                log_error("out of memory: service %s has no backends", service_config_name(s));
+                }
                 ls.svc_limits[s->id] = (struct service_limits) {
                         .has_max = s->has_max_connections, .max_connections = s->max_connections,
                         .has_allow = s->has_allow, .allow = s->allow, .n_allow = s->n_allow,
@@ -184,6 +190,11 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                         log_error("out of memory sending new settings to worker %u", i);
         for (size_t i = 0; i < ARRAY_SIZE(ls.exec); i++)
                 ls.exec[i] = exec_spec_unref(ls.exec[i]);
+        /* kept: the next settings carry the backends' state over */
+        for (size_t i = 0; i < ARRAY_SIZE(ls.forward); i++) {
+                backend_pool_unref(t->pools[i]);
+                t->pools[i] = ls.forward[i];
+        }
 }
 
 static void post_stop(struct tcpd *t, enum stop_mode mode) {
@@ -995,6 +1006,8 @@ static void teardown(struct tcpd *t) {
         mailbox_done(&t->inbox);
         t->event = sd_event_unref(t->event);
         t->config = config_free(t->config);
+        for (size_t i = 0; i < ARRAY_SIZE(t->pools); i++)
+                t->pools[i] = backend_pool_unref(t->pools[i]);
         t->settings_error = mfree(t->settings_error);
         t->listen_ignored = mfree(t->listen_ignored);
 }

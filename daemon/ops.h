@@ -20,6 +20,7 @@ struct conn_info {
         uint64_t connected_usec, age_usec, idle_usec;
         uint64_t bytes_in, bytes_out;
         int32_t pid; /* type = exec: its program's, while it runs; 0 otherwise */
+        union sockaddr_in46 backend; /* type = forward: where it goes (AF_UNSPEC: nowhere yet) */
         bool has_rate; /* a top list's: bytes each way per second since the last mark */
         uint64_t bytes_per_sec;
         bool has_tcp; /* what the kernel knows (TCP_INFO), when asked for */

@@ -36,6 +36,9 @@ struct tcpd {
         sd_event_source *inbox_source;
         struct control *control;
         struct scrape *scrape;  /* GET /metrics, or NULL when off */
+        /* type = forward: each service's backends as the workers have them
+         * (by service id), for the next settings to carry their state over */
+        struct backend_pool *pools[SERVICE_IDS_MAX];
         char *metrics_address;  /* where it listens, for GetStatus */
 
         gid_t admin_gid;

@@ -255,7 +255,7 @@ static void signal_group(struct exec_proc *p, int sig) {
                 (void) syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0);
 }
 
-static uint64_t exec_closing(struct loop *l, struct conn *c) {
+static uint64_t exec_closing(struct loop *l, struct conn *c, int why) {
         struct exec_proc *p = proc_of(c);
 
         if (!p || p->reaped)
@@ -435,6 +435,7 @@ fail:
 const struct service_type service_exec = {
         .start = exec_start,
         .closing = exec_closing,
+        .start_refusal = REFUSE_SPAWN,
         .release = exec_release,
         .sync = exec_sync,
         .info = exec_info,

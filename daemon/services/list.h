@@ -14,4 +14,5 @@
         X(time)
 #define SERVICE_TYPES(X)    \
         SERVICE_BUILTINS(X) \
-        X(exec)
+        X(exec)             \
+        X(forward)

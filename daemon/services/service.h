@@ -16,9 +16,12 @@ struct conn_info;
 struct service_type {
         const char *name;
         /* Before the connection is set up, for a type with work to do
-         * first (exec starts its program). Returns 0, or a negative errno:
-         * the client is then refused (refused by: spawn). */
+         * first (exec starts its program, forward connects to a backend).
+         * Returns 0, or a negative errno: the client is then refused, by
+         * start_refusal (spawn, no_backend); c->data is then the type's to
+         * have freed already. */
         int (*start)(struct loop *l, struct conn *c);
+        uint8_t start_refusal; /* enum refusal */
         /* Right after accept and the banner: a type that answers at once
          * (daytime, time) sends and closes here. NULL: nothing. */
         void (*open)(struct loop *l, struct conn *c);
@@ -28,24 +31,41 @@ struct service_type {
         /* EPOLLOUT with nothing owed, for a type that writes on its own
          * (chargen); it then wants EPOLLOUT while the connection is open. */
         void (*writable)(struct loop *l, struct conn *c);
+        /* For a type with a buffer of its own (forward): whether the client
+         * may be read now. NULL: while what is owed to it has room. */
+        bool (*can_read)(const struct loop *l, const struct conn *c);
+        /* conn_update() asks first: the type sets its own descriptors'
+         * interest, and may close the connection (then returns true). */
+        bool (*update)(struct loop *l, struct conn *c);
         /* tcpd closes the connection (kick, timeout, stop; called again
          * when the time it asked for has passed): returns when it must
          * look again, CLOCK_MONOTONIC, while something of the type's must
          * end first (a program must exit; it then calls conn_wait_done()),
          * or 0 when the close may go on now. */
-        uint64_t (*closing)(struct loop *l, struct conn *c);
+        uint64_t (*closing)(struct loop *l, struct conn *c, int why);
         /* The connection is gone: release what the type holds for it. */
         void (*release)(struct loop *l, struct conn *c);
         /* For a type whose bytes tcpd does not see: brings bytes_in,
          * bytes_out (and their service's counters) and last_active up to
          * date from the kernel. Before a list, an idle check and a close. */
         void (*sync)(struct loop *l, struct conn *c);
-        /* What list shows of the type (a program's PID). */
+        /* What list shows of the type (a program's PID, a backend). */
         void (*info)(const struct conn *c, struct conn_info *i);
+        /* Timers of the type's own in a loop (forward's connect timeouts):
+         * runs once the time it last returned has come (loop.type_wake);
+         * returns when to run again, CLOCK_MONOTONIC, or 0. */
+        uint64_t (*tick)(struct loop *l);
         /* A program holds the socket: it is not polled, and it does not
          * survive a restart (the fd store does not keep it). */
         bool external;
+        /* Not kept across a restart either, though tcpd polls it (forward,
+         * for now): closed at a hand-over. */
+        bool not_kept;
 };
+
+static inline bool service_type_kept(const struct service_type *t) {
+        return !t->external && !t->not_kept;
+}
 
 #define SERVICE_DECLARE(name) extern const struct service_type service_##name;
 SERVICE_TYPES(SERVICE_DECLARE)

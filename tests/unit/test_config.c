@@ -375,7 +375,14 @@ static void test_named_services(void **state) {
         assert_false(c->services[SERVICE_KIND_discard].has_max_connections);
         config_free(c);
         load_bad("[service git]\nlisten = 9418\n", PATH ":2:", "[service git] has no type=", NULL);
-        load_bad("[service git]\ntype = forward\n", PATH ":2:", "type", "'forward'", "not forward", NULL);
+        load_bad("[service git]\ntype = relay\n", PATH ":2:", "type", "'relay'", "forward", NULL);
+        load_bad("[service db]\ntype = forward\n", PATH ":2:", "no backend= line", NULL);
+        load_bad("[service db]\ntype = forward\nbackend = 10.0.0.5\n", PATH ":3:", "'10.0.0.5'", "needs a port", NULL);
+        load_bad("[service db]\ntype = forward\nbackend = db1:99999\n", PATH ":3:", "'db1:99999'", "HOST:PORT", NULL);
+        load_bad("[service db]\ntype = forward\nbackend = 10.0.0.5:1\nbalance = random\n", PATH ":4:", "roundrobin",
+                 NULL);
+        load_bad("[service git]\ntype = echo\nbackend = 10.0.0.5:1\n", PATH ":3:", "only a service of type = forward",
+                 NULL);
         load_bad("[service Git]\ntype = echo\n", PATH ":2:", "lower-case", NULL);
         load_bad("[service control]\ntype = echo\n", PATH ":2:", "reserved", NULL);
         load_bad("[service echo]\ntype = echo\n", PATH ":2:", "short form", NULL);

@@ -1,0 +1,476 @@
+/* type = forward: each client relayed to a backend (as rinetd, HAProxy's
+ * tcp mode and relayd do). The client's socket is the connection's, as for
+ * any type; the backend's is this file's, watched through an ev_cb. Both
+ * directions move at once with back-pressure: a side is read only while
+ * the other has room for what comes (at most max_buffered held each way;
+ * what the client has not taken yet is the connection's owed bytes, what
+ * the backend has not taken is `up`). A FIN is passed on once what came
+ * before it is delivered, and the other direction stays open until it ends
+ * too; a reset is passed on as a reset. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "backend.h"
+#include "conn-io.h"
+#include "log.h"
+#include "monitor.h"
+#include "ops.h"
+#include "services/service.h"
+
+struct fwd {
+        struct ev_cb ev; /* the backend's socket in the loop's epoll */
+        struct conn *c;
+        int fd;          /* the backend connection; -1 when none */
+        uint32_t events; /* its epoll interest */
+        struct backend_pool *pool;
+        int backend;     /* its index in pool; -1 before the first try */
+        uint64_t tried;  /* bit i: backend i was tried for this client */
+        uint64_t connect_by; /* CLOCK_MONOTONIC, while connecting */
+        bool connecting, client_eof, backend_eof, client_shut, backend_shut;
+        struct owed *up; /* read from the client, not yet taken by the backend */
+        uint64_t to_backend; /* bytes the backend took */
+        struct fwd *prev, *next; /* the loop's connecting ones, oldest first */
+};
+
+/* In each loop: the connections waiting for a backend's answer, in the
+ * order they began (a service's connect_timeout is the same for all of
+ * them, so the first is the first to time out). */
+struct fwd_loop {
+        struct fwd *head, *tail;
+};
+
+static struct ratelimit backend_rl = RATELIMIT_INIT(10 * 1000 * 1000, 20);
+
+static struct fwd_loop *fwd_loop(struct loop *l) {
+        if (!l->type_state[SERVICE_KIND_forward])
+                l->type_state[SERVICE_KIND_forward] = calloc(1, sizeof(struct fwd_loop));
+        return l->type_state[SERVICE_KIND_forward];
+}
+
+static void connecting_unlink(struct loop *l, struct fwd *f) {
+        struct fwd_loop *fl = l->type_state[SERVICE_KIND_forward];
+
+        if (!f->connecting || !fl)
+                return;
+        if (f->prev)
+                f->prev->next = f->next;
+        else
+                fl->head = f->next;
+        if (f->next)
+                f->next->prev = f->prev;
+        else
+                fl->tail = f->prev;
+        f->prev = f->next = NULL;
+        f->connecting = false;
+}
+
+/* Closes the backend's socket: with a reset (SO_LINGER 0) when the client
+ * reset, or the connection broke; otherwise as TCP closes. */
+static void backend_close(struct loop *l, struct fwd *f, bool reset) {
+        if (f->fd < 0)
+                return;
+        connecting_unlink(l, f);
+        if (reset) {
+                struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+                (void) setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(f->fd); /* also takes it out of epoll */
+        f->fd = -1;
+        f->events = 0;
+        f->ev.ev.kind = 0; /* an event of it later in this batch is stale */
+        __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
+        if (f->backend >= 0)
+                __atomic_sub_fetch(&f->pool->b[f->backend].st->open, 1, __ATOMIC_RELAXED);
+}
+
+static void backend_set_events(struct loop *l, struct fwd *f, uint32_t events) {
+        struct epoll_event e = { .events = events, .data.ptr = &f->ev };
+        int op = !f->events ? EPOLL_CTL_ADD : !events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+
+        if (f->fd < 0 || f->events == events)
+                return;
+        if (epoll_ctl(l->epfd, op, f->fd, &e) == 0)
+                f->events = events;
+}
+
+static void log_backend(struct loop *l, struct fwd *f, int i, int err, const char *what) {
+        unsigned suppressed;
+
+        if (ratelimit_pass(&backend_rl, l->now, &suppressed))
+                conn_log(l, f->c, LOG_WARNING, "backend", NULL, "backend %s: %s: %s%s", f->pool->b[i].text, what,
+                         strerror(err), suppressed ? " (some backend errors before this were not logged)" : "");
+}
+
+/* Starts a connect to the next backend the balance gives. 0 (connecting,
+ * or connected already), or -EHOSTUNREACH when no backend is left. */
+static int connect_next(struct loop *l, struct fwd *f) {
+        struct backend_pool *p = f->pool;
+
+        for (;;) {
+                int i = backend_pick(p, &f->c->peer, f->tried, l->now), fd, one = 1;
+                const struct backend *b;
+
+                if (i < 0)
+                        return -EHOSTUNREACH;
+                f->tried |= 1ULL << i;
+                b = &p->b[i];
+                fd = socket(b->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (fd < 0) {
+                        int err = errno;
+
+                        log_backend(l, f, i, err, "cannot create a socket");
+                        return -err;
+                }
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                if (connect(fd, &b->addr.sa, addr_len(&b->addr)) < 0 && errno != EINPROGRESS) {
+                        log_backend(l, f, i, errno, "connect failed; trying the next");
+                        close(fd);
+                        backend_failed(p, (size_t) i, l->now);
+                        continue;
+                }
+                f->fd = fd;
+                f->backend = i;
+                f->events = 0;
+                f->ev.ev.kind = EV_CALLBACK;
+                __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&b->st->open, 1, __ATOMIC_RELAXED);
+                /* connected or not, the answer comes as EPOLLOUT */
+                f->connecting = true;
+                f->connect_by = l->now + p->connect_timeout_usec;
+                {
+                        struct fwd_loop *fl = fwd_loop(l);
+
+                        if (fl) {
+                                f->prev = fl->tail;
+                                if (fl->tail)
+                                        fl->tail->next = f;
+                                else
+                                        fl->head = f;
+                                fl->tail = f;
+                                if (!l->type_wake[SERVICE_KIND_forward] ||
+                                    l->type_wake[SERVICE_KIND_forward] > f->connect_by)
+                                        l->type_wake[SERVICE_KIND_forward] = f->connect_by;
+                        }
+                }
+                backend_set_events(l, f, EPOLLOUT);
+                return 0;
+        }
+}
+
+/* No backend took the client: it is reset, and counted as refused. */
+static void no_backend(struct loop *l, struct fwd *f) {
+        struct conn *c = f->c;
+        struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+        STAT_INC(l, refused);
+        STAT_INC(l, refused_by[REFUSE_NO_BACKEND]);
+        STAT_INC(l, svc[c->service].refused);
+        (void) connect(c->fd, &sa, sizeof(sa));
+        conn_close(l, c, CLOSE_NO_BACKEND);
+}
+
+/* The connect to the current backend failed (err) or timed out: the next
+ * one is tried for this client. */
+static void connect_failed(struct loop *l, struct fwd *f, int err) {
+        int i = f->backend;
+
+        log_backend(l, f, i, err, "connect failed; trying the next");
+        backend_failed(f->pool, (size_t) i, l->now);
+        backend_close(l, f, true);
+        f->backend = -1;
+        if (connect_next(l, f) < 0)
+                no_backend(l, f);
+}
+
+static uint64_t forward_tick(struct loop *l) {
+        struct fwd_loop *fl = l->type_state[SERVICE_KIND_forward];
+
+        while (fl && fl->head && fl->head->connect_by <= l->now)
+                connect_failed(l, fl->head, ETIMEDOUT);
+        return fl && fl->head ? fl->head->connect_by : 0;
+}
+
+/* Sends what the backend has not taken yet. 1 when all is out, 0 when its
+ * socket is full, or a negative errno. */
+static int flush_up(struct loop *l, struct fwd *f) {
+        struct owed *o = f->up;
+
+        while (o && o->off < o->len) {
+                ssize_t n = data_send(f->fd, o->data + o->off, o->len - o->off);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return errno == EAGAIN ? 0 : -errno;
+                }
+                o->off += (uint32_t) n;
+                f->to_backend += (uint64_t) n;
+        }
+        f->up = mfree(f->up);
+        return 1;
+}
+
+/* The backend broke (err): a reset goes to the client too. */
+static void backend_broke(struct loop *l, struct fwd *f, int err) {
+        struct conn *c = f->c;
+        struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+        if (err != ECONNRESET && err != EPIPE)
+                log_backend(l, f, f->backend, err, "connection failed");
+        (void) connect(c->fd, &sa, sizeof(sa));
+        conn_close(l, c, CLOSE_BACKEND_RESET);
+}
+
+/* The backend's bytes to the client, as far as the client has room. */
+static void backend_read(struct loop *l, struct fwd *f) {
+        struct conn *c = f->c;
+        size_t room = l->rbuf_size, owed = owed_bytes(c);
+        ssize_t n;
+
+        if (owed >= l->settings.max_buffered)
+                return;
+        if (l->settings.max_buffered - owed < room)
+                room = l->settings.max_buffered - owed;
+        n = data_recv(f->fd, l->rbuf, room);
+        if (n < 0) {
+                if (errno != EAGAIN && errno != EINTR)
+                        backend_broke(l, f, errno);
+                else
+                        conn_update(l, c);
+                return;
+        }
+        if (n == 0) {
+                f->backend_eof = true;
+                conn_update(l, c); /* a FIN to the client once what came before is out */
+                return;
+        }
+        conn_touch(l, c);
+        if (conn_send(l, c, l->rbuf, (size_t) n) < 0)
+                return; /* closed */
+        conn_update(l, c);
+}
+
+static void backend_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
+        struct fwd *f = (struct fwd *) cb;
+        int r;
+
+        if (f->connecting) {
+                int err = 0;
+                socklen_t len = sizeof(err);
+
+                if (getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+                if (err) {
+                        connect_failed(l, f, err);
+                        return;
+                }
+                /* an event of the socket before it, in the same batch (a
+                 * failover): this one is still connecting */
+                {
+                        union sockaddr_in46 peer;
+                        socklen_t plen = sizeof(peer);
+
+                        if (getpeername(f->fd, &peer.sa, &plen) < 0)
+                                return;
+                }
+                connecting_unlink(l, f);
+                backend_connected(f->pool, (size_t) f->backend);
+                conn_touch(l, f->c);
+                conn_update(l, f->c); /* the client may be read now */
+                return;
+        }
+        if (events & EPOLLOUT) {
+                uint64_t before = f->to_backend;
+
+                r = flush_up(l, f);
+                if (r < 0) {
+                        backend_broke(l, f, -r);
+                        return;
+                }
+                if (f->to_backend != before)
+                        conn_touch(l, f->c);
+        }
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if (f->events & EPOLLIN) {
+                        backend_read(l, f);
+                        return;
+                }
+                if (events & (EPOLLHUP | EPOLLERR)) {
+                        int err = 0;
+                        socklen_t len = sizeof(err);
+
+                        (void) getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                        backend_broke(l, f, err ? err : ECONNRESET);
+                        return;
+                }
+        }
+        conn_update(l, f->c);
+}
+
+/* The client's bytes to the backend, as far as the backend has room. */
+static void forward_readable(struct loop *l, struct conn *c) {
+        struct fwd *f = c->data;
+        size_t room = l->rbuf_size, held = owed_len(f->up);
+        ssize_t n, w = 0;
+
+        if (held >= l->settings.max_buffered || f->fd < 0 || f->connecting) {
+                conn_update(l, c);
+                return;
+        }
+        if (l->settings.max_buffered - held < room)
+                room = l->settings.max_buffered - held;
+        n = data_recv(c->fd, l->rbuf, room);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return;
+                conn_fail(l, c, -errno);
+                return;
+        }
+        if (n == 0) {
+                f->client_eof = true;
+                conn_update(l, c); /* a FIN to the backend once what came before is out */
+                return;
+        }
+        c->bytes_in += (uint64_t) n;
+        STAT_IN(l, c, (uint64_t) n);
+        conn_touch(l, c);
+        if (!f->up) {
+                w = data_send(f->fd, l->rbuf, (size_t) n);
+                if (w < 0) {
+                        if (errno != EAGAIN && errno != EINTR) {
+                                backend_broke(l, f, errno);
+                                return;
+                        }
+                        w = 0;
+                }
+                f->to_backend += (uint64_t) w;
+                if (w == n)
+                        return; /* the common case: nothing changes */
+        }
+        if (owed_buf_append(&f->up, l->rbuf + w, (size_t) (n - w)) < 0) {
+                conn_log(l, c, LOG_WARNING, "error", NULL, "out of memory for %zd bytes to the backend; closing", n - w);
+                conn_close(l, c, CLOSE_ERROR);
+                return;
+        }
+        conn_update(l, c);
+}
+
+static bool forward_can_read(const struct loop *l, const struct conn *c) {
+        const struct fwd *f = c->data;
+
+        return f && f->fd >= 0 && !f->connecting && !f->client_eof && owed_len(f->up) < l->settings.max_buffered;
+}
+
+/* Passes on the FINs that are due, closes when both directions have
+ * ended, and sets the backend's interest. */
+static bool forward_update(struct loop *l, struct conn *c) {
+        struct fwd *f = c->data;
+        uint32_t ev = 0;
+
+        if (!f || c->state != CONN_OPEN)
+                return false;
+        if (f->backend_eof && !c->owed && !f->client_shut) {
+                (void) shutdown(c->fd, SHUT_WR);
+                f->client_shut = true;
+        }
+        if (f->client_eof && !f->up && !f->backend_shut && !f->connecting && f->fd >= 0) {
+                (void) shutdown(f->fd, SHUT_WR);
+                f->backend_shut = true;
+        }
+        if (f->client_shut && f->backend_shut) {
+                conn_close(l, c, CLOSE_PEER);
+                return true;
+        }
+        if (f->connecting || f->up)
+                ev |= EPOLLOUT;
+        if (!f->connecting && !f->backend_eof && owed_bytes(c) < l->settings.max_buffered)
+                ev |= EPOLLIN;
+        backend_set_events(l, f, ev);
+        return false;
+}
+
+static int forward_start(struct loop *l, struct conn *c) {
+        struct backend_pool *p = l->settings.forward[c->service];
+        struct fwd *f;
+        int r;
+
+        if (!p || !backend_any_usable(p, l->now))
+                return -EHOSTUNREACH;
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->ev.ev.kind = EV_CALLBACK;
+        f->ev.fn = backend_event;
+        f->c = c;
+        f->fd = -1;
+        f->backend = -1;
+        f->pool = backend_pool_ref(p);
+        c->data = f;
+        r = connect_next(l, f);
+        if (r < 0) {
+                backend_pool_unref(f->pool);
+                free(f);
+                c->data = NULL;
+        }
+        return r;
+}
+
+static uint64_t forward_closing(struct loop *l, struct conn *c, int why) {
+        struct fwd *f = c->data;
+
+        if (f)
+                backend_close(l, f, why == CLOSE_RESET || why == CLOSE_ERROR);
+        return 0;
+}
+
+static void forward_release(struct loop *l, struct conn *c) {
+        struct fwd *f = c->data;
+
+        if (!f)
+                return;
+        backend_close(l, f, true);
+        if (f->backend >= 0) {
+                struct backend_state *s = f->pool->b[f->backend].st;
+
+                __atomic_add_fetch(&s->bytes_in, f->to_backend, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&s->bytes_out, c->bytes_out + owed_bytes(c), __ATOMIC_RELAXED);
+        }
+        f->up = mfree(f->up);
+        f->pool = backend_pool_unref(f->pool);
+        f->backend = -1;
+        /* f itself is freed with c after the batch (loop_reap): a later
+         * event of this batch may still point at it */
+}
+
+static void forward_info(const struct conn *c, struct conn_info *i) {
+        const struct fwd *f = c->data;
+
+        if (!f || !f->pool)
+                return;
+        if (f->backend >= 0)
+                i->backend = f->pool->b[f->backend].addr;
+        if (f->connecting)
+                i->state = "connecting";
+        else if (f->client_eof || f->backend_eof)
+                i->state = "half-closed";
+        else if (f->up)
+                i->state = "to-backend"; /* the backend is slow to take */
+        else if (c->owed)
+                i->state = "to-client"; /* the client is slow to take */
+}
+
+const struct service_type service_forward = {
+        .start = forward_start,
+        .start_refusal = REFUSE_NO_BACKEND,
+        .readable = forward_readable,
+        .can_read = forward_can_read,
+        .update = forward_update,
+        .closing = forward_closing,
+        .release = forward_release,
+        .info = forward_info,
+        .tick = forward_tick,
+        .not_kept = true,
+};

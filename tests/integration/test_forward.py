@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""type = forward: clients relayed to backends. The backends are sockets
+of the test's own on loopback, so that each side of a relay can be driven
+and watched: bytes both ways, half-close, resets passed on, failover,
+no backend at all, a backend that never reads, kick, idle time."""
+
+import queue
+import socket
+import struct
+import threading
+import time
+
+from tcpdtest import Daemon, check, connect, main, read_to_eof, reads_eof, wait_for
+
+
+class Backend:
+    """A listening socket on 127.0.0.1; accepted connections go to a queue.
+    With echo, each is answered by a thread of its own instead."""
+
+    def __init__(self, echo=False, name=b"", backlog=128):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        self.conns = queue.Queue()
+        self.echo, self.name = echo, name
+        self.accepted = 0
+        self.stopped = False
+        if backlog:
+            threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while not self.stopped:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.echo:
+                threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+            else:
+                self.conns.put(s)
+
+    def serve(self, s):
+        try:
+            if self.name:
+                s.sendall(self.name)
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                s.sendall(data)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def take(self, timeout=10):
+        s = self.conns.get(timeout=timeout)
+        s.settimeout(10)
+        return s
+
+    def close(self):
+        self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() the thread waits in
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def forward_ini(backends, extra=""):
+    return ("[service fw]\ntype = forward\nlisten = 127.0.0.1:0\nbackend = " + " ".join(backends) + "\n" + extra)
+
+
+def fw_port(d):
+    for li in d.status()["listeners"]:
+        if li["service"] == "fw":
+            return int(li["address"].rsplit(":", 1)[1])
+    raise AssertionError("no fw listener")
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        got = s.recv(min(65536, n - len(buf)))
+        if not got:
+            break
+        buf += got
+    return buf
+
+
+def svc(d, name="fw"):
+    return next(x for x in d.status()["services"] if x["name"] == name)
+
+
+def test_bytes_both_ways_and_list():
+    b = Backend()
+    d = Daemon(forward_ini([b.addr]))
+    c = connect(fw_port(d))
+    be = b.take()
+    c.sendall(b"from the client")
+    check(recv_exact(be, 15) == b"from the client", "the backend gets the client's bytes")
+    be.sendall(b"from the backend")
+    check(recv_exact(c, 16) == b"from the backend", "the client gets the backend's bytes")
+    # a megabyte each way at once: back-pressure, nothing lost or reordered
+    blob = bytes(range(256)) * 4096
+    got_be, got_c = [], []
+    t1 = threading.Thread(target=lambda: got_be.append(recv_exact(be, len(blob))))
+    t2 = threading.Thread(target=lambda: got_c.append(recv_exact(c, len(blob))))
+    t1.start()
+    t2.start()
+    c.sendall(blob)
+    be.sendall(blob[::-1])
+    t1.join(30)
+    t2.join(30)
+    check(got_be == [blob] and got_c == [blob[::-1]], "a megabyte each way, in order")
+    conns = [x for x in d.connections() if x["service"] == "fw"]
+    check(len(conns) == 1 and conns[0]["backend"] == b.addr and conns[0]["state"] == "open", f"{conns}")
+    check(conns[0]["bytes_in"] == 15 + len(blob) and conns[0]["bytes_out"] == 16 + len(blob), f"{conns}")
+    table = d.ctl("list").stdout
+    check("BACKEND" in table and b.addr in table, table)
+    # kick closes both sides
+    d.ctl("kick", str(conns[0]["id"]))
+    check(reads_eof(c), "the kicked client sees the end")
+    check(reads_eof(be), "so does its backend")
+    st = svc(d)
+    check(st["connections_total"] == 1 and st["connections_open"] == 0, f"{st}")
+    b.close()
+    d.stop()
+
+
+def test_half_close_both_ways():
+    b = Backend()
+    d = Daemon(forward_ini([b.addr]))
+    port = fw_port(d)
+    # the client is done sending first; the backend still answers
+    c = connect(port)
+    be = b.take()
+    c.sendall(b"question")
+    c.shutdown(socket.SHUT_WR)
+    check(recv_exact(be, 8) == b"question" and reads_eof(be), "the backend reads the question, then the FIN")
+    time.sleep(0.2)
+    be.sendall(b"a long answer")
+    check(recv_exact(c, 13) == b"a long answer", "the other way stays open after the client's FIN")
+    be.close()
+    check(read_to_eof(c) == 0, "then the backend's FIN reaches the client")
+    # the backend is done first; the client still sends
+    c = connect(port)
+    be = b.take()
+    be.sendall(b"banner")
+    be.shutdown(socket.SHUT_WR)
+    check(recv_exact(c, 6) == b"banner" and reads_eof(c), "the client reads the banner, then the FIN")
+    c.sendall(b"still talking")
+    check(recv_exact(be, 13) == b"still talking", "the client's way stays open after the backend's FIN")
+    c.close()
+    check(reads_eof(be), "and ends with the client's FIN")
+    wait_for(lambda: svc(d)["connections_open"] == 0, what="both relays closed")
+    b.close()
+    d.stop()
+
+
+def rst(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def test_resets_are_passed_on():
+    b = Backend()
+    d = Daemon(forward_ini([b.addr]))
+    port = fw_port(d)
+    c = connect(port)
+    be = b.take()
+    c.sendall(b"x")
+    recv_exact(be, 1)
+    rst(be)
+    try:
+        data = c.recv(10)
+        check(False, f"a reset, not {data!r}")
+    except ConnectionResetError:
+        pass
+    c = connect(port)
+    be = b.take()
+    c.sendall(b"y")
+    recv_exact(be, 1)
+    rst(c)
+    try:
+        data = be.recv(10)
+        check(False, f"a reset, not {data!r}")
+    except ConnectionResetError:
+        pass
+    wait_for(lambda: svc(d)["connections_open"] == 0, what="both relays closed")
+    b.close()
+    d.stop()
+
+
+def test_failover_and_no_backend():
+    dead = Backend()
+    dead.close()  # a port where nothing listens: refused
+    live = Backend(echo=True)
+    d = Daemon(forward_ini([dead.addr, live.addr], "connect_timeout = 2s\n"))
+    port = fw_port(d)
+    for _ in range(4):  # round robin starts at either: each gets through
+        c = connect(port)
+        c.sendall(b"ping")
+        check(recv_exact(c, 4) == b"ping", "relayed to the live backend")
+        c.close()
+    check(live.accepted == 4, f"every client reached the live backend ({live.accepted})")
+    check("connect failed" in d.stderr() and dead.addr in d.stderr(), d.stderr())
+    live.close()
+    # nothing listens anywhere now: the clients are refused, and counted
+    for _ in range(3):
+        try:
+            c = connect(port)
+            data = c.recv(10)
+            check(data == b"", f"nothing relayed: {data!r}")
+            c.close()
+        except ConnectionResetError:
+            pass
+    st = d.status()
+    check(st["refused"]["no_backend"] == 3, f"{st['refused']}")
+    check(svc(d)["connections_refused"] == 3, f"{svc(d)}")
+    d.stop()
+
+
+def test_connect_timeout():
+    # a backend whose queue is full drops SYNs: the connect hangs
+    full = Backend(backlog=0)
+    full.sock.listen(0)
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", full.port))
+        fillers.append(s)
+    time.sleep(0.3)
+    live = Backend(echo=True)
+    d = Daemon(forward_ini([full.addr, live.addr], "connect_timeout = 300ms\n"))
+    port = fw_port(d)
+    start = time.monotonic()
+    ok = 0
+    for _ in range(3):
+        c = connect(port)
+        c.sendall(b"late")
+        ok += recv_exact(c, 4) == b"late"
+        c.close()
+    took = time.monotonic() - start
+    check(ok == 3, "every client got through")
+    check(took < 5, f"at most a connect_timeout each ({took:.2f} s)")
+    check("Connection timed out" in d.stderr(), d.stderr())
+    for s in fillers:
+        s.close()
+    full.close()
+    live.close()
+    d.stop()
+
+
+def test_balance():
+    a, b = Backend(echo=True, name=b"A"), Backend(echo=True, name=b"B")
+    d = Daemon(forward_ini([a.addr, b.addr]))
+    port = fw_port(d)
+    names = []
+    for _ in range(6):
+        c = connect(port)
+        names.append(recv_exact(c, 1))
+        c.close()
+    check(names.count(b"A") == 3 and names.count(b"B") == 3, f"round robin: {names}")
+    d.write_config(forward_ini([a.addr, b.addr], "balance = source\n"))
+    d.ctl("reload")
+    for src in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        seen = set()
+        for _ in range(4):
+            c = connect(port, source=src)
+            seen.add(recv_exact(c, 1))
+            c.close()
+        check(len(seen) == 1, f"source: {src} always to the same backend ({seen})")
+    # leastconn: with one connection held on A, the next two go to B first
+    d.write_config(forward_ini([a.addr, b.addr], "balance = leastconn\n"))
+    d.ctl("reload")
+    held = connect(port)
+    first = recv_exact(held, 1)
+    other = b"B" if first == b"A" else b"A"
+    c = connect(port)
+    check(recv_exact(c, 1) == other, "leastconn: the backend with fewer connections")
+    c.close()
+    held.close()
+    a.close()
+    b.close()
+    d.stop()
+
+
+def test_backend_that_never_reads():
+    b = Backend()
+    d = Daemon("[tcpd]\nmax_buffered = 64K\n" + forward_ini([b.addr]))
+    c = connect(fw_port(d))
+    be = b.take()  # accepted, never read
+    rss0 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    c.setblocking(False)
+    sent, end = 0, time.monotonic() + 3
+    chunk = b"z" * 65536
+    while time.monotonic() < end:
+        try:
+            sent += c.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+    rss1 = int(open(f"/proc/{d.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    check(sent < 64 * 1024 * 1024, f"the client is slowed ({sent} bytes in 3 s)")
+    check(rss1 - rss0 < 4096, f"tcpd holds at most max_buffered for it ({rss0} -> {rss1} KiB)")
+    conns = [x for x in d.connections() if x["service"] == "fw"]
+    check(conns[0]["state"] == "to-backend", f"{conns}")
+    # the client goes: once the backend has read what came before the
+    # client's FIN, the FIN reaches it, and its close ends the relay
+    c.close()
+    be.setblocking(True)
+    got = 0
+    while True:
+        data = be.recv(1 << 20)
+        if not data:
+            break
+        got += len(data)
+    check(got == sent, f"every byte the client sent reached the backend ({got} of {sent})")
+    be.close()
+    wait_for(lambda: svc(d)["connections_open"] == 0, what="the relay closed")
+    b.close()
+    d.stop()
+
+
+def test_idle_counts_both_directions():
+    b = Backend()
+    d = Daemon(forward_ini([b.addr], "idle_timeout = 1s\n"))
+    port = fw_port(d)
+    quiet = connect(port)
+    b.take()
+    talky = connect(port)
+    be = b.take()
+    for _ in range(8):  # only the backend talks, every 0.25 s, for 2 s
+        be.sendall(b".")
+        time.sleep(0.25)
+    check(reads_eof(quiet, timeout=5), "the quiet relay timed out")
+    check(recv_exact(talky, 8) == b"........", "the one whose backend talks did not")
+    talky.close()
+    b.close()
+    d.stop()
+
+
+if __name__ == "__main__":
+    main([test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
+          test_failover_and_no_backend, test_connect_timeout, test_balance, test_backend_that_never_reads,
+          test_idle_counts_both_directions])
