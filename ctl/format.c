@@ -611,6 +611,64 @@ void format_connections(FILE *f, json_t *conns) {
         conn_table_free(t);
 }
 
+enum { BK_SERVICE, BK_BACKEND, BK_STATE, BK_ADMIN, BK_CHECK, BK_OPEN, BK_TOTAL, BK_FAILED, BK_IN, BK_OUT, _BK_MAX };
+
+static const struct column backend_columns[_BK_MAX] = {
+        [BK_SERVICE] = { "SERVICE", false, false }, [BK_BACKEND] = { "BACKEND", false, false },
+        [BK_STATE] = { "STATE", false, false },     [BK_ADMIN] = { "ADMIN", false, false },
+        [BK_CHECK] = { "CHECK", false, false },     [BK_OPEN] = { "OPEN", true, false },
+        [BK_TOTAL] = { "TOTAL", true, false },      [BK_FAILED] = { "FAILED", true, false },
+        [BK_IN] = { "IN", true, false },            [BK_OUT] = { "OUT", true, false },
+};
+
+int format_backends(FILE *f, json_t *backends) {
+        size_t n = json_array_size(backends), width[_BK_MAX], i;
+        char (*rows)[_BK_MAX][CELL] = calloc(n + 1, sizeof(*rows));
+        const char *cells[_BK_MAX];
+        bool shown[_BK_MAX];
+        json_t *b;
+
+        if (!rows)
+                return -ENOMEM;
+        if (n == 0) {
+                fprintf(f, "no backends (no service of type = forward)\n");
+                free(rows);
+                return 0;
+        }
+        json_array_foreach(backends, i, b) {
+                char (*r)[CELL] = rows[i + 1];
+
+                snprintf(r[BK_SERVICE], CELL, "%s", str(b, "service"));
+                snprintf(r[BK_BACKEND], CELL, "%s", str(b, "backend"));
+                snprintf(r[BK_STATE], CELL, "%s", str(b, "state"));
+                snprintf(r[BK_ADMIN], CELL, "%s", str(b, "admin"));
+                if (json_object_get(b, "check_error"))
+                        snprintf(r[BK_CHECK], CELL, "%s (%s)", str(b, "check"), str(b, "check_error"));
+                else
+                        snprintf(r[BK_CHECK], CELL, "%s", str(b, "check"));
+                snprintf(r[BK_OPEN], CELL, "%llu", num(b, "connections_open"));
+                snprintf(r[BK_TOTAL], CELL, "%llu", num(b, "connections_total"));
+                snprintf(r[BK_FAILED], CELL, "%llu", num(b, "connect_failures"));
+                format_size(num(b, "bytes_in"), r[BK_IN], CELL);
+                format_size(num(b, "bytes_out"), r[BK_OUT], CELL);
+        }
+        for (int k = 0; k < _BK_MAX; k++) {
+                shown[k] = true;
+                width[k] = strlen(backend_columns[k].title);
+                snprintf(rows[0][k], CELL, "%s", backend_columns[k].title);
+                for (size_t r = 1; r <= n; r++)
+                        if (text_cols(rows[r][k]) > width[k])
+                                width[k] = text_cols(rows[r][k]);
+        }
+        for (size_t r = 0; r <= n; r++) {
+                for (int k = 0; k < _BK_MAX; k++)
+                        cells[k] = rows[r][k];
+                print_cells(f, backend_columns, _BK_MAX, shown, width, cells, r == 0);
+        }
+        free(rows);
+        return 0;
+}
+
 enum { FL_HOST, FL_STATE, FL_UP, FL_OPEN, FL_TOTAL, FL_KICKED, FL_REFUSED, FL_IN, FL_OUT, _FL_MAX };
 
 static const struct column fleet_columns[_FL_MAX] = {
@@ -746,6 +804,11 @@ void format_event(FILE *f, json_t *e) {
                 fprintf(f, "reload    ok\n");
         else if (streq(type, "reload"))
                 fprintf(f, "reload    failed: %s\n", str(e, "error"));
+        else if (streq(type, "backend") && json_object_get(e, "admin"))
+                fprintf(f, "backend   %s %s %s\n", str(e, "service"), str(e, "backend"), str(e, "admin"));
+        else if (streq(type, "backend"))
+                fprintf(f, "backend   %s %s %s (check: %s)\n", str(e, "service"), str(e, "backend"), str(e, "state"),
+                        str(e, "reason"));
         else if (streq(type, "dropped"))
                 fprintf(f, "dropped   %llu events: this monitor did not read fast enough\n", num(e, "count"));
         else

@@ -39,6 +39,8 @@ void format_json_element(FILE *f, json_t *v, bool first);
 /* Several hosts' GetStatus replies (each with "host", or "host" and
  * "error"): a line per host and the totals. */
 void format_fleet_status(FILE *f, json_t *replies);
+/* Backends (each with "service"), as tcpctl backends shows them. */
+int format_backends(FILE *f, json_t *backends);
 /* The Kick reply. */
 void format_kick(FILE *f, json_t *reply);
 /* s cut to cols columns by replacing its middle with the ellipsis; s itself

@@ -88,6 +88,7 @@ static int option_error(const char *cmd, char **argv, int c) {
 }
 
 static const char *arg_service; /* --service, to name it in an error */
+static const char *arg_backend; /* tcpctl backend's, likewise */
 
 static int services_known(json_t *params, void *userdata) {
         char *list = userdata;
@@ -127,6 +128,9 @@ static int report_error(const char *method, struct vl_reply *reply) {
                 return usage_error("no service named '%s' here; tcpd serves: %s", arg_service,
                                    *known ? known : "nothing");
         }
+        if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param && streq(param, "backend") && arg_backend)
+                return usage_error("service %s has no backend %s (tcpctl backends lists them)", arg_service,
+                                   arg_backend);
         if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param)
                 return usage_error("tcpd refused the value of %s", param);
         if (streq(reply->error, TCPD_ERROR_SHUTTING_DOWN))
@@ -873,6 +877,73 @@ static int cmd_monitor(int argc, char **argv) {
         return r;
 }
 
+/* tcpctl backends [SERVICE]: the backends of the services of type forward,
+ * from GetStatus. */
+static int print_backends(json_t *params, void *userdata) {
+        const char *only = userdata;
+        json_t *all = json_array(), *s, *b;
+        size_t i, j;
+        int r = 0;
+
+        if (!all)
+                return fail("out of memory");
+        json_array_foreach(json_object_get(params, "services"), i, s) {
+                const char *name = json_string_value(json_object_get(s, "name"));
+
+                if (only && (!name || !streq(name, only)))
+                        continue;
+                json_array_foreach(json_object_get(s, "backends"), j, b) {
+                        json_t *o = json_pack("{s:s}", "service", name ? name : "");
+
+                        if (!o || json_object_update(o, b) < 0) {
+                                json_decref(o);
+                                json_decref(all);
+                                return fail("out of memory");
+                        }
+                        json_array_append_new(all, o);
+                }
+        }
+        if (only && json_array_size(all) == 0)
+                r = usage_error("backends: no service of type forward named '%s'", only);
+        else if (arg_json)
+                format_json(stdout, all);
+        else if (format_backends(stdout, all) < 0)
+                r = fail("out of memory");
+        json_decref(all);
+        return r;
+}
+
+static int cmd_backends(int argc, char **argv) {
+        if (argc > 2)
+                return usage_error("backends takes at most a service's name");
+        return call(TCPD_METHOD_GET_STATUS, NULL, false, print_backends, argc == 2 ? argv[1] : NULL);
+}
+
+static int print_set_backend(json_t *params, void *userdata) {
+        const char *prev = json_string_value(json_object_get(params, "previous")) ?: "?";
+
+        if (arg_json)
+                format_json(stdout, params);
+        else
+                printf("service %s: backend %s %s (was %s)\n",
+                       json_string_value(json_object_get(params, "service")) ?: "?",
+                       json_string_value(json_object_get(params, "backend")) ?: "?",
+                       json_string_value(json_object_get(params, "admin")) ?: "?", prev);
+        return 0;
+}
+
+/* tcpctl backend drain|disable|enable SERVICE BACKEND */
+static int cmd_backend(int argc, char **argv) {
+        if (argc != 4 || (!streq(argv[1], "drain") && !streq(argv[1], "disable") && !streq(argv[1], "enable")))
+                return usage_error("backend takes drain, disable or enable, a service and a backend (as in "
+                                   "backend= or its address): tcpctl backend drain db 10.0.0.5:5432");
+        arg_service = argv[2];
+        arg_backend = argv[3];
+        return call(TCPD_METHOD_SET_BACKEND,
+                    json_pack("{s:s,s:s,s:s}", "service", argv[2], "backend", argv[3], "admin", argv[1]), false,
+                    print_set_backend, NULL);
+}
+
 /* tcpctl top: the daemon at a glance, refreshed every second (top.c). */
 static int cmd_top(int argc, char **argv) {
         struct sigaction sa = { .sa_handler = on_stop_signal }; /* ends the view cleanly */
@@ -995,6 +1066,9 @@ static const struct command {
         { "bridge", cmd_bridge, "", "join standard input and output to the control socket (for tcpctl -H, over ssh)" },
         { "metrics", cmd_metrics, "[--openmetrics] [-o FILE]", "print the counters for Prometheus (or write FILE)",
           METRICS_SHORT, metrics_options },
+        { "backends", cmd_backends, "[SERVICE]", "the backends of relays (type = forward): up or down, checks, counters" },
+        { "backend", cmd_backend, "drain|disable|enable SERVICE BACKEND",
+          "no new clients for a backend (drain keeps its open ones), or again (root or admin group)" },
         { "top", cmd_top, "", "a live full-screen view: services and the busiest connections (q quits)" },
         { "monitor", cmd_monitor, "", "print connections, closes, refusals and reloads as they happen" },
         { "prepare-stop", cmd_prepare_stop, "UNIT",

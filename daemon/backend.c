@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "backend.h"
+#include "config.h"
 #include "units.h"
 #include "util.h"
+#include "words.h"
 
 static const char *const balance_names[_BALANCE_MAX] = {
         [BALANCE_ROUNDROBIN] = "roundrobin",
@@ -20,6 +22,77 @@ static const char *const admin_names[_BACKEND_ADMIN_MAX] = {
         [BACKEND_DRAIN] = "drain",
         [BACKEND_DISABLED] = "disabled",
 };
+
+static const char *const check_names[_CHECK_RESULT_MAX] = {
+        [CHECK_NONE] = "none", [CHECK_OK] = "ok", [CHECK_REFUSED] = "refused",
+        [CHECK_TIMEOUT] = "timeout", [CHECK_MISMATCH] = "mismatch",
+};
+
+const char *check_result_name(enum check_result r) {
+        return r < _CHECK_RESULT_MAX ? check_names[r] : "?";
+}
+
+void check_spec_done(struct check_spec *c) {
+        c->send = mfree(c->send);
+        c->expect = mfree(c->expect);
+}
+
+int check_parse(const char *value, struct check_spec *c, const char **why) {
+        char **w = NULL;
+        int n = words_split(value, &w, why), r = 0;
+        char *send = NULL, *expect = NULL;
+
+        if (n < 0)
+                return n;
+        if (n == 1 && streq(w[0], "connect"))
+                goto done;
+        for (int i = 0; i < n; i += 2) {
+                char **slot = streq(w[i], "send") ? &send : streq(w[i], "expect") ? &expect : NULL;
+
+                if (!slot || i + 1 >= n || *slot || !*w[i + 1] || strlen(w[i + 1]) > CHECK_STRING_MAX) {
+                        *why = "expected connect, or send STRING expect STRING (or expect STRING alone), each "
+                               "string 1 to " STRINGIFY(CHECK_STRING_MAX) " bytes, quoted as exec=";
+                        r = -EINVAL;
+                        goto done;
+                }
+                *slot = w[i + 1];
+                w[i + 1] = NULL;
+        }
+        if (!expect) {
+                *why = "a check that sends must say what it expects back: send STRING expect STRING";
+                r = -EINVAL;
+        }
+done:
+        for (int i = 0; w && i < n; i++)
+                free(w[i]);
+        free(w);
+        if (r < 0) {
+                free(send);
+                free(expect);
+                return r;
+        }
+        check_spec_done(c);
+        c->send = send;
+        c->expect = expect;
+        return 0;
+}
+
+void check_print(const struct check_spec *c, FILE *f) {
+        if (!c->expect) {
+                fputs(" connect", f);
+                return;
+        }
+        if (c->send) {
+                char *w[] = { (char *) "send", c->send, NULL };
+
+                words_print(w, f);
+        }
+        {
+                char *w[] = { (char *) "expect", c->expect, NULL };
+
+                words_print(w, f);
+        }
+}
 
 const char *balance_name(enum balance b) {
         return b < _BALANCE_MAX ? balance_names[b] : "?";
@@ -149,15 +222,22 @@ static void state_unref(struct backend_state *s) {
                 free(s);
 }
 
-struct backend_pool *backend_pool_new(const struct backend_spec *specs, size_t n, enum balance balance,
-                                      uint64_t connect_timeout_usec, const struct backend_pool *old) {
+struct backend_pool *backend_pool_new(const struct service_config *s, const struct backend_pool *old) {
+        const struct backend_spec *specs = s->backends;
+        size_t n = s->n_backends;
         struct backend_pool *p = calloc(1, sizeof(*p) + n * sizeof(p->b[0]));
 
         if (!p)
                 return NULL;
         p->refs = 1;
-        p->balance = balance;
-        p->connect_timeout_usec = connect_timeout_usec;
+        p->balance = s->balance;
+        p->connect_timeout_usec = s->connect_timeout_usec;
+        p->check = (struct check_spec) { .interval_usec = s->check.interval_usec, .rise = s->check.rise,
+                                         .fall = s->check.fall };
+        p->service = strdup(service_config_name(s));
+        if (!p->service || (s->check.send && !(p->check.send = strdup(s->check.send))) ||
+            (s->check.expect && !(p->check.expect = strdup(s->check.expect))))
+                return backend_pool_unref(p);
         p->n = n;
         for (size_t i = 0; i < n; i++) {
                 struct backend *b = &p->b[i];
@@ -192,17 +272,20 @@ struct backend_pool *backend_pool_unref(struct backend_pool *p) {
                 free(p->b[i].text);
                 state_unref(p->b[i].st);
         }
+        free(p->service);
+        check_spec_done(&p->check);
         free(p);
         return NULL;
 }
 
-/* Up, or down long enough to be tried again; and taking new clients. */
+/* Up (a failed connect takes it down, its checks bring it back), and
+ * taking new clients. */
 static bool usable(const struct backend *b, uint64_t now) {
         const struct backend_state *s = b->st;
 
         if (__atomic_load_n(&s->admin, __ATOMIC_RELAXED) != BACKEND_ENABLED)
                 return false;
-        return __atomic_load_n(&s->up, __ATOMIC_RELAXED) || now >= __atomic_load_n(&s->retry_at, __ATOMIC_RELAXED);
+        return __atomic_load_n(&s->up, __ATOMIC_RELAXED);
 }
 
 bool backend_any_usable(struct backend_pool *p, uint64_t now) {
@@ -257,12 +340,10 @@ void backend_failed(struct backend_pool *p, size_t i, uint64_t now) {
 
         __atomic_add_fetch(&s->failed, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&s->up, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&s->retry_at, now + BACKEND_RETRY_USEC, __ATOMIC_RELAXED);
 }
 
 void backend_connected(struct backend_pool *p, size_t i) {
         struct backend_state *s = p->b[i].st;
 
         __atomic_add_fetch(&s->total, 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&s->up, 1, __ATOMIC_RELAXED);
 }

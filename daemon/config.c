@@ -172,6 +172,7 @@ struct config *config_free(struct config *c) {
                 words_free(c->services[i].exec_argv);
                 words_free(c->services[i].environment);
                 backends_free(c->services[i].backends, c->services[i].n_backends);
+                check_spec_done(&c->services[i].check);
         }
         free(c);
         return NULL;
@@ -643,6 +644,44 @@ static int forward_key(struct parse_ctx *p, struct service_config *s, const char
                 s->balance = (enum balance) b;
                 return 0;
         }
+        if (streq(name, "check")) {
+                int r = check_parse(value, &s->check, why);
+                char *out = NULL;
+                size_t len = 0;
+                FILE *f;
+
+                if (r < 0 || !(f = open_memstream(&out, &len)))
+                        return r;
+                /* --check-config writes it back: it must fit on a line */
+                check_print(&s->check, f);
+                fclose(f);
+                free(out);
+                if (strlen("check =") + len > INI_LINE_LIMIT - 3) {
+                        *why = "too long once written back with its quotes: use shorter strings";
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (streq(name, "check_interval")) {
+                uint64_t usec;
+
+                if (parse_duration(value, &usec) < 0 || usec < 100 * USEC_PER_MSEC || usec > 3600 * USEC_PER_SEC) {
+                        *why = "expected a duration from 100ms to 1h, such as 2s";
+                        return -EINVAL;
+                }
+                s->check.interval_usec = usec;
+                return 0;
+        }
+        if (streq(name, "rise") || streq(name, "fall")) {
+                uint64_t v;
+
+                if (parse_uint(value, 100, &v) < 0 || v < 1) {
+                        *why = "expected a number of checks in a row, from 1 to 100";
+                        return -EINVAL;
+                }
+                *(streq(name, "rise") ? &s->check.rise : &s->check.fall) = (unsigned) v;
+                return 0;
+        }
         if (streq(name, "connect_timeout")) {
                 uint64_t usec;
 
@@ -723,7 +762,9 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
         }
         if (s->name && (streq(name, "exec") || streq(name, "environment") || streq(name, "kill_timeout")))
                 return exec_key(p, s, name, value, why);
-        if (s->name && (streq(name, "backend") || streq(name, "balance") || streq(name, "connect_timeout")))
+        if (s->name && (streq(name, "backend") || streq(name, "balance") || streq(name, "connect_timeout") ||
+                        streq(name, "check") || streq(name, "check_interval") || streq(name, "rise") ||
+                        streq(name, "fall")))
                 return forward_key(p, s, name, value, why);
         if (streq(name, "banner")) {
                 size_t n = strlen(value);
@@ -763,7 +804,8 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
 }
 
 /* Names that systemd's sockets and the fd store use for other things. */
-static const char *const reserved_names[] = { "control", "varlink", "metrics", "conn", "tcpd-state", "tcpd-settings" };
+static const char *const reserved_names[] = { "control",    "varlink",       "metrics",      "conn",
+                                              "tcpd-state", "tcpd-settings", "tcpd-backends" };
 
 /* The [service NAME] section's service, added at its first key. Returns
  * its index, or -1 after saying (once) what is wrong with the section. */
@@ -790,7 +832,7 @@ static int named_service(struct parse_ctx *p, const char *section) {
                 for (size_t i = 0; i < ARRAY_SIZE(reserved_names); i++)
                         if (streq(name, reserved_names[i]))
                                 why = "that name is reserved (control, varlink, metrics, conn, tcpd-state, "
-                                      "tcpd-settings name other sockets under systemd)";
+                                      "tcpd-settings, tcpd-backends name other sockets under systemd)";
         if (!why && c->n_services == CONFIG_MAX_SERVICES)
                 why = "at most " STRINGIFY(CONFIG_MAX_SERVICES) " services, the short forms included";
         if (why) {
@@ -802,7 +844,9 @@ static int named_service(struct parse_ctx *p, const char *section) {
         }
         c->services[c->n_services] = (struct service_config) { .name = strdup(name), .line = p->line,
                                                                .kill_timeout_usec = EXEC_KILL_TIMEOUT_USEC,
-                                                               .connect_timeout_usec = FORWARD_CONNECT_TIMEOUT_USEC };
+                                                               .connect_timeout_usec = FORWARD_CONNECT_TIMEOUT_USEC,
+                                                               .check = { .interval_usec = CHECK_INTERVAL_USEC,
+                                                                          .rise = CHECK_RISE, .fall = CHECK_FALL } };
         if (!c->services[c->n_services].name) {
                 add_error(p->errs, "%s:%u: out of memory", p->path, p->line);
                 return -1;
@@ -941,6 +985,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                                 "type", "listen", "banner", "max_connections", "allow", "deny",
                                 "max_connections_per_source", "max_connection_rate", "idle_timeout", "max_lifetime",
                                 "exec", "environment", "kill_timeout", "backend", "balance", "connect_timeout",
+                                "check", "check_interval", "rise", "fall",
                         };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
@@ -1100,20 +1145,24 @@ int config_load(const char *path, bool must_exist, struct config **ret, struct c
         r = config_load_string(path, text, ret, errs);
         if (r < 0)
                 return r;
+        r = config_resolve(*ret, errs);
+        if (r < 0)
+                *ret = config_free(*ret);
+        return r;
+}
+
+int config_resolve(struct config *c, struct config_errors *errs) {
         /* backend names: looked up here, at load and reload, never on the
          * data path */
-        for (size_t i = 0; i < (*ret)->n_services; i++) {
-                struct service_config *s = &(*ret)->services[i];
+        for (size_t i = 0; i < c->n_services; i++) {
+                struct service_config *s = &c->services[i];
                 char why[320];
 
                 if (backends_resolve(s->backends, s->n_backends, why, sizeof(why)) < 0)
-                        add_error(errs, "%s:%u: [service %s] backend: %s", path, s->backend_line, s->name, why);
+                        add_error(errs, "%s:%u: [service %s] backend: %s", c->path ? c->path : "settings",
+                                  s->backend_line, s->name, why);
         }
-        if (errs->total > 0) {
-                *ret = config_free(*ret);
-                return -EINVAL;
-        }
-        return 0;
+        return errs->total > 0 ? -EINVAL : 0;
 }
 
 /* One prefix a line (lines add up, and none grows past inih's limit); an
@@ -1204,6 +1253,11 @@ void config_print(const struct config *c, FILE *f) {
                         fprintf(f, "balance = %s\n", balance_name(s->balance));
                         fprintf(f, "connect_timeout = %s\n",
                                 format_duration_exact(s->connect_timeout_usec, buf, sizeof(buf)));
+                        fprintf(f, "check =");
+                        check_print(&s->check, f);
+                        fprintf(f, "\ncheck_interval = %s\nrise = %u\nfall = %u\n",
+                                format_duration_exact(s->check.interval_usec, buf, sizeof(buf)), s->check.rise,
+                                s->check.fall);
                 }
                 /* a service's own limits, only where it has them */
                 if (s->has_max_connections)

@@ -92,6 +92,7 @@ struct service_config {
         unsigned backend_line;
         enum balance balance;
         uint64_t connect_timeout_usec;
+        struct check_spec check; /* check=, check_interval=, rise=, fall= */
 };
 
 struct config {
@@ -153,6 +154,9 @@ void config_errors_clear(struct config_errors *e);
 /* The defaults, as if from an empty file. */
 struct config *config_new(void);
 struct config *config_free(struct config *c);
+/* Looks up the backend names of forward services (config_load does;
+ * config_load_string does not, so that a fuzzer never asks a resolver). */
+int config_resolve(struct config *c, struct config_errors *errs);
 
 /* Loads path. A missing file is an error only if must_exist; then the
  * defaults apply. Returns 0 and *ret, or a negative errno with each problem

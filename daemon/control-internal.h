@@ -106,6 +106,11 @@ void method_get_status(struct control_client *cl, struct vl_call *call);
 void method_reload(struct control_client *cl, struct vl_call *call);
 void method_prepare_stop(struct control_client *cl, struct vl_call *call);
 void method_set_log_level(struct control_client *cl, struct vl_call *call);
+/* control-backends.c */
+struct backend_pool;
+json_t *control_backends_json(const struct backend_pool *p);
+void method_set_backend(struct control_client *cl, struct vl_call *call);
+void control_monitor_admin(struct control *ctl, const char *service, const char *backend, const char *admin);
 
 /* control-conns.c: list and kick */
 void method_list_connections(struct control_client *cl, struct vl_call *call);

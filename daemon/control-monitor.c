@@ -106,6 +106,28 @@ void control_monitor_reload(struct control *ctl, const char *error) {
         monitor_send(ctl, e, 0);
 }
 
+void control_monitor_backend(struct control *ctl, const char *service, const char *backend, bool up,
+                             const char *why) {
+        json_t *e;
+
+        if (!ctl || !ctl->n_monitors)
+                return;
+        e = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s}", "type", "backend", "time_usec",
+                      (json_int_t) now_usec(CLOCK_REALTIME), "service", service, "backend", backend, "state",
+                      up ? "up" : "down", "reason", why);
+        monitor_send(ctl, e, 0);
+}
+
+void control_monitor_admin(struct control *ctl, const char *service, const char *backend, const char *admin) {
+        json_t *e;
+
+        if (!ctl || !ctl->n_monitors)
+                return;
+        e = json_pack("{s:s,s:I,s:s,s:s,s:s}", "type", "backend", "time_usec", (json_int_t) now_usec(CLOCK_REALTIME),
+                      "service", service, "backend", backend, "admin", admin);
+        monitor_send(ctl, e, 0);
+}
+
 /* The client gets no more events. */
 void control_monitor_stop(struct control_client *cl) {
         if (!cl->monitor)

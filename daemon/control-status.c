@@ -101,6 +101,11 @@ static json_t *services_json(const struct tcpd *t, const struct loop_stats *s) {
                 /* how long its closed connections lasted (tcpctl metrics) */
                 if (o)
                         json_object_set_new(o, "durations", durations_json(v));
+                /* a relay's backends, and how it picks one */
+                if (o && service_id_type(k) == SERVICE_KIND_forward && t->pools[k]) {
+                        json_object_set_new(o, "balance", json_string(balance_name(t->pools[k]->balance)));
+                        json_object_set_new(o, "backends", control_backends_json(t->pools[k]));
+                }
                 /* how its programs ended */
                 if (o && service_id_type(k) == SERVICE_KIND_exec)
                         json_object_set_new(o, "programs",

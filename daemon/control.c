@@ -119,6 +119,7 @@ static const struct method {
         { TCPD_METHOD_SET_LOG_LEVEL, method_set_log_level },
         { TCPD_METHOD_MONITOR, method_monitor },
         { TCPD_METHOD_PREPARE_STOP, method_prepare_stop },
+        { TCPD_METHOD_SET_BACKEND, method_set_backend },
 };
 
 static bool interface_is(const char *method, const char *dot, const char *iface) {

@@ -25,6 +25,9 @@ void control_stop_accepting(struct control *c);
 int control_add_client(struct control *c, int fd);
 /* Tells every tcpctl monitor about a reload (error: NULL when it worked). */
 void control_monitor_reload(struct control *c, const char *error);
+/* type = forward: a backend went up or down (a check's result says why). */
+void control_monitor_backend(struct control *c, const char *service, const char *backend, bool up,
+                             const char *why);
 /* GetStatus's parameters (also what the metrics endpoint serves), or NULL
  * when out of memory. On the control plane's thread. */
 json_t *control_status(struct tcpd *t);

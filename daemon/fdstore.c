@@ -466,42 +466,46 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         return 0;
 }
 
-int fdstore_save_settings(const char *text) {
+int fdstore_save_text(const char *name, const char *text) {
         _cleanup_close_ int fd = -1;
+        char msg[96];
         int r;
 
         if (!fdstore_configured())
                 return 0;
-        fd = memfd_create(FDSTORE_SETTINGS_NAME, MFD_CLOEXEC);
+        fd = memfd_create(name, MFD_CLOEXEC);
         if (fd < 0)
                 return -errno;
         r = write_all(fd, text ? text : "", text ? strlen(text) : 0);
         if (r < 0)
                 return r;
         /* one copy in the store: the newest */
-        (void) sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_SETTINGS_NAME);
-        r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_SETTINGS_NAME, &fd, 1);
+        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+        (void) sd_notify(0, msg);
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+        r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
         return r > 0 ? 0 : r < 0 ? r : -ENOTCONN;
 }
 
-char *fdstore_saved_settings(void) {
+char *fdstore_read_text(int fd) {
+        struct stat st;
+        char *text;
+
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 1024 * 1024)
+                return NULL;
+        text = calloc(1, (size_t) st.st_size + 1);
+        if (text && pread(fd, text, (size_t) st.st_size, 0) != st.st_size)
+                text = mfree(text);
+        return text;
+}
+
+char *fdstore_saved_text(const char *name) {
         char **names = NULL, *text = NULL;
         int n = sd_listen_fds_with_names(0, &names); /* 0: leaves $LISTEN_FDS for the start-up proper */
 
-        for (int i = 0; i < n && !text; i++) {
-                struct stat st;
-                int fd = SD_LISTEN_FDS_START + i;
-
-                if (!names || !names[i] || !streq(names[i], FDSTORE_SETTINGS_NAME))
-                        continue;
-                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 1024 * 1024)
-                        continue;
-                text = calloc(1, (size_t) st.st_size + 1);
-                if (text && pread(fd, text, (size_t) st.st_size, 0) != st.st_size) {
-                        free(text);
-                        text = NULL;
-                }
-        }
+        for (int i = 0; i < n && !text; i++)
+                if (names && names[i] && streq(names[i], name))
+                        text = fdstore_read_text(SD_LISTEN_FDS_START + i);
         for (int i = 0; names && names[i]; i++)
                 free(names[i]);
         free(names);

@@ -12,6 +12,7 @@
 #define FDSTORE_CONN_NAME "conn"
 #define FDSTORE_STATE_NAME "tcpd-state"
 #define FDSTORE_SETTINGS_NAME "tcpd-settings"
+#define FDSTORE_BACKENDS_NAME "tcpd-backends"
 
 /* True when systemd keeps a store for us: $FDSTORE (set by systemd 254 and
  * later, and by our unit for older ones) is above 0 and $NOTIFY_SOCKET set. */
@@ -34,12 +35,14 @@ void fdstore_handover(struct loop *l);
 int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
                   size_t n_state);
 
-/* The text of the last settings that loaded, kept in the store (a memfd
- * that replaces the one before), so that a start that finds the file
- * broken can run on them instead of failing. Returns 0 or a negative
- * errno; does nothing without a store. */
-int fdstore_save_settings(const char *text);
-/* Those settings, if systemd passed them (as sd_listen_fds_with_names()
- * sees them, before anything takes the descriptors): malloc'd text, or
- * NULL. */
-char *fdstore_saved_settings(void);
+/* A text kept in the store under name (a memfd that replaces the one
+ * before): the last settings that loaded (FDSTORE_SETTINGS_NAME), so that
+ * a start that finds the file broken can run on them instead of failing;
+ * the backends an admin drained or disabled (FDSTORE_BACKENDS_NAME).
+ * Returns 0 or a negative errno; does nothing without a store. */
+int fdstore_save_text(const char *name, const char *text);
+/* That text, if systemd passed it (as sd_listen_fds_with_names() sees
+ * them, before anything takes the descriptors): malloc'd, or NULL. */
+char *fdstore_saved_text(const char *name);
+/* The text of one such memfd. */
+char *fdstore_read_text(int fd);

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
+#include "check.h"
 #include "conn.h"
 #include "control.h"
 #include "fdstore.h"
@@ -155,6 +156,53 @@ static uint64_t open_connections(const struct tcpd *t) {
         return s.open;
 }
 
+static void backend_changed(void *userdata, const struct backend_pool *p, size_t i, bool up,
+                            enum check_result why) {
+        struct tcpd *t = userdata;
+        const struct backend_state *s = p->b[i].st;
+        char svc[80], backend[96], event[] = "TCPD_EVENT=backend", reason[64];
+        const char *fields[] = { event, svc, backend, reason, NULL };
+
+        snprintf(svc, sizeof(svc), "TCPD_SERVICE=%s", p->service);
+        snprintf(backend, sizeof(backend), "TCPD_BACKEND=%s", p->b[i].text);
+        snprintf(reason, sizeof(reason), "TCPD_CHECK=%s", check_result_name(why));
+        log_at(up ? LOG_NOTICE : LOG_WARNING, 0, fields, "service %s: backend %s is %s (check: %s%s%s)", p->service,
+               p->b[i].text, up ? "up" : "down", check_result_name(why), why == CHECK_REFUSED ? ", " : "",
+               why == CHECK_REFUSED ? strerror(s->check_errno) : "");
+        control_monitor_backend(t->control, p->service, p->b[i].text, up, check_result_name(why));
+}
+
+/* The backends an admin drained or disabled before a restart (kept in
+ * the fd store: see control-backends.c), as they were, where the same
+ * service still has them. */
+static void backends_restore(struct tcpd *t) {
+        _cleanup_free_ char *text = t->saved_backends;
+        char *save = NULL;
+
+        t->saved_backends = NULL;
+        unsigned n = 0;
+
+        for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+                char *svc = line, *backend = strchr(svc, '\t'), *admin = backend ? strchr(backend + 1, '\t') : NULL;
+                int k;
+
+                if (!admin)
+                        continue;
+                *backend++ = 0;
+                *admin++ = 0;
+                if ((k = service_lookup(svc)) < 0 || !t->pools[k])
+                        continue;
+                for (size_t i = 0; i < t->pools[k]->n; i++)
+                        for (int a = 0; a < _BACKEND_ADMIN_MAX; a++)
+                                if (streq(t->pools[k]->b[i].text, backend) && streq(backend_admin_name(a), admin)) {
+                                        __atomic_store_n(&t->pools[k]->b[i].st->admin, (uint8_t) a, __ATOMIC_RELAXED);
+                                        n++;
+                                }
+        }
+        if (n)
+                log_notice("%u backend%s drained or disabled before the restart: kept so", n, plural(n));
+}
+
 /* Settings and stop requests go to every worker. */
 static void post_settings(struct tcpd *t, const struct config *c) {
         struct loop_settings ls = settings_from(c);
@@ -168,8 +216,7 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                 if (s->type == SERVICE_KIND_exec && !(ls.exec[s->id] = exec_spec_new(s)))
                         log_error("out of memory: service %s cannot start programs", service_config_name(s));
                 if (s->type == SERVICE_KIND_forward) {
-                        ls.forward[s->id] = backend_pool_new(s->backends, s->n_backends, s->balance,
-                                                             s->connect_timeout_usec, t->pools[s->id]);
+                        ls.forward[s->id] = backend_pool_new(s, t->pools[s->id]);
                         if (!ls.forward[s->id])
                                 log_error("out of memory: service %s has no backends", service_config_name(s));
                 }
@@ -195,6 +242,9 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                 backend_pool_unref(t->pools[i]);
                 t->pools[i] = ls.forward[i];
         }
+        /* the checks of the backends the settings now have */
+        t->checks = checks_free(t->checks);
+        t->checks = checks_new(t->event, t->pools, ARRAY_SIZE(t->pools), backend_changed, t);
 }
 
 static void post_stop(struct tcpd *t, enum stop_mode mode) {
@@ -425,7 +475,7 @@ static int apply_listeners(struct tcpd *t, const struct config *c) {
 
 /* The next start runs on these if the file is broken by then. */
 static void save_settings(struct tcpd *t) {
-        int r = fdstore_save_settings(t->config->source);
+        int r = fdstore_save_text(FDSTORE_SETTINGS_NAME, t->config->source);
 
         if (r < 0)
                 log_warning_errno(r, "cannot keep the settings in systemd's fd store; a restart with a broken "
@@ -621,7 +671,13 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         close(fd);
                         continue;
                 }
-                if (streq(name, FDSTORE_SETTINGS_NAME)) {
+                if (streq(name, FDSTORE_BACKENDS_NAME) && !t->saved_backends) {
+                        /* applied once the settings have made the pools */
+                        t->saved_backends = fdstore_read_text(fd);
+                        close(fd);
+                        continue;
+                }
+                if (streq(name, FDSTORE_SETTINGS_NAME) || streq(name, FDSTORE_BACKENDS_NAME)) {
                         /* read before (fdstore_saved_settings), if needed;
                          * the store keeps its own copy */
                         close(fd);
@@ -938,6 +994,7 @@ static int run(struct tcpd *t) {
         /* everything tcpd keeps open is open now: what is left is for clients */
         fd_budget = compute_fd_budget((unsigned) __atomic_load_n(&t->shared.conn_fds, __ATOMIC_RELAXED));
         post_settings(t, t->config);
+        backends_restore(t);
         r = workers_start(t);
         if (r < 0) {
                 tcpd_stop(t);
@@ -1004,12 +1061,14 @@ static void teardown(struct tcpd *t) {
         t->status_timer = sd_event_source_disable_unref(t->status_timer);
         t->shutdown_timer = sd_event_source_disable_unref(t->shutdown_timer);
         mailbox_done(&t->inbox);
+        t->checks = checks_free(t->checks);
         t->event = sd_event_unref(t->event);
         t->config = config_free(t->config);
         for (size_t i = 0; i < ARRAY_SIZE(t->pools); i++)
                 t->pools[i] = backend_pool_unref(t->pools[i]);
         t->settings_error = mfree(t->settings_error);
         t->listen_ignored = mfree(t->listen_ignored);
+        t->saved_backends = mfree(t->saved_backends);
 }
 
 /* The settings file does not load at a start. Exiting would not help
@@ -1020,13 +1079,14 @@ static void teardown(struct tcpd *t) {
  * settings, answers tcpctl and refuses clients until a reload succeeds.
  * Started by hand, with nothing to keep, it exits. */
 static int start_without_settings(struct tcpd *t, struct config_errors *errs) {
-        _cleanup_free_ char *saved = fdstore_saved_settings();
+        _cleanup_free_ char *saved = fdstore_saved_text(FDSTORE_SETTINGS_NAME);
         struct config_errors saved_errs = { 0 };
 
         t->settings_error = join_errors(errs);
         if (!t->settings_error)
                 return log_error_errno(-ENOMEM, "cannot start"), -ENOMEM;
-        if (saved && config_load_string(t->config_path, saved, &t->config, &saved_errs) == 0) {
+        if (saved && config_load_string(t->config_path, saved, &t->config, &saved_errs) == 0 &&
+            (config_resolve(t->config, &saved_errs) == 0 || (t->config = config_free(t->config), false))) {
                 log_error("%s has errors; running on the last settings that loaded, kept in systemd's fd store "
                           "(fix the file, then reload)",
                           t->config_path);

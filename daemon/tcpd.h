@@ -39,6 +39,8 @@ struct tcpd {
         /* type = forward: each service's backends as the workers have them
          * (by service id), for the next settings to carry their state over */
         struct backend_pool *pools[SERVICE_IDS_MAX];
+        struct checks *checks; /* their health checks */
+        char *saved_backends; /* what an admin drained or disabled before a restart, until applied */
         char *metrics_address;  /* where it listens, for GetStatus */
 
         gid_t admin_gid;

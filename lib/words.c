@@ -73,6 +73,9 @@ int words_split(const char *s, char ***ret, const char **why) {
                                 case 't':
                                         ch = '\t';
                                         break;
+                                case 'r':
+                                        ch = '\r';
+                                        break;
                                 case '\\':
                                 case '"':
                                 case '\'':
@@ -86,7 +89,7 @@ int words_split(const char *s, char ***ret, const char **why) {
                                         r = -EINVAL;
                                         goto fail;
                                 default:
-                                        *why = "unknown escape (known: \\\\ \\\" \\' \\; \\# \\n \\t and a backslash "
+                                        *why = "unknown escape (known: \\\\ \\\" \\' \\; \\# \\n \\r \\t and a backslash "
                                                "before a space)";
                                         r = -EINVAL;
                                         goto fail;
@@ -149,6 +152,8 @@ void words_print(char *const *w, FILE *f) {
                                 fputs("\\n", f);
                         else if (*p == '\t')
                                 fputs("\\t", f);
+                        else if (*p == '\r')
+                                fputs("\\r", f);
                         else {
                                 if (*p == '"' || *p == '\\' || *p == ';' || *p == '#')
                                         fputc('\\', f);

@@ -1,7 +1,7 @@
 /* Command lines and KEY=VALUE lists split as a systemd unit file splits
  * ExecStart=: words apart by white space, "double" or 'single' quotes
  * keep white space in a word, a backslash escapes the next character
- * (\n and \t are a newline and a tab; \; and \# are ; and #, which the
+ * (\n, \r and \t are a newline, a carriage return and a tab; \; and \# are ; and #, which the
  * settings' parser would take for a comment). No shell, no variables. */
 #pragma once
 

@@ -493,6 +493,36 @@ def test_named_service_across_a_restart():
         sd.cleanup()
 
 
+def test_relays_and_drained_backends_across_a_restart():
+    """A relay (type = forward) is closed at a hand-over, for now; what an
+    admin drained stays drained in the next tcpd (kept in the store)."""
+    from test_forward import Backend
+    a, b = Backend(echo=True, name=b"A"), Backend(echo=True, name=b"B")
+    sd = FakeSystemd(service="db")
+    try:
+        with open(sd.config, "a") as f:
+            f.write(f"[service db]\ntype = forward\nbackend = {a.addr} {b.addr}\n")
+        sd.start()
+        c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
+        check(c.recv(1) in (b"A", b"B"), "relayed")
+        out = sd.ctl("backend", "drain", "db", b.addr)
+        check(out["admin"] == "drain" and out["previous"] == "enabled", f"{out}")
+        wait_for(lambda: sd.stored("tcpd-backends") == 1, what="the admin states in the store")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        check(reads_eof(c), "the relay's client sees the end: relays are not kept yet")
+        sd.start()
+        bk = {x["backend"]: x for x in sd.ctl("backends")}
+        check(bk[b.addr]["admin"] == "drain" and bk[a.addr]["admin"] == "enabled", f"{bk}")
+        check("1 backend drained or disabled before the restart" in sd.stderr(), sd.stderr())
+        sd.ctl("backend", "enable", "db", b.addr)
+        wait_for(lambda: sd.stored("tcpd-backends") == 1, what="one copy, replaced")
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+        a.close()
+        b.close()
+
+
 def test_programs_are_not_handed_over():
     """A restart hands echo connections over and closes those of programs
     (type = exec): their programs get SIGTERM, their clients see the end,
@@ -589,4 +619,5 @@ if __name__ == "__main__":
     main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
-          test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over, test_named_service_across_a_restart])
+          test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over,
+          test_named_service_across_a_restart, test_relays_and_drained_backends_across_a_restart])

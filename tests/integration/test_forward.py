@@ -4,22 +4,27 @@ of the test's own on loopback, so that each side of a relay can be driven
 and watched: bytes both ways, half-close, resets passed on, failover,
 no backend at all, a backend that never reads, kick, idle time."""
 
+import json
+import os
 import queue
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 
-from tcpdtest import Daemon, check, connect, main, read_to_eof, reads_eof, wait_for
+from tcpdtest import TCPCTL, TCPD, Daemon, check, connect, main, read_to_eof, reads_eof, wait_for
 
 
 class Backend:
     """A listening socket on 127.0.0.1; accepted connections go to a queue.
     With echo, each is answered by a thread of its own instead."""
 
-    def __init__(self, echo=False, name=b"", backlog=128):
+    def __init__(self, echo=False, name=b"", backlog=128, port=0):
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.addr = f"127.0.0.1:{self.port}"
@@ -344,7 +349,129 @@ def test_idle_counts_both_directions():
     d.stop()
 
 
+def backends(d):
+    return {b["backend"]: b for b in json.loads(d.ctl("--json", "backends").stdout)}
+
+
+def test_health_checks():
+    a = Backend(echo=True, name=b"A")
+    b = Backend(echo=True, name=b"B")
+    port_b = b.port
+    d = Daemon(forward_ini([a.addr, b.addr], "check_interval = 200ms\nrise = 2\nfall = 2\n"))
+    mon = subprocess.Popen([TCPCTL, "-s", d.control, "--json", "monitor"], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(x["check"] == "ok" for x in backends(d).values()), what="both checked ok")
+        b.close()  # B goes away: its checks fail, it goes down
+        wait_for(lambda: backends(d)[b.addr]["state"] == "down", what="B down")
+        bk = backends(d)[b.addr]
+        check(bk["check"] == "refused" and bk["check_error"] == "Connection refused" and bk["checks_failed"] >= 2,
+              f"{bk}")
+        check(f"backend {b.addr} is down" in d.stderr(), d.stderr())
+        port = fw_port(d)
+        for _ in range(4):  # no client goes to a backend that is down
+            c = connect(port)
+            check(recv_exact(c, 1) == b"A", "every client to A")
+            c.close()
+        check(backends(d)[b.addr]["connect_failures"] == 0, "not even tried")
+        b = Backend(echo=True, name=b"B", port=port_b)  # back: rise checks bring it up
+        wait_for(lambda: backends(d)[b.addr]["state"] == "up", what="B up again")
+        check(f"backend {b.addr} is up" in d.stderr(), d.stderr())
+        table = d.ctl("backends", "fw").stdout
+        check(table.splitlines()[0].split()[:5] == ["SERVICE", "BACKEND", "STATE", "ADMIN", "CHECK"] and
+              a.addr in table and b.addr in table, table)
+    finally:
+        mon.terminate()
+        out = mon.communicate(timeout=10)[0]
+    events = [json.loads(x) for x in out.splitlines() if x.strip()]
+    states = [(e["backend"], e["state"]) for e in events if e["type"] == "backend"]
+    check(states == [(b.addr, "down"), (b.addr, "up")], f"monitor: {states}")
+    a.close()
+    b.close()
+    d.stop()
+
+
+def test_check_send_expect():
+    class Pong(Backend):
+        def __init__(self, answer):
+            self.answer = answer
+            super().__init__(echo=True)
+
+        def serve(self, s):
+            try:
+                if s.recv(100).startswith(b"PING\r\n"):
+                    s.sendall(self.answer)
+                s.recv(100)
+            except OSError:
+                pass
+            finally:
+                s.close()
+    good, bad = Pong(b"+PONG\r\n"), Pong(b"-NOPE\r\n")
+    d = Daemon(forward_ini([good.addr, bad.addr], 'check = send "PING\\r\\n" expect +PONG\ncheck_interval = 200ms\n'
+                                                    "fall = 1\n"))
+    wait_for(lambda: backends(d)[bad.addr]["state"] == "down", what="the one that does not answer PONG down")
+    bk = backends(d)
+    check(bk[good.addr]["state"] == "up" and bk[good.addr]["check"] == "ok", f"{bk}")
+    check(bk[bad.addr]["check"] == "mismatch", f"{bk}")
+    # --check-config writes the check back as it reads it
+    out = subprocess.run([TCPD, "--check-config", "-c", d.config],
+                         capture_output=True, text=True, timeout=10).stdout
+    check('check = send "PING\\r\\n" expect +PONG' in out, out)
+    good.close()
+    bad.close()
+    d.stop()
+
+
+def test_admin_drain_disable_enable():
+    a, b = Backend(echo=True, name=b"A"), Backend(echo=True, name=b"B")
+    d = Daemon("[tcpd]\ncontrol_socket_mode = 0666\n" + forward_ini([a.addr, b.addr]))
+    port = fw_port(d)
+    held = []
+    for _ in range(2):  # one on each
+        c = connect(port)
+        held.append((recv_exact(c, 1), c))
+    on_b = [c for n, c in held if n == b"B"][0]
+    out = d.ctl("backend", "drain", "fw", b.addr).stdout
+    check(f"service fw: backend {b.addr} drain (was enabled)" in out, out)
+    for _ in range(4):
+        c = connect(port)
+        check(recv_exact(c, 1) == b"A", "no new client to the drained backend")
+        c.close()
+    on_b.sendall(b"still")
+    check(recv_exact(on_b, 5) == b"still", "its open connection stays")
+    check(backends(d)[b.addr]["admin"] == "drain", f"{backends(d)}")
+    d.ctl("reload")
+    check(backends(d)[b.addr]["admin"] == "drain", "kept across a reload")
+    d.ctl("backend", "disable", "fw", "127.0.0.1:%d" % b.port)  # by address too
+    check(backends(d)[b.addr]["admin"] == "disabled", f"{backends(d)}")
+    d.ctl("backend", "enable", "fw", b.addr)
+    names = set()
+    for _ in range(4):
+        c = connect(port)
+        names.add(recv_exact(c, 1))
+        c.close()
+    check(names == {b"A", b"B"}, f"enabled again: {names}")
+    p = d.ctl("backend", "drain", "fw", "10.9.9.9:1", ok=(2,))
+    check("has no backend 10.9.9.9:1" in p.stderr, p.stderr)
+    p = d.ctl("backend", "drain", "nope", b.addr, ok=(2,))
+    check("no service named 'nope'" in p.stderr, p.stderr)
+    p = d.ctl("backend", "pause", "fw", b.addr, ok=(2,))
+    check("drain, disable or enable" in p.stderr, p.stderr)
+    ctl = os.path.join(d.dir, "tcpctl")  # reachable for nobody: the build tree may not be
+    shutil.copy(TCPCTL, ctl)
+    os.chmod(ctl, 0o755)
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ctl, "-s", d.control,
+                        "backend", "drain", "fw", b.addr], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and "permission denied" in p.stderr, f"nobody cannot drain: {p.stderr}")
+    check(backends(d)[b.addr]["admin"] == "enabled", "and nothing changed")
+    check("drain (was enabled) by uid 0" in d.stderr(), d.stderr())
+    for _, c in held:
+        c.close()
+    a.close()
+    b.close()
+    d.stop()
+
+
 if __name__ == "__main__":
-    main([test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
+    main([test_health_checks, test_check_send_expect, test_admin_drain_disable_enable, test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
           test_failover_and_no_backend, test_connect_timeout, test_balance, test_backend_that_never_reads,
           test_idle_counts_both_directions])
