@@ -84,6 +84,15 @@ static void format_services(FILE *f, json_t *services) {
                 if (programs)
                         fprintf(f, "; programs %llu exited (%llu failed), %llu killed", num(programs, "exited"),
                                 num(programs, "failed"), num(programs, "killed"));
+                /* a relay: how many of its backends take clients */
+                if (json_object_get(v, "backends")) {
+                        json_t *bk;
+                        size_t j, up = 0;
+
+                        json_array_foreach(json_object_get(v, "backends"), j, bk)
+                                up += streq(str(bk, "state"), "up") && streq(str(bk, "admin"), "enabled");
+                        fprintf(f, "; backends %zu of %zu up", up, json_array_size(json_object_get(v, "backends")));
+                }
                 fputc('\n', f);
         }
 }

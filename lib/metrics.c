@@ -122,6 +122,48 @@ static void exec_exits(FILE *f, bool om, json_t *services) {
         }
 }
 
+/* One family with a sample per backend of the relays (type = forward). */
+static void per_backend(FILE *f, bool om, json_t *services, const char *name, const char *type, const char *help,
+                        const char *key) {
+        bool any = false;
+        size_t i, j;
+        json_t *s, *b;
+
+        json_array_foreach(services, i, s)
+                any |= json_array_size(json_object_get(s, "backends")) > 0;
+        if (!any)
+                return;
+        family(f, om, name, type, help);
+        json_array_foreach(services, i, s)
+                json_array_foreach(json_object_get(s, "backends"), j, b) {
+                        fprintf(f, "%s{service=", name);
+                        put_label(f, json_string_value(json_object_get(s, "name")));
+                        fprintf(f, ",backend=");
+                        put_label(f, json_string_value(json_object_get(b, "backend")));
+                        if (!key) /* up: from the state */
+                                fprintf(f, "} %d\n", streq(json_string_value(json_object_get(b, "state")) ?: "", "up"));
+                        else
+                                fprintf(f, "} %llu\n", num(b, key));
+                }
+}
+
+static void backends(FILE *f, bool om, json_t *services) {
+        per_backend(f, om, services, "tcpd_backend_up", "gauge",
+                    "1 when the backend is up (its checks pass), 0 when it is down.", NULL);
+        per_backend(f, om, services, "tcpd_backend_connections_open", "gauge", "Relayed connections to the backend now.",
+                    "connections_open");
+        per_backend(f, om, services, "tcpd_backend_connections_total", "counter",
+                    "Connections relayed to the backend since start.", "connections_total");
+        per_backend(f, om, services, "tcpd_backend_connect_failures_total", "counter",
+                    "Connects to the backend that failed or timed out.", "connect_failures");
+        per_backend(f, om, services, "tcpd_backend_check_failures_total", "counter", "Health checks that failed.",
+                    "checks_failed");
+        per_backend(f, om, services, "tcpd_backend_received_bytes_total", "counter",
+                    "Bytes from the backend to clients, counted when a connection closes.", "bytes_out");
+        per_backend(f, om, services, "tcpd_backend_sent_bytes_total", "counter",
+                    "Bytes from clients to the backend, counted when a connection closes.", "bytes_in");
+}
+
 void metrics_print(FILE *f, json_t *st, bool openmetrics) {
         json_t *services = json_object_get(st, "services"), *refused = json_object_get(st, "refused"), *v;
         json_t *workers = json_object_get(st, "worker_connections");
@@ -157,6 +199,7 @@ void metrics_print(FILE *f, json_t *st, bool openmetrics) {
         per_service(f, om, services, "tcpd_sent_bytes_total", "counter", "Bytes sent to clients.", "bytes_out");
         durations(f, om, services);
         exec_exits(f, om, services);
+        backends(f, om, services);
 
         family(f, om, "tcpd_connections_refused_total", "counter",
                "Connections refused since start, by the rule that refused them.");

@@ -379,6 +379,16 @@ def test_health_checks():
         table = d.ctl("backends", "fw").stdout
         check(table.splitlines()[0].split()[:5] == ["SERVICE", "BACKEND", "STATE", "ADMIN", "CHECK"] and
               a.addr in table and b.addr in table, table)
+        check("backends 2 of 2 up" in d.ctl("status").stdout, d.ctl("status").stdout)
+        metrics = d.ctl("metrics").stdout
+        for line in (f'tcpd_backend_up{{service="fw",backend="{a.addr}"}} 1',
+                     f'tcpd_backend_connections_total{{service="fw",backend="{a.addr}"}} 4',
+                     'tcpd_connections_refused_total{rule="no_backend"} 0'):
+            check(line in metrics, f"{line} in {metrics}")
+        lint = subprocess.run([shutil.which("promtool") or "promtool", "check", "metrics"], input=metrics,
+                              capture_output=True, text=True, timeout=30)
+        check(lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(),
+              f"promtool: {lint.stdout}{lint.stderr}")
     finally:
         mon.terminate()
         out = mon.communicate(timeout=10)[0]
