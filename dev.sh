@@ -13,10 +13,11 @@ PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev libinih-dev 
 libncurses-dev libcmocka-dev python3 systemd util-linux mandoc systemd-container debootstrap bash-completion
 debhelper dpkg-dev lintian"
 # Only for the tests: Prometheus' promtool checks tcpctl metrics, and an
-# sshd started by the tests carries tcpctl -H; tmux runs tcpctl top. A package
+# sshd started by the tests carries tcpctl -H; tmux runs tcpctl top; HAProxy
+# sends and takes PROXY headers to and from tcpd. A package
 # that ships a daemon is installed with a policy-rc.d that exits 101, so
 # that it does not start one.
-TEST_PACKAGES="prometheus openssh-server openssh-client tmux"
+TEST_PACKAGES="prometheus openssh-server openssh-client tmux haproxy"
 
 install_missing() {
         missing=""

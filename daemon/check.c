@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "log.h"
+#include "proxyproto.h"
 #include "util.h"
 
 struct check {
@@ -88,6 +89,20 @@ static int check_io(sd_event_source *src, int fd, uint32_t events, void *userdat
                 if (err) {
                         check_done(k, CHECK_REFUSED, err);
                         return 0;
+                }
+                if (k->pool->proxy_protocol) {
+                        /* a backend that expects the PROXY protocol gets a
+                         * header of the LOCAL kind (v1: UNKNOWN): "this is
+                         * the proxy's own connection", as HAProxy's
+                         * check-send-proxy sends */
+                        union sockaddr_in46 none = {};
+                        char hdr[PROXY_HEADER_MAX];
+                        size_t n = proxy_header_build((int) k->pool->proxy_protocol, &none, &none, hdr);
+
+                        if (send(fd, hdr, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t) n) {
+                                check_done(k, CHECK_REFUSED, errno ? errno : EIO);
+                                return 0;
+                        }
                 }
                 if (!spec->expect) {
                         check_done(k, CHECK_OK, 0);

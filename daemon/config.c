@@ -169,6 +169,7 @@ struct config *config_free(struct config *c) {
                 free(c->services[i].name);
                 free(c->services[i].allow);
                 free(c->services[i].deny);
+                free(c->services[i].proxy_from);
                 words_free(c->services[i].exec_argv);
                 words_free(c->services[i].environment);
                 backends_free(c->services[i].backends, c->services[i].n_backends);
@@ -644,6 +645,14 @@ static int forward_key(struct parse_ctx *p, struct service_config *s, const char
                 s->balance = (enum balance) b;
                 return 0;
         }
+        if (streq(name, "proxy_protocol")) {
+                if (!streq(value, "v1") && !streq(value, "v2") && !streq(value, "none")) {
+                        *why = "expected v1, v2 or none";
+                        return -EINVAL;
+                }
+                s->proxy_protocol = streq(value, "none") ? 0 : value[1] - '0';
+                return 0;
+        }
         if (streq(name, "check")) {
                 int r = check_parse(value, &s->check, why);
                 char *out = NULL;
@@ -727,6 +736,8 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 s->has_deny = true;
                 return parse_cidr_list(p, value, &s->deny, &s->n_deny, why);
         }
+        if (streq(name, "proxy_protocol_from"))
+                return parse_cidr_list(p, value, &s->proxy_from, &s->n_proxy_from, why);
         if (streq(name, "max_connections_per_source")) {
                 s->has_per_source = true;
                 return parse_max_conn(p, value, &s->max_connections_per_source, why);
@@ -764,7 +775,7 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 return exec_key(p, s, name, value, why);
         if (s->name && (streq(name, "backend") || streq(name, "balance") || streq(name, "connect_timeout") ||
                         streq(name, "check") || streq(name, "check_interval") || streq(name, "rise") ||
-                        streq(name, "fall")))
+                        streq(name, "fall") || streq(name, "proxy_protocol")))
                 return forward_key(p, s, name, value, why);
         if (streq(name, "banner")) {
                 size_t n = strlen(value);
@@ -979,13 +990,13 @@ static int config_handler(void *user, const char *section, const char *name, con
                 if (r == -ENOENT) {
                         static const char *const short_names[] = {
                                 "listen", "banner", "max_connections", "allow", "deny", "max_connections_per_source",
-                                "max_connection_rate", "idle_timeout", "max_lifetime",
+                                "max_connection_rate", "idle_timeout", "max_lifetime", "proxy_protocol_from",
                         };
                         static const char *const names[] = {
                                 "type", "listen", "banner", "max_connections", "allow", "deny",
                                 "max_connections_per_source", "max_connection_rate", "idle_timeout", "max_lifetime",
                                 "exec", "environment", "kill_timeout", "backend", "balance", "connect_timeout",
-                                "check", "check_interval", "rise", "fall",
+                                "check", "check_interval", "rise", "fall", "proxy_protocol", "proxy_protocol_from",
                         };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
@@ -1052,6 +1063,10 @@ static void service_check(const char *path, const struct service_config *s, stru
         else if (s->type == SERVICE_KIND_forward && !s->n_backends && !s->backend_line)
                 add_error(errs, "%s:%u: [service %s] has type = forward but no backend= line (where its clients go, "
                                 "such as backend = 10.0.0.5:5432 10.0.0.6:5432)",
+                          path, s->line, s->name);
+        else if (s->type != SERVICE_KIND_forward && s->proxy_protocol)
+                add_error(errs, "%s:%u: [service %s] proxy_protocol: only a service of type = forward sends a PROXY "
+                                "header to its backends (to take one from a load balancer: proxy_protocol_from=)",
                           path, s->line, s->name);
         else if (s->type != SERVICE_KIND_forward && s->n_backends)
                 add_error(errs, "%s:%u: [service %s] backend: only a service of type = forward has backends (this "
@@ -1253,6 +1268,8 @@ void config_print(const struct config *c, FILE *f) {
                         fprintf(f, "balance = %s\n", balance_name(s->balance));
                         fprintf(f, "connect_timeout = %s\n",
                                 format_duration_exact(s->connect_timeout_usec, buf, sizeof(buf)));
+                        if (s->proxy_protocol)
+                                fprintf(f, "proxy_protocol = v%u\n", s->proxy_protocol);
                         fprintf(f, "check =");
                         check_print(&s->check, f);
                         fprintf(f, "\ncheck_interval = %s\nrise = %u\nfall = %u\n",
@@ -1277,5 +1294,7 @@ void config_print(const struct config *c, FILE *f) {
                         fprintf(f, "idle_timeout = %s\n", format_duration_exact(s->idle_timeout_usec, buf, sizeof(buf)));
                 if (s->has_max_lifetime)
                         fprintf(f, "max_lifetime = %s\n", format_duration_exact(s->max_lifetime_usec, buf, sizeof(buf)));
+                if (s->n_proxy_from)
+                        print_cidrs(f, "proxy_protocol_from", s->proxy_from, s->n_proxy_from);
         }
 }

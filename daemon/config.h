@@ -76,6 +76,9 @@ struct service_config {
         uint64_t idle_timeout_usec, max_lifetime_usec;
         struct cidr *allow, *deny;
         size_t n_allow, n_deny;
+        /* load balancers whose PROXY header it takes (proxy_protocol_from=) */
+        struct cidr *proxy_from;
+        size_t n_proxy_from;
         /* type = exec: the program and its arguments (argv[0] is the
          * absolute path), extra environment (KEY=VALUE), and how long a
          * program may take to exit after SIGTERM before SIGKILL */
@@ -93,6 +96,7 @@ struct service_config {
         enum balance balance;
         uint64_t connect_timeout_usec;
         struct check_spec check; /* check=, check_interval=, rise=, fall= */
+        unsigned proxy_protocol; /* the PROXY header it sends its backends: 0 none, 1 or 2 */
 };
 
 struct config {

@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "log.h"
 #include "monitor.h"
+#include "proxied.h"
 #include "services/service.h"
 
 static const char *const reason_names[] = {
@@ -177,7 +178,7 @@ static int conn_banner(struct loop *l, struct conn *c, const char *banner) {
 }
 
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local,
-              struct source *src, bool *spawn_failed) {
+              struct source *src, bool proxy_check, bool *spawn_failed) {
         struct conn *c = conn_new(l, fd, peer);
         const char *banner = svc < ARRAY_SIZE(l->settings.banner) ? l->settings.banner[svc] : NULL;
         int r;
@@ -190,6 +191,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned 
         c->local = local;
         c->connected_usec = now_usec(CLOCK_REALTIME);
         c->src = src;
+        c->proxy_check = proxy_check;
         c->ops = service_types[service_id_type(svc)];
         if (c->ops->start) {
                 /* a program's banner goes first, before it writes: a new
@@ -748,6 +750,8 @@ void conn_handle(struct loop *l, struct conn *c, uint32_t events) {
                         return; /* closed on an error */
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if ((c->events & EPOLLIN) && c->proxy_check && proxied_refuse_header(l, c))
+                        return; /* a PROXY header from a peer not allowed to send one */
                 if (c->events & EPOLLIN)
                         type->readable(l, c);
                 else if (events & (EPOLLHUP | EPOLLERR)) {

@@ -44,6 +44,9 @@ struct conn {
         struct ev ev; /* first */
         uint8_t state;
         uint8_t service;
+        /* its service takes PROXY headers from some peers, not this one: a
+         * header as its first bytes is refused (in what was padding) */
+        uint8_t proxy_check;
         uint16_t gen_off; /* chargen: where in the pattern the next byte is */
         uint32_t events; /* the epoll interest now set */
         int fd;
@@ -95,7 +98,7 @@ struct conn {
  * except when its service could not start (*spawn_failed): the caller
  * then refuses the client. */
 int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local,
-              struct source *src, bool *spawn_failed);
+              struct source *src, bool proxy_check, bool *spawn_failed);
 
 /* What a previous tcpd handed over about a connection (see fdstore.c). */
 struct conn_saved {

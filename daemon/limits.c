@@ -18,6 +18,7 @@ static const char *const refusal_names[_REFUSE_MAX] = {
         [REFUSE_SETTINGS] = "settings",
         [REFUSE_SPAWN] = "spawn",
         [REFUSE_NO_BACKEND] = "no_backend",
+        [REFUSE_PROXY] = "proxy",
 };
 
 const char *refusal_name(enum refusal r) {

@@ -21,6 +21,7 @@ enum refusal {
         REFUSE_SETTINGS,    /* no settings loaded: every client is refused */
         REFUSE_SPAWN,       /* type = exec: the program could not be started */
         REFUSE_NO_BACKEND,  /* type = forward: no backend is up, or none took the connection */
+        REFUSE_PROXY,       /* a PROXY header missing, broken, late, or from a peer not allowed to send one */
         _REFUSE_MAX,
 };
 

@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "loop.h"
 #include "monitor.h"
+#include "proxied.h"
 #include "services/exec.h"
 #include "services/service.h"
 
@@ -76,10 +77,12 @@ int loop_settings_copy(struct loop_settings *dst, const struct loop_settings *sr
                 dst->forward[i] = backend_pool_ref(src->forward[i]);
         dst->allow = dst->deny = NULL;
         for (size_t i = 0; i < ARRAY_SIZE(dst->svc_limits); i++)
-                dst->svc_limits[i].allow = dst->svc_limits[i].deny = NULL;
+                dst->svc_limits[i].allow = dst->svc_limits[i].deny = dst->svc_limits[i].proxy_from = NULL;
         for (size_t i = 0; i < ARRAY_SIZE(dst->svc_limits); i++)
                 if (cidrs_copy(&dst->svc_limits[i].allow, src->svc_limits[i].allow, src->svc_limits[i].n_allow) < 0 ||
-                    cidrs_copy(&dst->svc_limits[i].deny, src->svc_limits[i].deny, src->svc_limits[i].n_deny) < 0) {
+                    cidrs_copy(&dst->svc_limits[i].deny, src->svc_limits[i].deny, src->svc_limits[i].n_deny) < 0 ||
+                    cidrs_copy(&dst->svc_limits[i].proxy_from, src->svc_limits[i].proxy_from,
+                               src->svc_limits[i].n_proxy_from) < 0) {
                         for (size_t k = 0; k < ARRAY_SIZE(dst->banner); k++)
                                 dst->banner[k] = NULL;
                         loop_settings_done(dst);
@@ -108,7 +111,8 @@ void loop_settings_done(struct loop_settings *s) {
         for (size_t i = 0; i < ARRAY_SIZE(s->svc_limits); i++) {
                 free(s->svc_limits[i].allow);
                 free(s->svc_limits[i].deny);
-                s->svc_limits[i].allow = s->svc_limits[i].deny = NULL;
+                free(s->svc_limits[i].proxy_from);
+                s->svc_limits[i].allow = s->svc_limits[i].deny = s->svc_limits[i].proxy_from = NULL;
         }
         for (size_t i = 0; i < ARRAY_SIZE(s->banner); i++) {
                 free((char *) s->banner[i]);
@@ -217,6 +221,7 @@ int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_eve
 void loop_done(struct loop *l) {
         free(l->monitor);
         l->monitor = NULL;
+        proxied_close_all(l);
         while (l->head)
                 conn_close(l, l->head, CLOSE_SHUTDOWN);
         conn_linger_expire(l, true);
@@ -315,6 +320,7 @@ static struct loop_listener *loop_watches(struct loop *l, const struct listener 
 }
 
 static void loop_reap(struct loop *l) {
+        proxied_reap(l);
         while (l->dead_conns) {
                 struct conn *c = l->dead_conns;
                 l->dead_conns = c->lru_next;
@@ -385,17 +391,50 @@ void loop_conn_closed(struct loop *l, struct conn *c) {
                 l->quit = true;
 }
 
+void loop_refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, enum refusal why) {
+        refuse(l, fd, peer, svc, why);
+}
+
+void loop_admit(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local, bool proxied) {
+        struct source *src;
+        enum refusal why;
+        unsigned suppressed;
+        bool spawn_failed;
+        int r;
+
+        why = limits_admit(l, peer, svc, &src);
+        if (why != ADMIT) {
+                refuse(l, fd, peer, svc, why);
+                return;
+        }
+        /* a header from a peer not allowed to send one is refused when it
+         * comes (conn.c) */
+        r = conn_open(l, fd, peer, svc, local, src, !proxied && l->settings.svc_limits[svc].n_proxy_from,
+                      &spawn_failed);
+        if (r < 0) {
+                limits_release(l, src);
+                limits_open_sub(l, svc);
+                if (spawn_failed) {
+                        /* said why already */
+                        refuse(l, fd, peer, svc, service_types[service_id_type(svc)]->start_refusal);
+                        return;
+                }
+                STAT_INC(l, refused);
+                STAT_INC(l, refused_by[REFUSE_NO_MEMORY]);
+                STAT_INC(l, svc[svc].refused);
+                if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
+                        log_error_errno(r, "cannot set up a new connection; refused it");
+        }
+}
+
 static void accept_batch(struct loop *l, const struct loop_listener *ll) {
         const struct listener *li = ll->li;
 
         for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
                 union sockaddr_in46 peer;
                 socklen_t len = sizeof(peer);
-                struct source *src;
-                enum refusal why;
                 unsigned suppressed;
-                bool spawn_failed;
-                int fd, r;
+                int fd;
 
                 if (l->settings.fd_budget &&
                     __atomic_load_n(&l->shared->conn_fds, __ATOMIC_RELAXED) >= l->settings.fd_budget) {
@@ -426,27 +465,13 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         }
                 }
                 addr_normalize(&peer);
-                why = limits_admit(l, &peer, li->service, &src);
-                if (why != ADMIT) {
-                        refuse(l, fd, &peer, li->service, why);
+                /* from a load balancer that says whose connection it is:
+                 * its PROXY header first, then the rest for the real client */
+                if (proxied_from(l, li->service, &peer)) {
+                        proxied_start(l, fd, &peer, li->service, ll->local);
                         continue;
                 }
-                r = conn_open(l, fd, &peer, li->service, ll->local, src, &spawn_failed);
-                if (r < 0) {
-                        limits_release(l, src);
-                        limits_open_sub(l, li->service);
-                        if (spawn_failed) {
-                                /* said why already */
-                                refuse(l, fd, &peer, li->service,
-                                       service_types[service_id_type(li->service)]->start_refusal);
-                                continue;
-                        }
-                        STAT_INC(l, refused);
-                        STAT_INC(l, refused_by[REFUSE_NO_MEMORY]);
-                        STAT_INC(l, svc[li->service].refused);
-                        if (ratelimit_pass(&accept_error_rl, l->now, &suppressed))
-                                log_error_errno(r, "cannot set up a new connection; refused it");
-                }
+                loop_admit(l, fd, &peer, li->service, ll->local, false);
         }
 }
 
@@ -513,6 +538,8 @@ static int loop_timeout_ms(const struct loop *l) {
         }
         if (l->accept_paused && l->accept_resume_at < next)
                 next = l->accept_resume_at;
+        if (l->proxied_head && proxied_deadline(l) < next)
+                next = proxied_deadline(l);
         for (size_t k = 0; k < ARRAY_SIZE(l->type_wake); k++)
                 if (l->type_wake[k] && l->type_wake[k] < next)
                         next = l->type_wake[k];
@@ -582,6 +609,9 @@ int loop_run(struct loop *l) {
                         case EV_CALLBACK:
                                 ((struct ev_cb *) e)->fn(l, (struct ev_cb *) e, evs[i].events);
                                 break;
+                        case EV_PROXIED:
+                                proxied_handle(l, (struct proxied *) e, evs[i].events);
+                                break;
                         case EV_LISTENER: {
                                 struct loop_listener *ll = loop_watches(l, (struct listener *) e);
 
@@ -602,6 +632,8 @@ int loop_run(struct loop *l) {
                         }
                 }
                 loop_expire(l);
+                if (l->proxied_head && l->now >= proxied_deadline(l))
+                        proxied_expire(l);
                 for (size_t k = 0; k < ARRAY_SIZE(l->type_wake); k++)
                         if (l->type_wake[k] && l->now >= l->type_wake[k])
                                 l->type_wake[k] = service_types[k]->tick(l);
@@ -623,6 +655,7 @@ void loop_stop(struct loop *l) {
         struct conn *c, *next;
 
         l->stopping = true;
+        proxied_close_all(l); /* not admitted yet: nothing of theirs to flush */
         for (c = l->head; c; c = next) {
                 next = c->next;
                 conn_drain(l, c);
@@ -633,6 +666,7 @@ void loop_stop(struct loop *l) {
 
 void loop_stop_now(struct loop *l) {
         l->stopping = true;
+        proxied_close_all(l);
         while (l->head)
                 conn_close(l, l->head, CLOSE_SHUTDOWN);
         conn_linger_expire(l, true);

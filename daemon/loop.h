@@ -24,6 +24,7 @@ enum ev_kind {
         EV_SD_EVENT,
         EV_LINGER, /* a connection we closed, waiting for the client's FIN */
         EV_CALLBACK, /* a service type's own descriptor (struct ev_cb) */
+        EV_PROXIED,  /* a connection from a load balancer, before its PROXY header (proxied.c) */
 };
 
 /* The first member of everything registered in the loop's epoll set. */
@@ -43,6 +44,7 @@ struct listener;
 struct conn;
 struct exec_spec;
 struct backend_pool;
+struct proxied;
 
 struct conn_list {
         struct conn *head, *tail;
@@ -58,6 +60,8 @@ struct service_limits {
         uint64_t idle_timeout_usec, max_lifetime_usec;
         struct cidr *allow, *deny; /* owned by the settings */
         size_t n_allow, n_deny;
+        struct cidr *proxy_from; /* peers whose PROXY header tcpd takes (owned too) */
+        size_t n_proxy_from;
 };
 
 /* The settings a loop applies; a reload sends it a new copy. */
@@ -201,6 +205,8 @@ struct loop {
          * max_lifetime). A service's own timeouts need lists of its own. */
         struct conn_list lru[SERVICE_IDS_MAX], age[SERVICE_IDS_MAX];
         struct conn *linger_head, *linger_tail; /* oldest first */
+        struct proxied *proxied_head, *proxied_tail; /* waiting for their PROXY header, oldest first */
+        struct proxied *proxied_dead; /* ended this batch: freed after it */
         uint64_t lingering;
         uint64_t linger_check; /* when to look for lingering connections that are done */
         uint64_t now; /* CLOCK_MONOTONIC at the last wake-up, usec */
@@ -291,3 +297,8 @@ static inline void loop_conn_unlinking(struct loop *l, struct conn *c) {
 void loop_conn_closed(struct loop *l, struct conn *c);
 /* Whether the loop may quit: no connection open or lingering. */
 bool loop_idle(const struct loop *l);
+/* Admission (allow, deny, the limits) and the connection set up, or the
+ * client refused; proxied: its address came in a PROXY header. */
+void loop_admit(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, uint32_t local, bool proxied);
+/* Refused: reset at once, counted, logged at a bounded rate. */
+void loop_refuse(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned svc, enum refusal why);

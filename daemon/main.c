@@ -229,6 +229,7 @@ static void post_settings(struct tcpd *t, const struct config *c) {
                         .max_connection_burst = s->max_connection_burst,
                         .has_idle = s->has_idle_timeout, .idle_timeout_usec = s->idle_timeout_usec,
                         .has_lifetime = s->has_max_lifetime, .max_lifetime_usec = s->max_lifetime_usec,
+                        .proxy_from = s->proxy_from, .n_proxy_from = s->n_proxy_from,
                 };
         }
 

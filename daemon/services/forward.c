@@ -17,6 +17,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "ops.h"
+#include "proxyproto.h"
 #include "services/service.h"
 
 struct fwd {
@@ -213,6 +214,38 @@ static int flush_up(struct loop *l, struct fwd *f) {
         return 1;
 }
 
+static void backend_broke(struct loop *l, struct fwd *f, int err);
+
+/* The PROXY header, before anything of the client's: who the client is
+ * (its address, or the one a load balancer in front gave), and where it
+ * connected. What the socket does not take waits in up. */
+static int send_proxy_header(struct loop *l, struct fwd *f) {
+        struct conn *c = f->c;
+        union sockaddr_in46 local = {};
+        socklen_t len = sizeof(local);
+        char hdr[PROXY_HEADER_MAX];
+        size_t n;
+        ssize_t w;
+
+        if (loop_local_address(l, c->local))
+                local = *loop_local_address(l, c->local);
+        else if (getsockname(c->fd, &local.sa, &len) == 0)
+                addr_normalize(&local);
+        n = proxy_header_build((int) f->pool->proxy_protocol, &c->peer, &local, hdr);
+        w = data_send(f->fd, hdr, n);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                backend_broke(l, f, errno);
+                return -1;
+        }
+        if (w < 0)
+                w = 0;
+        if ((size_t) w < n && owed_buf_append(&f->up, hdr + w, n - (size_t) w) < 0) {
+                conn_close(l, c, CLOSE_ERROR);
+                return -1;
+        }
+        return 0;
+}
+
 /* The backend broke (err): a reset goes to the client too. */
 static void backend_broke(struct loop *l, struct fwd *f, int err) {
         struct conn *c = f->c;
@@ -278,6 +311,8 @@ static void backend_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
                 }
                 connecting_unlink(l, f);
                 backend_connected(f->pool, (size_t) f->backend);
+                if (f->pool->proxy_protocol && send_proxy_header(l, f) < 0)
+                        return; /* closed */
                 conn_touch(l, f->c);
                 conn_update(l, f->c); /* the client may be read now */
                 return;

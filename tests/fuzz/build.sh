@@ -50,6 +50,6 @@ build fuzz_config daemon/config.c daemon/backend.c daemon/log.c lib/addr.c lib/l
 build fuzz_control daemon/control.c daemon/control-backends.c daemon/control-conns.c daemon/control-monitor.c daemon/control-status.c \
         daemon/config.c daemon/conn.c daemon/fdstore.c daemon/limits.c \
         daemon/listener.c daemon/log.c daemon/loop.c daemon/mailbox.c daemon/monitor.c daemon/ops.c daemon/registry.c \
-        daemon/spawn.c daemon/table.c daemon/backend.c daemon/check.c \
+        daemon/spawn.c daemon/table.c daemon/backend.c daemon/check.c daemon/proxied.c \
         daemon/services/*.c \
-        lib/addr.c lib/loglevel.c lib/protocol.c lib/units.c lib/util.c lib/varlink.c lib/words.c
+        lib/addr.c lib/loglevel.c lib/protocol.c lib/proxyproto.c lib/units.c lib/util.c lib/varlink.c lib/words.c

@@ -76,7 +76,8 @@ class Backend:
 
 
 def forward_ini(backends, extra=""):
-    return ("[service fw]\ntype = forward\nlisten = 127.0.0.1:0\nbackend = " + " ".join(backends) + "\n" + extra)
+    # [echo] on a port of its own: the default, 7788, is another test's
+    return ("[echo]\nlisten = 127.0.0.1:0\n[service fw]\ntype = forward\nlisten = 127.0.0.1:0\nbackend = " + " ".join(backends) + "\n" + extra)
 
 
 def fw_port(d):
