@@ -120,8 +120,10 @@ static int parse_v1(const char *buf, size_t len, union sockaddr_in46 *src, union
         llen = (size_t) (crlf - buf);
         memcpy(line, buf, llen);
         line[llen] = 0;
-        if (strlen(line) != llen) {
-                *why = "a v1 header with a NUL byte";
+        /* as a prefix of it is judged: the same line is the same answer
+         * however it arrives */
+        if (strlen(line) != llen || memchr(line, '\n', llen)) {
+                *why = "a v1 header with a stray character";
                 return -EBADMSG;
         }
         for (char *t = strtok_r(line, " ", &save); t && n < ARRAY_SIZE(w); t = strtok_r(NULL, " ", &save))

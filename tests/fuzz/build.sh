@@ -46,6 +46,7 @@ build() {
 }
 
 build fuzz_varlink lib/varlink.c lib/protocol.c lib/util.c
+build fuzz_proxy lib/proxyproto.c lib/addr.c lib/util.c
 build fuzz_config daemon/config.c daemon/backend.c daemon/log.c lib/addr.c lib/loglevel.c lib/units.c lib/util.c lib/words.c
 build fuzz_control daemon/control.c daemon/control-backends.c daemon/control-conns.c daemon/control-monitor.c daemon/control-status.c \
         daemon/config.c daemon/conn.c daemon/fdstore.c daemon/limits.c \

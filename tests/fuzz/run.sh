@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 
 SECONDS_EACH=${1:-60}
 OUT=${FUZZ_OUT:-/tmp/tcpd-fuzz}
-TARGETS="varlink config control"
+TARGETS="varlink config control proxy"
 
 tests/fuzz/build.sh "$OUT"
 
