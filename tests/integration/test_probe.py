@@ -456,8 +456,9 @@ def test_bash_completion():
         print(f"# skipped: {BASH_COMPLETION} is missing (dev.sh installs bash-completion)")
         return
     check(subprocess.run(["bash", "-n", COMPLETION]).returncode == 0, "completion script parses")
-    check(complete([TCPCTL, ""]) == sorted(["status", "list", "kick", "reload", "log-level", "monitor", "top", "metrics",
-                                         "bridge", "probe"]), "commands")
+    check(complete([TCPCTL, ""]) == sorted(["status", "list", "kick", "reload", "log-level", "monitor", "top", "backends",
+                                         "backend", "metrics", "bridge", "probe"]), "commands")
+    check(complete([TCPCTL, "backend", "d"]) == ["disable", "drain"], "backend's first word")
     check(complete([TCPCTL, "-"]) == sorted(["--socket", "--instance", "--host", "--json", "--no-pager", "--help", "--version"]),
           "global options")
     check(complete([TCPCTL, "re"]) == ["reload"], "a command by its start")
