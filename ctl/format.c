@@ -804,9 +804,10 @@ void format_event(FILE *f, json_t *e) {
         if (streq(type, "connected"))
                 fprintf(f, "connected %llu %s %s\n", num(e, "id"), str(e, "peer"), str(e, "service"));
         else if (streq(type, "closed") || streq(type, "kicked"))
-                fprintf(f, "%-9s %llu %s %s: %s, %s in, %s out\n", type, num(e, "id"), str(e, "peer"),
-                        str(e, "service"), str(e, "reason"), format_size(num(e, "bytes_in"), in, sizeof(in)),
-                        format_size(num(e, "bytes_out"), out, sizeof(out)));
+                fprintf(f, "%-9s %llu %s %s%s%s: %s, %s in, %s out\n", type, num(e, "id"), str(e, "peer"),
+                        str(e, "service"), json_object_get(e, "backend") ? " to " : "",
+                        json_object_get(e, "backend") ? str(e, "backend") : "", str(e, "reason"),
+                        format_size(num(e, "bytes_in"), in, sizeof(in)), format_size(num(e, "bytes_out"), out, sizeof(out)));
         else if (streq(type, "refused"))
                 fprintf(f, "refused   %s by %s\n", str(e, "peer"), str(e, "rule"));
         else if (streq(type, "reload") && json_is_true(json_object_get(e, "ok")))

@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "log.h"
 #include "monitor.h"
+#include "ops.h"
 #include "proxied.h"
 #include "services/service.h"
 
@@ -288,12 +289,17 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
 
         if (c->ops->sync)
                 c->ops->sync(l, c); /* the bytes a program moved */
-        if (monitor_active(l))
+        if (monitor_active(l)) {
+                struct conn_info info = {};
+
+                if (c->ops->info)
+                        c->ops->info(c, &info); /* a relay's backend */
                 monitor_note(l, &(struct monitor_event) { .type = MONITOR_CLOSED, .service = c->service,
                                                          .why = (uint8_t) why, .id = c->id,
                                                          .time_usec = now_usec(CLOCK_REALTIME),
                                                          .bytes_in = c->bytes_in, .bytes_out = c->bytes_out,
-                                                         .peer = c->peer });
+                                                         .peer = c->peer, .backend = info.backend });
+        }
 
         switch (why) {
         case CLOSE_KICKED:

@@ -26,6 +26,12 @@ static json_t *monitor_event_json(const struct monitor_event *e) {
                 json_object_set_new(o, "reason", json_string(close_reason_name(e->why)));
                 json_object_set_new(o, "bytes_in", json_integer((json_int_t) e->bytes_in));
                 json_object_set_new(o, "bytes_out", json_integer((json_int_t) e->bytes_out));
+                if (e->backend.sa.sa_family) {
+                        char backend[ADDR_STRLEN];
+
+                        json_object_set_new(o, "backend",
+                                            json_string(addr_format(&e->backend, backend, sizeof(backend))));
+                }
         }
         if (e->type == MONITOR_REFUSED)
                 json_object_set_new(o, "rule", json_string(refusal_name(e->why)));

@@ -28,6 +28,7 @@ struct monitor_event {
         uint64_t time_usec; /* CLOCK_REALTIME */
         uint64_t bytes_in, bytes_out;
         union sockaddr_in46 peer;
+        union sockaddr_in46 backend; /* a relay's (type = forward), when closed; AF_UNSPEC otherwise */
 };
 
 #define MONITOR_BATCH 256

@@ -396,6 +396,8 @@ def test_health_checks():
     events = [json.loads(x) for x in out.splitlines() if x.strip()]
     states = [(e["backend"], e["state"]) for e in events if e["type"] == "backend"]
     check(states == [(b.addr, "down"), (b.addr, "up")], f"monitor: {states}")
+    closed = [e for e in events if e["type"] == "closed" and e["service"] == "fw"]
+    check(len(closed) == 4 and all(e["backend"] == a.addr for e in closed), f"closes name the backend: {closed}")
     a.close()
     b.close()
     d.stop()
