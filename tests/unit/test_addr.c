@@ -201,6 +201,15 @@ static void test_format(void **state) {
         a = mk("1.2.3.4", 80);
         assert_string_equal(addr_format(&a, buf, sizeof(buf)), "1.2.3.4:80");
         assert_string_equal(addr_format_host(&a, buf, sizeof(buf)), "1.2.3.4");
+        /* the IPv4 digits written by hand: every width, and the ends */
+        assert_int_equal(addr_parse("0.0.0.0:0", &a), 0);
+        assert_string_equal(addr_format(&a, buf, sizeof(buf)), "0.0.0.0:0");
+        assert_int_equal(addr_parse("255.255.255.255:65535", &a), 0);
+        assert_string_equal(addr_format(&a, buf, sizeof(buf)), "255.255.255.255:65535");
+        assert_int_equal(addr_parse("10.200.9.100:7788", &a), 0);
+        assert_string_equal(addr_format(&a, buf, sizeof(buf)), "10.200.9.100:7788");
+        assert_string_equal(addr_format_host(&a, buf, sizeof(buf)), "10.200.9.100");
+        assert_int_equal(addr_parse("1.2.3.4:80", &a), 0);
 
         a = mk("::1", 80);
         assert_string_equal(addr_format(&a, buf, sizeof(buf)), "[::1]:80");
