@@ -7,6 +7,7 @@ no backend at all, a backend that never reads, kick, idle time."""
 import json
 import os
 import queue
+import resource
 import shutil
 import socket
 import struct
@@ -14,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from tcpdtest import TCPCTL, TCPD, Daemon, check, connect, main, read_to_eof, reads_eof, wait_for
+from tcpdtest import TCPCTL, TCPD, Daemon, check, connect, main, read_to_eof, reads_eof, sanitized, wait_for
 
 
 class Backend:
@@ -484,7 +485,48 @@ def test_admin_drain_disable_enable():
     d.stop()
 
 
+def test_eight_thousand_relays():
+    """8,000 relays at once (16,000 of tcpd's descriptors; the unit's fd
+    store would keep 8,192 pairs): each relays a byte both ways, and when
+    the clients go every relay and descriptor is gone again. The backend
+    is another tcpd's echo. Fewer under a sanitizer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the clients are this process's
+    n = min(2000 if sanitized() else 8000, hard - 500)
+    backend = Daemon("[echo]\nlisten = 127.0.0.1:0\n")
+    d = Daemon(forward_ini([f"127.0.0.1:{backend.port()}"], "check_interval = 10s\n"))
+    port = fw_port(d)
+    fds0 = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+    conns = []
+    try:
+        start = time.monotonic()
+        while len(conns) < n and time.monotonic() - start < 120:
+            batch = [connect(port) for _ in range(min(200, n - len(conns)))]
+            for s in batch:
+                s.sendall(b"r")
+            for s in batch:
+                check(s.recv(1) == b"r", "relayed both ways")
+            conns += batch
+        check(len(conns) == n, f"{len(conns)} of {n} relays in 120 s")
+        st = svc(d)
+        check(st["connections_open"] == n, f"{st['connections_open']} open")
+        fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        check(fds - fds0 >= 2 * n, f"two descriptors a relay ({fds0} -> {fds})")
+        bk = backends(d)[f"127.0.0.1:{backend.port()}"]
+        check(bk["connections_open"] == n, f"{bk}")
+        print(f"#   {n} relays in {time.monotonic() - start:.1f} s, tcpd holds {fds} descriptors", flush=True)
+    finally:
+        for s in conns:
+            s.close()
+    wait_for(lambda: svc(d)["connections_open"] == 0, timeout=60, what="every relay closed")
+    wait_for(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) == fds0, timeout=30, what="descriptors back")
+    check(backend.status()["connections_open"] == 0 or
+          wait_for(lambda: backend.status()["connections_open"] == 0, what="the backend's side closed too"), "")
+    d.stop()
+    backend.stop()
+
+
 if __name__ == "__main__":
-    main([test_health_checks, test_check_send_expect, test_admin_drain_disable_enable, test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
+    main([test_eight_thousand_relays, test_health_checks, test_check_send_expect, test_admin_drain_disable_enable, test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
           test_failover_and_no_backend, test_connect_timeout, test_balance, test_backend_that_never_reads,
           test_idle_counts_both_directions])
