@@ -215,7 +215,7 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned 
         r = conn_attach(l, c);
         if (r < 0)
                 return r;
-        if (l->fdstore && service_type_kept(c->ops))
+        if (l->fdstore && service_type_kept(c->ops) && !c->ops->store_own)
                 fdstore_add(l, fd);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
@@ -235,8 +235,11 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
         uint64_t age;
         int r;
 
-        if (!c)
+        if (!c) {
+                if (saved && saved->type_fd >= 0)
+                        close(saved->type_fd);
                 return -ENOMEM;
+        }
         if (saved) {
                 c->id = saved->id;
                 c->service = saved->service;
@@ -249,6 +252,8 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
                         c->started -= age;
                 if (saved->owed_len && owed_append(c, saved->owed, saved->owed_len) < 0) {
                         close(fd);
+                        if (saved->type_fd >= 0)
+                                close(saved->type_fd);
                         free(c);
                         return -ENOMEM;
                 }
@@ -258,6 +263,16 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
                 c->connected_usec = now_usec(CLOCK_REALTIME);
         }
         loop_id_seen(l, c->id);
+        c->ops = service_types[service_id_type(c->service)];
+        if (c->ops->adopt) {
+                r = c->ops->adopt(l, c, saved);
+                if (r < 0) {
+                        free(c->owed);
+                        close(fd);
+                        free(c);
+                        return r;
+                }
+        }
         r = conn_attach(l, c);
         if (r == 0)
                 limits_open_add(l, c->service);

@@ -108,10 +108,18 @@ struct conn_saved {
         uint64_t bytes_in, bytes_out;
         const char *owed;
         uint32_t owed_len;
+        /* a type's own (a relay's): its other socket (-1: none), and what
+         * its save() said (conn_handover), when there was a saved state */
+        int type_fd;
+        bool has_type_state;
+        uint8_t type_flags;
+        const char *type_data;
+        uint32_t type_len;
 };
 
 /* A connection from the fd store; saved is NULL when nothing was handed
- * over for it (after a crash): it then gets a new id. Takes fd. */
+ * over for it (after a crash): it then gets a new id. Takes fd (and
+ * saved's type_fd). */
 int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const struct conn_saved *saved);
 /* Closes a connection's descriptor (shutting it down first while systemd
  * holds a copy). */

@@ -18,9 +18,11 @@
 /* The state a hand-over leaves for the next tcpd, which may be another
  * version (the Debian package restarts tcpd on upgrade): versioned, and a
  * connection's service is saved by name, since types are added between
- * versions. Version 1 (tcpd 0.1.0 until 2026-12) saved the type's index. */
+ * versions. Version 1 (tcpd 0.1.0 until 2026-12) saved the type's index;
+ * version 2 had no type state (a relay's). */
 #define STATE_MAGIC_V1 "TCPDSTA1"
-#define STATE_MAGIC "TCPDSTA2"
+#define STATE_MAGIC_V2 "TCPDSTA2"
+#define STATE_MAGIC "TCPDSTA3"
 #define STATE_SERVICE_NAME 32
 
 struct state_header {
@@ -36,6 +38,19 @@ struct state_record {
         union sockaddr_in46 peer, local;
         char service[STATE_SERVICE_NAME]; /* NUL-terminated */
         uint32_t owed_len; /* this many owed bytes follow the record */
+        uint32_t type_len; /* then this many of its type's (conn_handover) */
+        uint8_t type_flags;
+        uint8_t has_type_state;
+        uint8_t pad[6];
+};
+
+struct state_record_v2 {
+        uint64_t id;
+        uint64_t connected_usec;
+        uint64_t bytes_in, bytes_out;
+        union sockaddr_in46 peer, local;
+        char service[STATE_SERVICE_NAME];
+        uint32_t owed_len;
         uint32_t pad;
 };
 
@@ -57,6 +72,10 @@ struct saved_rec {
         char service_name[STATE_SERVICE_NAME];
         const char *owed;
         uint32_t owed_len;
+        bool has_type_state;
+        uint8_t type_flags;
+        const char *type_data;
+        uint32_t type_len;
 };
 
 static struct ratelimit store_rl = RATELIMIT_INIT(10 * 1000 * 1000, 5);
@@ -120,6 +139,22 @@ void fdstore_flush(struct loop *l) {
         l->n_store_pending = 0;
 }
 
+int fdstore_add_relay(uint64_t id, const char *service, int client_fd, int backend_fd) {
+        char msg[128];
+        int r;
+
+        /* a message each: one name for all of a message's descriptors */
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDSTORE_RELAY_PREFIX "%llu.%s.c", (unsigned long long) id,
+                 service);
+        r = sd_pid_notify_with_fds(0, 0, msg, &client_fd, 1);
+        if (r <= 0)
+                return r < 0 ? r : -ENOTCONN;
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDSTORE_RELAY_PREFIX "%llu.%s.b", (unsigned long long) id,
+                 service);
+        r = sd_pid_notify_with_fds(0, 0, msg, &backend_fd, 1);
+        return r > 0 ? 0 : r < 0 ? r : -ENOTCONN;
+}
+
 static int write_all(int fd, const void *p, size_t n) {
         const char *s = p;
 
@@ -146,15 +181,22 @@ static int save_state(struct loop *l) {
         memcpy(h.magic, STATE_MAGIC, sizeof(h.magic));
         r = write_all(fd, &h, sizeof(h));
         for (struct conn *c = l->head; c && r == 0; c = c->next) {
-                struct state_record rec = {
+                struct conn_handover th = {};
+                struct state_record rec = {};
+                socklen_t len = sizeof(rec.local);
+
+                if (c->ops->save)
+                        c->ops->save(l, c, &th); /* a relay sends what it can first */
+                rec = (struct state_record) {
                         .id = c->id,
                         .connected_usec = c->connected_usec,
                         .bytes_in = c->bytes_in,
                         .bytes_out = c->bytes_out,
                         .peer = c->peer,
+                        .has_type_state = c->ops->save != NULL,
+                        .type_flags = th.flags,
+                        .type_len = th.len,
                 };
-                socklen_t len = sizeof(rec.local);
-
                 snprintf(rec.service, sizeof(rec.service), "%s", service_id_name(c->service));
                 if (getsockname(c->fd, &rec.local.sa, &len) == 0)
                         addr_normalize(&rec.local);
@@ -163,6 +205,8 @@ static int save_state(struct loop *l) {
                 r = write_all(fd, &rec, sizeof(rec));
                 if (r == 0 && rec.owed_len)
                         r = write_all(fd, c->owed->data + c->owed->off, rec.owed_len);
+                if (r == 0 && rec.type_len)
+                        r = write_all(fd, th.data, rec.type_len);
         }
         if (r < 0)
                 return r;
@@ -187,8 +231,8 @@ void fdstore_handover(struct loop *l) {
                 }
         }
         if (n_programs)
-                log_notice("restart: %u connection%s of programs (type = exec) or relays (type = forward) closed; "
-                           "they are not kept across a restart",
+                log_notice("restart: %u connection%s of programs (type = exec) closed; programs are not kept across "
+                           "a restart",
                            n_programs, plural(n_programs));
         /* what can go out without waiting does; the rest travels in the state */
         for (c = l->head; c; c = c->next)
@@ -215,6 +259,8 @@ void fdstore_handover(struct loop *l) {
                 close(c->fd);
                 __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
                 c->fd = -1;
+                if (c->ops->let_go)
+                        c->ops->let_go(l, c); /* its own copies (a relay's backend socket) */
                 table_remove(&l->table, c->id);
                 loop_conn_unlinking(l, c);
                 l->head = next;
@@ -291,10 +337,10 @@ static uint64_t pair_key(const union sockaddr_in46 *peer, const union sockaddr_i
 
 /* One record of either version, as this version reads it. Returns its
  * size with the owed bytes, or 0 when the file ends inside it. */
-static size_t read_record(const char *p, const char *end, bool v1, struct saved_rec *out) {
+static size_t read_record(const char *p, const char *end, int version, struct saved_rec *out) {
         size_t size;
 
-        if (v1) {
+        if (version == 1) {
                 const struct state_record_v1 *r = (const struct state_record_v1 *) p;
                 static const char *const v1_names[] = { "echo", "discard", "chargen" };
 
@@ -307,8 +353,8 @@ static size_t read_record(const char *p, const char *end, bool v1, struct saved_
                 snprintf(out->service_name, sizeof(out->service_name), "%s",
                          r->service < ARRAY_SIZE(v1_names) ? v1_names[r->service] : "?");
                 size = sizeof(*r) + r->owed_len;
-        } else {
-                const struct state_record *r = (const struct state_record *) p;
+        } else if (version == 2) {
+                const struct state_record_v2 *r = (const struct state_record_v2 *) p;
 
                 if ((size_t) (end - p) < sizeof(*r) || (size_t) (end - p) - sizeof(*r) < r->owed_len)
                         return 0;
@@ -319,6 +365,22 @@ static size_t read_record(const char *p, const char *end, bool v1, struct saved_
                 memcpy(out->service_name, r->service, sizeof(out->service_name));
                 out->service_name[sizeof(out->service_name) - 1] = 0;
                 size = sizeof(*r) + r->owed_len;
+        } else {
+                const struct state_record *r = (const struct state_record *) p;
+                size_t room = (size_t) (end - p);
+
+                if (room < sizeof(*r) || room - sizeof(*r) < r->owed_len ||
+                    room - sizeof(*r) - r->owed_len < r->type_len)
+                        return 0;
+                *out = (struct saved_rec) { .id = r->id, .connected_usec = r->connected_usec,
+                                            .bytes_in = r->bytes_in, .bytes_out = r->bytes_out,
+                                            .peer = r->peer, .local = r->local,
+                                            .owed = p + sizeof(*r), .owed_len = r->owed_len,
+                                            .has_type_state = r->has_type_state, .type_flags = r->type_flags,
+                                            .type_data = p + sizeof(*r) + r->owed_len, .type_len = r->type_len };
+                memcpy(out->service_name, r->service, sizeof(out->service_name));
+                out->service_name[sizeof(out->service_name) - 1] = 0;
+                size = sizeof(*r) + r->owed_len + r->type_len;
         }
         /* the services the settings have are registered by now */
         out->service = service_lookup(out->service_name);
@@ -335,7 +397,7 @@ static int load_state(int fd, void **map, size_t *size, struct saved_rec **recs,
         struct stat st;
         const char *p, *end;
         const struct state_header *h;
-        bool v1;
+        int version;
 
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -348,8 +410,11 @@ static int load_state(int fd, void **map, size_t *size, struct saved_rec **recs,
                 return -errno;
         }
         h = *map;
-        v1 = memcmp(h->magic, STATE_MAGIC_V1, sizeof(h->magic)) == 0;
-        if (!v1 && memcmp(h->magic, STATE_MAGIC, sizeof(h->magic)) != 0)
+        version = memcmp(h->magic, STATE_MAGIC_V1, sizeof(h->magic)) == 0   ? 1
+                  : memcmp(h->magic, STATE_MAGIC_V2, sizeof(h->magic)) == 0 ? 2
+                  : memcmp(h->magic, STATE_MAGIC, sizeof(h->magic)) == 0    ? 3
+                                                                            : 0;
+        if (!version)
                 return -EBADMSG;
         *next_id = h->next_id;
         p = (const char *) (h + 1);
@@ -361,7 +426,7 @@ static int load_state(int fd, void **map, size_t *size, struct saved_rec **recs,
         if (!*recs)
                 return -ENOMEM;
         for (uint64_t i = 0; i < h->count; i++) {
-                size_t n = read_record(p, end, v1, &(*recs)[i]);
+                size_t n = read_record(p, end, version, &(*recs)[i]);
                 int r;
 
                 if (!n)
@@ -374,11 +439,121 @@ static int load_state(int fd, void **map, size_t *size, struct saved_rec **recs,
         return 0;
 }
 
+/* "fwd.ID.SERVICE.c" or ".b": its id, its service's name, which side.
+ * Returns 0, or -EINVAL for a name of another form. */
+static int relay_name_parse(const char *name, uint64_t *id, char *service, size_t size, char *side) {
+        const char *p = name + strlen(FDSTORE_RELAY_PREFIX), *dot = strchr(p, '.'), *last = strrchr(name, '.');
+        _cleanup_free_ char *num = NULL;
+
+        if (!dot || last <= dot || !last[1] || last[2] || (last[1] != 'c' && last[1] != 'b') ||
+            (size_t) (last - dot - 1) >= size || last == dot + 1)
+                return -EINVAL;
+        num = strndup(p, (size_t) (dot - p));
+        if (!num || parse_uint(num, INT64_MAX, id) < 0 || *id == 0)
+                return -EINVAL;
+        memcpy(service, dot + 1, (size_t) (last - dot - 1));
+        service[last - dot - 1] = 0;
+        *side = last[1];
+        return 0;
+}
+
+/* Ends a stored socket for good: a reset, since its peer's other half is gone. */
+static void drop_stored(int fd) {
+        struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+        (void) connect(fd, &sa, sizeof(sa));
+        (void) shutdown(fd, SHUT_RDWR);
+        close(fd);
+}
+
+/* The relays: each client socket with its backend socket, by the id in
+ * their names; with a saved state (a hand-over) their counters, the bytes
+ * either side had yet to take and which FINs had passed; without (a crash)
+ * as open both ways, what tcpd had read and not written lost. A socket
+ * whose other half is not there, or whose service is gone or is no longer
+ * a relay, is reset. */
+static void adopt_relays(struct loop **loops, size_t n_loops, const int *fds, char *const *names, size_t n,
+                         struct table *index, size_t *adopted, size_t *with_state, size_t *dropped) {
+        struct table backends = { 0 };
+        bool *used = calloc(n ? n : 1, sizeof(bool));
+
+        if (!used) {
+                for (size_t i = 0; i < n; i++)
+                        drop_stored(fds[i]);
+                *dropped += n;
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char svc[STATE_SERVICE_NAME], side;
+                uint64_t id;
+
+                /* the index keeps i + 1: a table's values are never NULL */
+                if (relay_name_parse(names[i], &id, svc, sizeof(svc), &side) == 0 && side == 'b')
+                        (void) table_put(&backends, id, (void *) (uintptr_t) (i + 1));
+        }
+        for (size_t i = 0; i < n; i++) {
+                char svc[STATE_SERVICE_NAME], side;
+                union sockaddr_in46 peer, local;
+                socklen_t plen = sizeof(peer), llen = sizeof(local);
+                const struct saved_rec *rec;
+                struct conn_saved saved;
+                uint64_t id;
+                size_t b;
+                int service;
+
+                if (relay_name_parse(names[i], &id, svc, sizeof(svc), &side) < 0 || side != 'c')
+                        continue;
+                used[i] = true;
+                b = (size_t) (uintptr_t) table_get(&backends, id);
+                if (!b || getpeername(fds[i], &peer.sa, &plen) < 0 || getsockname(fds[i], &local.sa, &llen) < 0) {
+                        drop_stored(fds[i]);
+                        (*dropped)++;
+                        continue;
+                }
+                used[b - 1] = true;
+                addr_normalize(&peer);
+                addr_normalize(&local);
+                rec = table_get(index, pair_key(&peer, &local));
+                if (rec && (!addr_equal(&rec->peer, &peer) || !addr_equal(&rec->local, &local) || rec->id != id))
+                        rec = NULL;
+                service = rec ? rec->service : service_lookup(svc);
+                if (service < 0 || !service_types[service_id_type((unsigned) service)]->adopt) {
+                        drop_stored(fds[i]);
+                        drop_stored(fds[b - 1]);
+                        *dropped += 2;
+                        continue;
+                }
+                saved = (struct conn_saved) { .id = id, .service = (uint8_t) service,
+                                              .connected_usec = now_usec(CLOCK_REALTIME), .type_fd = fds[b - 1] };
+                if (rec) {
+                        saved.connected_usec = rec->connected_usec;
+                        saved.bytes_in = rec->bytes_in;
+                        saved.bytes_out = rec->bytes_out;
+                        saved.owed = rec->owed;
+                        saved.owed_len = rec->owed_len;
+                        saved.has_type_state = rec->has_type_state;
+                        saved.type_flags = rec->type_flags;
+                        saved.type_data = rec->type_data;
+                        saved.type_len = rec->type_len;
+                        (*with_state)++;
+                }
+                if (conn_adopt(loops[i % n_loops], fds[i], &peer, &saved) == 0)
+                        (*adopted)++;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!used[i]) {
+                        drop_stored(fds[i]);
+                        (*dropped)++;
+                }
+        free(used);
+        table_free(&backends);
+}
+
 int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
-                  size_t n_state) {
+                  size_t n_state, const int *relay_fds, char *const *relay_names, size_t n_relay) {
         struct table index = { 0 };
         struct { void *map; size_t size; struct saved_rec *recs; } *maps = calloc(n_state ? n_state : 1, sizeof(*maps));
-        size_t with_state = 0, adopted = 0, gone = 0;
+        size_t with_state = 0, adopted = 0, gone = 0, relays = 0, relays_with_state = 0, dropped = 0;
         int r;
 
         if (!maps)
@@ -436,6 +611,7 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
                                 .bytes_out = rec->bytes_out,
                                 .owed = rec->owed,
                                 .owed_len = rec->owed_len,
+                                .type_fd = -1,
                         };
                         with_state++;
                 }
@@ -443,6 +619,7 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
                 if (conn_adopt(loops[i % n_loops], fds[i], &peer, rec ? &saved : NULL) == 0)
                         adopted++;
         }
+        adopt_relays(loops, n_loops, relay_fds, relay_names, n_relay, &index, &relays, &relays_with_state, &dropped);
         table_free(&index);
         for (size_t k = 0; k < n_state; k++) {
                 if (maps[k].map)
@@ -463,6 +640,12 @@ int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n,
         if (gone)
                 log_notice("closed %zu stored connection%s whose service this tcpd does not have", gone,
                            plural(gone));
+        if (n_relay)
+                log_info("adopted %zu relay%s from the fd store (%zu with their saved state)", relays, plural(relays),
+                         relays_with_state);
+        if (dropped)
+                log_notice("reset %zu stored relay socket%s whose other half, or service, is gone", dropped,
+                           plural(dropped));
         return 0;
 }
 

@@ -13,6 +13,10 @@
 #define FDSTORE_STATE_NAME "tcpd-state"
 #define FDSTORE_SETTINGS_NAME "tcpd-settings"
 #define FDSTORE_BACKENDS_NAME "tcpd-backends"
+/* A relay's two sockets (type = forward): "fwd.ID.SERVICE.c" for the
+ * client's, ".b" for the backend's, stored when the backend answers, so
+ * that a tcpd after a crash pairs them again without a saved state. */
+#define FDSTORE_RELAY_PREFIX "fwd."
 
 /* True when systemd keeps a store for us: $FDSTORE (set by systemd 254 and
  * later, and by our unit for older ones) is above 0 and $NOTIFY_SOCKET set. */
@@ -33,7 +37,9 @@ void fdstore_handover(struct loop *l);
 /* Takes the stored connections, spread over the loops, and the states
  * saved by the previous tcpd's workers (one memfd each). Takes every fd. */
 int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
-                  size_t n_state);
+                  size_t n_state, const int *relay_fds, char *const *relay_names, size_t n_relay);
+/* Stores a relay's two sockets, named by its id and service. */
+int fdstore_add_relay(uint64_t id, const char *service, int client_fd, int backend_fd);
 
 /* A text kept in the store under name (a memfd that replaces the one
  * before): the last settings that loaded (FDSTORE_SETTINGS_NAME), so that

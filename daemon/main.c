@@ -647,6 +647,9 @@ struct activated {
         size_t n_state;
         int *conn_fds;  /* connections from the fd store */
         size_t n_conn;
+        int *relay_fds; /* relays' sockets from the fd store (FDSTORE_RELAY_PREFIX), */
+        char **relay_names; /* with their names */
+        size_t n_relay;
 };
 
 /* Takes every socket systemd passed: "control" (or "varlink") is the
@@ -682,6 +685,17 @@ static int take_activated(struct tcpd *t, struct activated *a) {
                         /* read before (fdstore_saved_settings), if needed;
                          * the store keeps its own copy */
                         close(fd);
+                        continue;
+                }
+                if (strncmp(name, FDSTORE_RELAY_PREFIX, strlen(FDSTORE_RELAY_PREFIX)) == 0) {
+                        if ((!a->relay_fds && !(a->relay_fds = calloc((size_t) n, sizeof(int)))) ||
+                            (!a->relay_names && !(a->relay_names = calloc((size_t) n, sizeof(char *)))) ||
+                            !(a->relay_names[a->n_relay] = strdup(name))) {
+                                r = log_error_errno(-ENOMEM, "cannot adopt stored relays");
+                                close(fd);
+                                continue;
+                        }
+                        a->relay_fds[a->n_relay++] = fd;
                         continue;
                 }
                 if (streq(name, FDSTORE_CONN_NAME) || streq(name, FDSTORE_STATE_NAME)) {
@@ -925,6 +939,15 @@ static int run(struct tcpd *t) {
         r = assign_service_ids(t->config);
         if (r < 0)
                 return r;
+        /* relays adopted from the fd store need their service's backends
+         * before the settings are posted (borrowed: each loop's copy takes
+         * a reference; post_settings carries their state over) */
+        for (size_t i = 0; i < t->config->n_services; i++) {
+                const struct service_config *s = &t->config->services[i];
+
+                if (s->type == SERVICE_KIND_forward && !t->pools[s->id])
+                        ls.forward[s->id] = t->pools[s->id] = backend_pool_new(s, NULL);
+        }
 
         t->start_monotonic = now_usec(CLOCK_MONOTONIC);
         raise_nofile();
@@ -961,15 +984,17 @@ static int run(struct tcpd *t) {
                 t->loops[i].fdstore = fdstore_configured();
         r = take_activated(t, &act);
         control_fd = act.control_fd;
-        if (r < 0) {
-                free(act.conn_fds);
-                free(act.state_fds);
-                return r;
-        }
-        if (act.n_conn || act.n_state)
-                fdstore_adopt(t->loop_ptrs, t->n_workers, act.conn_fds, act.n_conn, act.state_fds, act.n_state);
+        if (r >= 0 && (act.n_conn || act.n_state || act.n_relay))
+                fdstore_adopt(t->loop_ptrs, t->n_workers, act.conn_fds, act.n_conn, act.state_fds, act.n_state,
+                              act.relay_fds, act.relay_names, act.n_relay);
         free(act.conn_fds);
         free(act.state_fds);
+        free(act.relay_fds);
+        for (size_t i = 0; i < act.n_relay; i++)
+                free(act.relay_names[i]);
+        free(act.relay_names);
+        if (r < 0)
+                return r;
         r = apply_listeners(t, t->config);
         if (r < 0)
                 return r;

@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "conn-io.h"
+#include "fdstore.h"
 #include "log.h"
 #include "monitor.h"
 #include "ops.h"
@@ -30,6 +31,8 @@ struct fwd {
         uint64_t tried;  /* bit i: backend i was tried for this client */
         uint64_t connect_by; /* CLOCK_MONOTONIC, while connecting */
         bool connecting, client_eof, backend_eof, client_shut, backend_shut;
+        bool stored; /* both sockets are in systemd's fd store */
+        union sockaddr_in46 backend_addr; /* where fd goes, for list (also when adopted) */
         struct owed *up; /* read from the client, not yet taken by the backend */
         uint64_t to_backend; /* bytes the backend took */
         struct fwd *prev, *next; /* the loop's connecting ones, oldest first */
@@ -73,7 +76,17 @@ static void backend_close(struct loop *l, struct fwd *f, bool reset) {
         if (f->fd < 0)
                 return;
         connecting_unlink(l, f);
-        if (reset) {
+        if (f->stored) {
+                /* systemd holds a copy: close() alone would neither end
+                 * the connection nor take it out of epoll */
+                struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+                if (reset)
+                        (void) connect(f->fd, &sa, sizeof(sa));
+                else
+                        (void) shutdown(f->fd, SHUT_RDWR);
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, f->fd, NULL);
+        } else if (reset) {
                 struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
                 (void) setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -99,9 +112,11 @@ static void backend_set_events(struct loop *l, struct fwd *f, uint32_t events) {
 
 static void log_backend(struct loop *l, struct fwd *f, int i, int err, const char *what) {
         unsigned suppressed;
+        char addr[ADDR_STRLEN];
 
         if (ratelimit_pass(&backend_rl, l->now, &suppressed))
-                conn_log(l, f->c, LOG_WARNING, "backend", NULL, "backend %s: %s: %s%s", f->pool->b[i].text, what,
+                conn_log(l, f->c, LOG_WARNING, "backend", NULL, "backend %s: %s: %s%s",
+                         i >= 0 ? f->pool->b[i].text : addr_format(&f->backend_addr, addr, sizeof(addr)), what,
                          strerror(err), suppressed ? " (some backend errors before this were not logged)" : "");
 }
 
@@ -134,6 +149,7 @@ static int connect_next(struct loop *l, struct fwd *f) {
                 }
                 f->fd = fd;
                 f->backend = i;
+                f->backend_addr = b->addr;
                 f->events = 0;
                 f->ev.ev.kind = EV_CALLBACK;
                 __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
@@ -311,6 +327,16 @@ static void backend_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
                 }
                 connecting_unlink(l, f);
                 backend_connected(f->pool, (size_t) f->backend);
+                if (l->fdstore) {
+                        /* both halves, named so that a tcpd after a crash pairs them again */
+                        int sr = fdstore_add_relay(f->c->id, service_id_name(f->c->service), f->c->fd, f->fd);
+                        unsigned suppressed;
+
+                        f->stored = sr == 0;
+                        if (sr < 0 && ratelimit_pass(&backend_rl, l->now, &suppressed))
+                                log_warning_errno(sr, "cannot put a relay into the fd store; it will not survive a "
+                                                      "restart");
+                }
                 if (f->pool->proxy_protocol && send_proxy_header(l, f) < 0)
                         return; /* closed */
                 conn_touch(l, f->c);
@@ -399,6 +425,99 @@ static bool forward_can_read(const struct loop *l, const struct conn *c) {
         return f && f->fd >= 0 && !f->connecting && !f->client_eof && owed_len(f->up) < l->settings.max_buffered;
 }
 
+enum {
+        RELAY_CLIENT_EOF = 1 << 0,
+        RELAY_BACKEND_EOF = 1 << 1,
+        RELAY_CLIENT_SHUT = 1 << 2,
+        RELAY_BACKEND_SHUT = 1 << 3,
+};
+
+/* A hand-over: what the backend takes now goes; the rest, and which FINs
+ * have passed, go into the saved state. */
+static void forward_save(struct loop *l, struct conn *c, struct conn_handover *h) {
+        struct fwd *f = c->data;
+
+        if (!f)
+                return;
+        if (f->up && f->fd >= 0 && !f->connecting)
+                (void) flush_up(l, f);
+        h->flags = (uint8_t) ((f->client_eof ? RELAY_CLIENT_EOF : 0) | (f->backend_eof ? RELAY_BACKEND_EOF : 0) |
+                              (f->client_shut ? RELAY_CLIENT_SHUT : 0) | (f->backend_shut ? RELAY_BACKEND_SHUT : 0));
+        h->data = f->up ? f->up->data + f->up->off : NULL;
+        h->len = (uint32_t) owed_len(f->up);
+}
+
+/* After the hand-over: our copy of the backend socket goes; systemd's
+ * keeps the connection. */
+static void forward_let_go(struct loop *l, struct conn *c) {
+        struct fwd *f = c->data;
+
+        if (!f)
+                return;
+        connecting_unlink(l, f);
+        if (f->fd >= 0) {
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, f->fd, NULL);
+                close(f->fd);
+                f->fd = -1;
+                __atomic_sub_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
+                if (f->backend >= 0)
+                        __atomic_sub_fetch(&f->pool->b[f->backend].st->open, 1, __ATOMIC_RELAXED);
+        }
+        f->ev.ev.kind = 0;
+        f->up = mfree(f->up);
+        f->pool = backend_pool_unref(f->pool);
+}
+
+/* A relay from the fd store: its backend socket (saved->type_fd), and,
+ * after a hand-over, what it held and which FINs had passed. */
+static int forward_adopt(struct loop *l, struct conn *c, const struct conn_saved *saved) {
+        struct backend_pool *p = l->settings.forward[c->service];
+        socklen_t len = sizeof(union sockaddr_in46);
+        struct fwd *f;
+        uint32_t ev = 0;
+
+        if (!p || !saved || saved->type_fd < 0 || !(f = calloc(1, sizeof(*f)))) {
+                if (saved && saved->type_fd >= 0)
+                        close(saved->type_fd);
+                return -EINVAL;
+        }
+        f->ev.ev.kind = EV_CALLBACK;
+        f->ev.fn = backend_event;
+        f->c = c;
+        f->fd = saved->type_fd;
+        f->pool = backend_pool_ref(p);
+        f->backend = -1;
+        f->stored = true;
+        if (getpeername(f->fd, &f->backend_addr.sa, &len) == 0) {
+                addr_normalize(&f->backend_addr);
+                for (size_t i = 0; i < p->n; i++)
+                        if (addr_equal(&p->b[i].addr, &f->backend_addr))
+                                f->backend = (int) i;
+        }
+        if (f->backend >= 0)
+                __atomic_add_fetch(&p->b[f->backend].st->open, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
+        if (saved->has_type_state) {
+                f->client_eof = saved->type_flags & RELAY_CLIENT_EOF;
+                f->backend_eof = saved->type_flags & RELAY_BACKEND_EOF;
+                f->client_shut = saved->type_flags & RELAY_CLIENT_SHUT;
+                f->backend_shut = saved->type_flags & RELAY_BACKEND_SHUT;
+                if (saved->type_len && owed_buf_append(&f->up, saved->type_data, saved->type_len) < 0) {
+                        forward_let_go(l, c);
+                        free(f);
+                        return -ENOMEM;
+                }
+        }
+        c->data = f;
+        /* the backend's interest now; the client's follows from can_read */
+        if (f->up)
+                ev |= EPOLLOUT;
+        if (!f->backend_eof && owed_bytes(c) < l->settings.max_buffered)
+                ev |= EPOLLIN;
+        backend_set_events(l, f, ev);
+        return 0;
+}
+
 /* Passes on the FINs that are due, closes when both directions have
  * ended, and sets the backend's interest. */
 static bool forward_update(struct loop *l, struct conn *c) {
@@ -485,8 +604,7 @@ static void forward_info(const struct conn *c, struct conn_info *i) {
 
         if (!f || !f->pool)
                 return;
-        if (f->backend >= 0)
-                i->backend = f->pool->b[f->backend].addr;
+        i->backend = f->backend_addr;
         if (f->connecting)
                 i->state = "connecting";
         else if (f->client_eof || f->backend_eof)
@@ -507,5 +625,8 @@ const struct service_type service_forward = {
         .release = forward_release,
         .info = forward_info,
         .tick = forward_tick,
-        .not_kept = true,
+        .store_own = true,
+        .save = forward_save,
+        .let_go = forward_let_go,
+        .adopt = forward_adopt,
 };

@@ -12,6 +12,16 @@
 struct loop;
 struct conn;
 struct conn_info;
+struct conn_saved;
+
+/* What a type keeps of a connection across a hand-over, beside its
+ * bytes (a relay's: which FINs have passed, what its backend has yet to
+ * take). The bytes stay the type's until let_go. */
+struct conn_handover {
+        uint8_t flags;
+        const char *data;
+        uint32_t len;
+};
 
 struct service_type {
         const char *name;
@@ -51,6 +61,16 @@ struct service_type {
         void (*sync)(struct loop *l, struct conn *c);
         /* What list shows of the type (a program's PID, a backend). */
         void (*info)(const struct conn *c, struct conn_info *i);
+        /* For a type with descriptors of its own in the fd store (forward's
+         * backend socket): it stores them itself (store_own: the
+         * connection's socket is not queued at accept); at a hand-over,
+         * save sends what it can and says what is left, and let_go closes
+         * its copies without ending anything; adopt takes them back from
+         * what the store and the state gave (conn_saved). */
+        bool store_own;
+        void (*save)(struct loop *l, struct conn *c, struct conn_handover *h);
+        void (*let_go)(struct loop *l, struct conn *c);
+        int (*adopt)(struct loop *l, struct conn *c, const struct conn_saved *saved);
         /* Timers of the type's own in a loop (forward's connect timeouts):
          * runs once the time it last returned has come (loop.type_wake);
          * returns when to run again, CLOCK_MONOTONIC, or 0. */

@@ -391,6 +391,7 @@ def test_a_kicked_connection_at_a_restart_ends_with_a_fin():
 # The saved state's layout (daemon/fdstore.c): a header, then per connection
 # a record and its owed bytes. Version 2 saves the service by name.
 STATE_HEADER = struct.Struct("=8sQQ")
+STATE_V3 = struct.Struct("=QQQQ28s28s32sIIBB6x")
 STATE_V2 = struct.Struct("=QQQQ28s28s32sII")
 STATE_V1 = struct.Struct("=QQQQ28s28sB3xI")
 
@@ -404,13 +405,13 @@ def rewrite_state(sd, convert):
                 continue
             data = os.pread(fd, 1 << 24, 0)
             magic, count, next_id = STATE_HEADER.unpack_from(data)
-            check(magic == b"TCPDSTA2", f"a version 2 state: {magic}")
+            check(magic == b"TCPDSTA3", f"a version 3 state: {magic}")
             recs, off = [], STATE_HEADER.size
             for _ in range(count):
-                f = list(STATE_V2.unpack_from(data, off))
-                off += STATE_V2.size
+                f = list(STATE_V3.unpack_from(data, off))
+                off += STATE_V3.size
                 owed = data[off:off + f[7]]
-                off += f[7]
+                off += f[7] + f[8]  # the type's bytes: none for echo
                 recs.append(f[:6] + [f[6].rstrip(b"\0").decode(), owed])
             new = convert(recs, next_id)
             mfd = os.memfd_create("tcpd-state")
@@ -494,33 +495,140 @@ def test_named_service_across_a_restart():
 
 
 def test_relays_and_drained_backends_across_a_restart():
-    """A relay (type = forward) is closed at a hand-over, for now; what an
-    admin drained stays drained in the next tcpd (kept in the store)."""
+    """A relay (type = forward) lives through a hand-over with the bytes it
+    held, both ways, in order; what an admin drained stays drained in the
+    next tcpd (kept in the store)."""
     from test_forward import Backend
     a, b = Backend(echo=True, name=b"A"), Backend(echo=True, name=b"B")
     sd = FakeSystemd(service="db")
     try:
         with open(sd.config, "a") as f:
-            f.write(f"[service db]\ntype = forward\nbackend = {a.addr} {b.addr}\n")
+            f.write(f"[tcpd]\nmax_buffered = 64K\n[service db]\ntype = forward\nbackend = {a.addr} {b.addr}\n")
         sd.start()
         c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
-        check(c.recv(1) in (b"A", b"B"), "relayed")
+        first = c.recv(1)
+        check(first in (b"A", b"B"), "relayed")
+        wait_for(lambda: sum(1 for n, _ in sd.store if n.startswith("fwd.")) == 2, what="both halves stored")
+        before = sd.ctl("list")
         out = sd.ctl("backend", "drain", "db", b.addr)
         check(out["admin"] == "drain" and out["previous"] == "enabled", f"{out}")
         wait_for(lambda: sd.stored("tcpd-backends") == 1, what="the admin states in the store")
         check(sd.stop_tcpd() == 0, "hand-over")
-        check(reads_eof(c), "the relay's client sees the end: relays are not kept yet")
         sd.start()
+        after = sd.ctl("list")
+        check([(x["id"], x["backend"]) for x in after] == [(before[0]["id"], before[0]["backend"])],
+              f"the same relay: {before} -> {after}")
+        blob = bytes(range(256)) * 400
+        c.sendall(blob)
+        got = b""
+        while len(got) < len(blob):
+            got += c.recv(65536)
+        check(got == blob, "the relay goes on, every byte in order")
         bk = {x["backend"]: x for x in sd.ctl("backends")}
         check(bk[b.addr]["admin"] == "drain" and bk[a.addr]["admin"] == "enabled", f"{bk}")
         check("1 backend drained or disabled before the restart" in sd.stderr(), sd.stderr())
+        check("adopted 1 relay from the fd store (1 with their saved state)" in sd.stderr(), sd.stderr())
         sd.ctl("backend", "enable", "db", b.addr)
         wait_for(lambda: sd.stored("tcpd-backends") == 1, what="one copy, replaced")
+        c.close()
+        wait_for(lambda: not any(n.startswith("fwd.") for n, _ in sd.store), what="a closed relay leaves the store")
         sd.stop_tcpd()
     finally:
         sd.cleanup()
         a.close()
         b.close()
+
+
+def test_relay_bytes_in_flight_and_a_crash():
+    """Bytes a relay holds at a hand-over (a backend that does not read, a
+    client that does not read) arrive once and in order after it; after a
+    crash (SIGKILL) the halves are paired again by their names; a half
+    whose other half is gone is reset."""
+    from test_forward import Backend
+    be = Backend()
+    sd = FakeSystemd(service="db")
+    try:
+        with open(sd.config, "a") as f:
+            f.write(f"[tcpd]\nmax_buffered = 64K\n[service db]\ntype = forward\nbackend = {be.addr}\n"
+                    "check_interval = 1h\n")
+        sd.start()
+        c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
+        s = be.take()
+        # each side sends a lot and reads nothing yet: tcpd holds some of it
+        up, down = pattern(0, 3 << 20), pattern(7, 3 << 20)
+        c.setblocking(False)
+        s.setblocking(False)
+        sent_up = sent_down = 0
+        end = time.monotonic() + 5
+        while time.monotonic() < end and (sent_up < len(up) or sent_down < len(down)):
+            moved = False
+            for sock, data, attr in ((c, up, "u"), (s, down, "d")):
+                off = sent_up if attr == "u" else sent_down
+                if off < len(data):
+                    try:
+                        n = sock.send(data[off:off + 65536])
+                        moved = True
+                    except BlockingIOError:
+                        n = 0
+                    if attr == "u":
+                        sent_up += n
+                    else:
+                        sent_down += n
+            if not moved:
+                time.sleep(0.02)
+        wait_for(lambda: sum(1 for n, _ in sd.store if n.startswith("fwd.")) == 2, what="both halves stored")
+        rel = sd.ctl("list")[0]
+        check(rel["state"] in ("to-backend", "to-client", "open"), f"{rel}")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        sd.start()
+        # now both read: each gets exactly what the other sent
+        c.setblocking(True)
+        s.setblocking(True)
+        c.settimeout(TIMEOUT)
+        s.settimeout(TIMEOUT)
+        got_s, got_c = [], []
+        t1 = threading.Thread(target=lambda: got_s.append(recv_all_n(s, sent_up)))
+        t2 = threading.Thread(target=lambda: got_c.append(recv_all_n(c, sent_down)))
+        t1.start()
+        t2.start()
+        t1.join(60)
+        t2.join(60)
+        check(got_s == [up[:sent_up]], f"the backend got the client's {sent_up} bytes once, in order")
+        check(got_c == [down[:sent_down]], f"the client got the backend's {sent_down} bytes once, in order")
+        # a crash: no state, the halves paired by name
+        sd.stop_tcpd(signal.SIGKILL)
+        sd.start()
+        lst = sd.ctl("list")
+        check(len(lst) == 1 and lst[0]["id"] == rel["id"] and lst[0]["backend"] == be.addr, f"re-paired: {lst}")
+        c.sendall(b"after the crash")
+        check(recv_all_n(s, 15) == b"after the crash", "the relay goes on")
+        s.sendall(b"and back")
+        check(recv_all_n(c, 8) == b"and back", "both ways")
+        check("adopted 1 relay from the fd store (0 with their saved state)" in sd.stderr(), sd.stderr())
+        # a half without the other: reset
+        sd.stop_tcpd(signal.SIGKILL)
+        with sd.lock:
+            for name, fd in [x for x in sd.store if x[0].endswith(".b")]:
+                os.close(fd)
+                sd.store.remove((name, fd))
+        sd.start()
+        check(sd.ctl("list") == [], "nothing to relay to")
+        check(reads_eof(c), "the client whose backend half is gone is reset")
+        check("reset 1 stored relay socket" in sd.stderr(), sd.stderr())
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+        be.close()
+
+
+def recv_all_n(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        got = s.recv(min(1 << 20, n - len(buf)))
+        if not got:
+            break
+        buf += got
+    return bytes(buf)
 
 
 def test_programs_are_not_handed_over():
@@ -620,4 +728,5 @@ if __name__ == "__main__":
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
           test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over,
-          test_named_service_across_a_restart, test_relays_and_drained_backends_across_a_restart])
+          test_named_service_across_a_restart, test_relays_and_drained_backends_across_a_restart,
+          test_relay_bytes_in_flight_and_a_crash])
