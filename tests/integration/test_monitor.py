@@ -160,7 +160,10 @@ def test_monitor_that_does_not_read():
     t = time.monotonic()
     st = d.status()
     check(time.monotonic() - t < 1.0, "status answers at once")
-    check(st["connections_total"] == 6000, f"{st['connections_total']}")
+    # every client has gone, but tcpd may still be accepting the last of
+    # them (a loaded machine, a sanitizer): all are counted, soon
+    if st["connections_total"] != 6000:
+        wait_for(lambda: d.status()["connections_total"] == 6000, timeout=20, what="6000 connections counted")
     s = connect(port)
     echo_roundtrip(s, b"echo is not slowed")
     growth_b = rss() - rss0
