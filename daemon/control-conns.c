@@ -8,6 +8,7 @@ static void kick_done(struct msg *m);
 
 static void control_conn_reply_free(struct conn_reply *r) {
         json_decref(r->tcp);
+        json_decref(r->btcp);
         json_decref(r->pid);
         json_decref(r->bytes_per_sec);
         json_decref(r->backend);
@@ -69,6 +70,17 @@ static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
                 r->retransmits = json_object_get(r->tcp, "retransmits");
                 r->cwnd = json_object_get(r->tcp, "cwnd");
                 r->unacked = json_object_get(r->tcp, "unacked");
+                r->btcp = json_pack("{s:i,s:i,s:i,s:i,s:i}", "rtt_usec", 0, "rttvar_usec", 0, "retransmits", 0, "cwnd",
+                                    0, "unacked", 0);
+                if (!r->btcp) {
+                        control_conn_reply_free(r);
+                        return -ENOMEM;
+                }
+                r->b_rtt_usec = json_object_get(r->btcp, "rtt_usec");
+                r->b_rttvar_usec = json_object_get(r->btcp, "rttvar_usec");
+                r->b_retransmits = json_object_get(r->btcp, "retransmits");
+                r->b_cwnd = json_object_get(r->btcp, "cwnd");
+                r->b_unacked = json_object_get(r->btcp, "unacked");
                 /* ours, from json_pack; conn takes one more while it holds it */
         }
         return 0;
@@ -99,6 +111,15 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
                 k |= json_object_set(r->conn, "tcp", r->tcp);
         } else if (r->tcp)
                 (void) json_object_del(r->conn, "tcp"); /* the kernel had nothing to say */
+        if (r->btcp && i->has_backend_tcp) {
+                k |= json_integer_set(r->b_rtt_usec, i->b_rtt_usec);
+                k |= json_integer_set(r->b_rttvar_usec, i->b_rttvar_usec);
+                k |= json_integer_set(r->b_retransmits, i->b_retransmits);
+                k |= json_integer_set(r->b_cwnd, i->b_cwnd);
+                k |= json_integer_set(r->b_unacked, i->b_unacked);
+                k |= json_object_set(r->conn, "backend_tcp", r->btcp);
+        } else if (r->btcp)
+                (void) json_object_del(r->conn, "backend_tcp");
         if (i->pid) {
                 k |= json_integer_set(r->pid, i->pid);
                 k |= json_object_set(r->conn, "pid", r->pid);

@@ -80,6 +80,18 @@ static void conn_info_fill(struct conn_info *i, struct loop *l, struct conn *c, 
                         i->cwnd = ti.tcpi_snd_cwnd;
                         i->unacked = ti.tcpi_unacked;
                 }
+                /* a relay's other socket too: where a slow side shows */
+                if (c->ops->other_fd && c->ops->other_fd(c) >= 0) {
+                        tl = sizeof(ti);
+                        if (getsockopt(c->ops->other_fd(c), IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+                                i->has_backend_tcp = true;
+                                i->b_rtt_usec = ti.tcpi_rtt;
+                                i->b_rttvar_usec = ti.tcpi_rttvar;
+                                i->b_retransmits = ti.tcpi_total_retrans;
+                                i->b_cwnd = ti.tcpi_snd_cwnd;
+                                i->b_unacked = ti.tcpi_unacked;
+                        }
+                }
         }
 }
 

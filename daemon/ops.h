@@ -25,6 +25,8 @@ struct conn_info {
         uint64_t bytes_per_sec;
         bool has_tcp; /* what the kernel knows (TCP_INFO), when asked for */
         uint32_t rtt_usec, rttvar_usec, retransmits, cwnd, unacked;
+        bool has_backend_tcp; /* the same of a relay's backend socket */
+        uint32_t b_rtt_usec, b_rttvar_usec, b_retransmits, b_cwnd, b_unacked;
 };
 
 /* What list and kick select by; every condition set must hold. */

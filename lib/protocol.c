@@ -34,6 +34,8 @@ const char tcpd_interface_description[] =
         "  backend: ?string,\n"
         "  # with tcp_info: what the kernel knows (TCP_INFO)\n"
         "  tcp: ?TcpInfo,\n"
+        "  # with tcp_info, for a relay: the same of its backend socket\n"
+        "  backend_tcp: ?TcpInfo,\n"
         "  # in a top list: bytes both ways per second, since the previous top list\n"
         "  # (at least 0.5 s before) or since it connected\n"
         "  bytes_per_sec: ?int\n"

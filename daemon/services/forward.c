@@ -599,6 +599,12 @@ static void forward_release(struct loop *l, struct conn *c) {
          * event of this batch may still point at it */
 }
 
+static int forward_other_fd(const struct conn *c) {
+        const struct fwd *f = c->data;
+
+        return f && !f->connecting ? f->fd : -1;
+}
+
 static void forward_info(const struct conn *c, struct conn_info *i) {
         const struct fwd *f = c->data;
 
@@ -624,6 +630,7 @@ const struct service_type service_forward = {
         .closing = forward_closing,
         .release = forward_release,
         .info = forward_info,
+        .other_fd = forward_other_fd,
         .tick = forward_tick,
         .store_own = true,
         .save = forward_save,

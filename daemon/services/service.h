@@ -59,6 +59,9 @@ struct service_type {
          * bytes_out (and their service's counters) and last_active up to
          * date from the kernel. Before a list, an idle check and a close. */
         void (*sync)(struct loop *l, struct conn *c);
+        /* A type's other socket (a relay's backend side, once connected),
+         * for list -i; -1 when there is none. */
+        int (*other_fd)(const struct conn *c);
         /* What list shows of the type (a program's PID, a backend). */
         void (*info)(const struct conn *c, struct conn_info *i);
         /* For a type with descriptors of its own in the fd store (forward's

@@ -128,6 +128,10 @@ def test_bytes_both_ways_and_list():
     check(conns[0]["bytes_in"] == 15 + len(blob) and conns[0]["bytes_out"] == 16 + len(blob), f"{conns}")
     table = d.ctl("list").stdout
     check("BACKEND" in table and b.addr in table, table)
+    # -i: what the kernel knows of both sockets
+    ti = [x for x in json.loads(d.ctl("--json", "list", "-i").stdout) if x["service"] == "fw"][0]
+    check(set(ti["tcp"]) == set(ti["backend_tcp"]) == {"rtt_usec", "rttvar_usec", "retransmits", "cwnd", "unacked"} and
+          ti["backend_tcp"]["cwnd"] > 0, f"{ti}")
     # kick closes both sides
     d.ctl("kick", str(conns[0]["id"]))
     check(reads_eof(c), "the kicked client sees the end")
