@@ -515,7 +515,8 @@ def test_eight_thousand_relays():
         st = svc(d)
         check(st["connections_open"] == n, f"{st['connections_open']} open")
         fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
-        check(fds - fds0 >= 2 * n, f"two descriptors a relay ({fds0} -> {fds})")
+        # (a health check's socket may come or go meanwhile: one either way)
+        check(fds - fds0 >= 2 * n - 1, f"two descriptors a relay ({fds0} -> {fds})")
         bk = backends(d)[f"127.0.0.1:{backend.port()}"]
         check(bk["connections_open"] == n, f"{bk}")
         print(f"#   {n} relays in {time.monotonic() - start:.1f} s, tcpd holds {fds} descriptors", flush=True)
@@ -523,7 +524,7 @@ def test_eight_thousand_relays():
         for s in conns:
             s.close()
     wait_for(lambda: svc(d)["connections_open"] == 0, timeout=60, what="every relay closed")
-    wait_for(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) == fds0, timeout=30, what="descriptors back")
+    wait_for(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) <= fds0 + 1, timeout=30, what="descriptors back")
     check(backend.status()["connections_open"] == 0 or
           wait_for(lambda: backend.status()["connections_open"] == 0, what="the backend's side closed too"), "")
     d.stop()
