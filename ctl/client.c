@@ -24,14 +24,6 @@
 struct ctl_settings ctl_settings;
 volatile sig_atomic_t ctl_stop_requested;
 
-_printf_(1, 2) static int fail(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        term_verror(fmt, ap);
-        va_end(ap);
-        return EXIT_FAILURE;
-}
 
 const char *ctl_target(const struct ctl *c) {
         static char buf[320];
@@ -74,12 +66,12 @@ static int connect_ssh(struct ctl *c) {
         if (words_split(ssh_env && *ssh_env ? ssh_env : "ssh", &ssh, &why) <= 0 ||
             words_split(remote_env && *remote_env ? remote_env : "tcpctl", &remote, &why) <= 0) {
                 words_free(ssh);
-                return fail("TCPCTL_SSH or TCPCTL_REMOTE is not a command");
+                return term_fail("TCPCTL_SSH or TCPCTL_REMOTE is not a command");
         }
         if (words_count(ssh) + words_count(remote) + 10 > ARRAY_SIZE(argv)) {
                 words_free(ssh);
                 words_free(remote);
-                return fail("TCPCTL_SSH and TCPCTL_REMOTE are too long");
+                return term_fail("TCPCTL_SSH and TCPCTL_REMOTE are too long");
         }
         for (size_t i = 0; ssh[i]; i++)
                 argv[n++] = ssh[i];
@@ -102,7 +94,7 @@ static int connect_ssh(struct ctl *c) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 words_free(ssh);
                 words_free(remote);
-                return fail("cannot create a socket pair: %m");
+                return term_fail("cannot create a socket pair: %m");
         }
         fflush(stdout);
         c->ssh = fork();
@@ -125,7 +117,7 @@ static int connect_ssh(struct ctl *c) {
         if (c->ssh < 0) {
                 close(sv[0]);
                 c->ssh = 0;
-                return fail("cannot start ssh: %m");
+                return term_fail("cannot start ssh: %m");
         }
         c->fd = sv[0];
         return 0;
@@ -147,11 +139,11 @@ int ctl_connect(struct ctl *c, const char *host) {
         }
 
         if (strlen(path) >= sizeof(sa.sun_path))
-                return fail("socket path too long: %s", path);
+                return term_fail("socket path too long: %s", path);
         strcpy(sa.sun_path, path);
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
-                return fail("cannot create a socket: %m");
+                return term_fail("cannot create a socket: %m");
         if (!ctl_settings.no_timeout)
                 (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -162,12 +154,12 @@ int ctl_connect(struct ctl *c, const char *host) {
                         char access[128], group[96];
 
                         ctl_socket_access(access, sizeof(access), group, sizeof(group));
-                        return fail("cannot connect to %s: %s; %s: run as root or as a member of %s (under "
+                        return term_fail("cannot connect to %s: %s; %s: run as root or as a member of %s (under "
                                     "systemd, tcpd-control.socket's SocketMode= and SocketGroup= set these; "
                                     "otherwise control_socket_mode and admin_group in tcpd.ini)",
                                     path, strerror(err), access, group);
                 }
-                return fail("cannot connect to %s: %s; is tcpd running?", path, strerror(err));
+                return term_fail("cannot connect to %s: %s; is tcpd running?", path, strerror(err));
         }
         return 0;
 }
@@ -204,11 +196,11 @@ int ctl_send_call(struct ctl *c, const char *method, json_t *params, bool more) 
 
         r = vl_put_call(&out, method, params, more);
         if (r < 0)
-                return fail("out of memory");
+                return term_fail("out of memory");
         r = ctl_send_all(c->fd, out.data + out.start, vl_buf_pending(&out));
         vl_buf_free(&out);
         if (r < 0)
-                return fail("cannot send to %s: %s", ctl_target(c), strerror(-r));
+                return term_fail("cannot send to %s: %s", ctl_target(c), strerror(-r));
         return 0;
 }
 
@@ -220,15 +212,15 @@ int ctl_read_reply(struct ctl *c, struct vl_reply *reply) {
                 int r = vl_frame_next(&c->in, REPLY_MAX, &frame, &len);
 
                 if (r < 0)
-                        return fail("reply from tcpd is too large");
+                        return term_fail("reply from tcpd is too large");
                 if (r > 0) {
                         if (vl_reply_parse(frame, len, reply) < 0)
-                                return fail("tcpd sent a reply that is not Varlink JSON");
+                                return term_fail("tcpd sent a reply that is not Varlink JSON");
                         return 0;
                 }
                 dst = vl_buf_reserve(&c->in, 64 * 1024);
                 if (!dst)
-                        return fail("out of memory");
+                        return term_fail("out of memory");
                 if (ctl_settings.no_timeout) {
                         /* a signal between a check and recv() would be
                          * missed: wait in short steps instead */
@@ -244,14 +236,14 @@ int ctl_read_reply(struct ctl *c, struct vl_reply *reply) {
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                        return fail("no answer from tcpd on %s within %d s", ctl_target(c),
+                        return term_fail("no answer from tcpd on %s within %d s", ctl_target(c),
                                     c->host ? 2 * CTL_CALL_TIMEOUT_SEC : CTL_CALL_TIMEOUT_SEC);
                 if (c->host && n <= 0)
-                        return fail("no answer from tcpd on %s (ssh says why above, if it failed)", ctl_target(c));
+                        return term_fail("no answer from tcpd on %s (ssh says why above, if it failed)", ctl_target(c));
                 if (n < 0)
-                        return fail("cannot read from %s: %m", ctl_target(c));
+                        return term_fail("cannot read from %s: %m", ctl_target(c));
                 if (n == 0)
-                        return fail("tcpd closed the control connection without an answer");
+                        return term_fail("tcpd closed the control connection without an answer");
                 vl_buf_commit(&c->in, (size_t) n);
         }
 }

@@ -54,14 +54,6 @@ static size_t n_hosts;
 static const char *cur_host;
 static size_t cur_host_index;
 
-_printf_(1, 2) static int fail(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        term_verror(fmt, ap);
-        va_end(ap);
-        return EXIT_FAILURE;
-}
 
 _printf_(1, 2) static int usage_error(const char *fmt, ...) {
         va_list ap;
@@ -116,9 +108,9 @@ static int report_error(const char *method, struct vl_reply *reply) {
                 char access[128], group[96];
 
                 if (cur_host)
-                        return fail("permission denied: this needs root or membership of tcpd's admin group there");
+                        return term_fail("permission denied: this needs root or membership of tcpd's admin group there");
                 ctl_socket_access(access, sizeof(access), group, sizeof(group));
-                return fail("permission denied: this needs root or membership of %s, tcpd's admin group", group);
+                return term_fail("permission denied: this needs root or membership of %s, tcpd's admin group", group);
         }
         if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param && streq(param, "service") &&
             arg_service) {
@@ -134,13 +126,13 @@ static int report_error(const char *method, struct vl_reply *reply) {
         if (streq(reply->error, VARLINK_ERROR_INVALID_PARAMETER) && param)
                 return usage_error("tcpd refused the value of %s", param);
         if (streq(reply->error, TCPD_ERROR_SHUTTING_DOWN))
-                return fail("tcpd is shutting down");
+                return term_fail("tcpd is shutting down");
         if (streq(reply->error, TCPD_ERROR_RELOAD_FAILED))
-                return fail("reload failed: %s", msg ? msg : "see the daemon's log");
+                return term_fail("reload failed: %s", msg ? msg : "see the daemon's log");
         if (streq(reply->error, VARLINK_ERROR_METHOD_NOT_FOUND) ||
             streq(reply->error, VARLINK_ERROR_INTERFACE_NOT_FOUND))
-                return fail("tcpd does not know %s: is it an older version?", method);
-        return fail("%s failed: %s %s", method, reply->error, params ? params : "");
+                return term_fail("tcpd does not know %s: is it an older version?", method);
+        return term_fail("%s failed: %s %s", method, reply->error, params ? params : "");
 }
 
 /* Hands every reply to the call already sent on c to fn, until the last
@@ -208,7 +200,7 @@ static int call(const char *method, json_t *params, bool more, reply_fn fn, void
                 free(c);
                 free(status);
                 json_decref(params);
-                return fail("out of memory");
+                return term_fail("out of memory");
         }
         for (size_t i = 0; i < n_hosts; i++) {
                 bool failed = false;
@@ -258,7 +250,7 @@ static int fleet_collect(json_t *params, void *userdata) {
         json_t *replies = userdata, *o = json_pack("{s:s}", "host", cur_host);
 
         if (!o)
-                return fail("out of memory");
+                return term_fail("out of memory");
         if (params)
                 json_object_update(o, params);
         else
@@ -275,7 +267,7 @@ static int fleet_call(const char *method, json_t *params, int (*print)(json_t *r
 
         if (!replies) {
                 json_decref(params);
-                return fail("out of memory");
+                return term_fail("out of memory");
         }
         r = call(method, params, false, fleet_collect, replies);
         pr = print(replies);
@@ -334,13 +326,13 @@ static int cmd_bridge(int argc, char **argv) {
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        r = fail("bridge: %m");
+                        r = term_fail("bridge: %m");
                         break;
                 }
                 if (p[0].revents) {
                         n = read(STDIN_FILENO, buf, sizeof(buf));
                         if (n > 0 && ctl_send_all(c.fd, buf, (size_t) n) < 0) {
-                                r = fail("bridge: cannot send to %s: %m", arg_socket);
+                                r = term_fail("bridge: cannot send to %s: %m", arg_socket);
                                 break;
                         }
                         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
@@ -394,29 +386,29 @@ static int metrics_write_file(const char *path, json_t *st, bool om) {
         int fd;
 
         if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-                return fail("out of memory");
+                return term_fail("out of memory");
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
-                return fail("cannot write %s: %m", path);
+                return term_fail("cannot write %s: %m", path);
         (void) fchmod(fd, 0644); /* node_exporter runs as another user */
         f = fdopen(fd, "w");
         if (!f) {
                 close(fd);
                 unlink(tmp);
-                return fail("cannot write %s: %m", path);
+                return term_fail("cannot write %s: %m", path);
         }
         metrics_print(f, st, om);
         if (fflush(f) != 0 || fsync(fd) < 0 || ferror(f)) {
                 fclose(f);
                 unlink(tmp);
-                return fail("cannot write %s: %m", path);
+                return term_fail("cannot write %s: %m", path);
         }
         fclose(f);
         if (rename(tmp, path) < 0) {
                 int err = errno;
 
                 unlink(tmp);
-                return fail("cannot rename %s to %s: %s", tmp, path, strerror(err));
+                return term_fail("cannot rename %s to %s: %s", tmp, path, strerror(err));
         }
         return 0;
 }
@@ -465,7 +457,7 @@ static int collect_connection(json_t *params, void *userdata) {
 
                 if (!o || json_object_update(o, conn) < 0) {
                         json_decref(o);
-                        return fail("out of memory");
+                        return term_fail("out of memory");
                 }
                 conn = o;
                 if (out->table)
@@ -476,7 +468,7 @@ static int collect_connection(json_t *params, void *userdata) {
                 format_json_element(stdout, conn, out->n == 0);
         else if (conn_table_add(out->table, conn, out->json) < 0) {
                 json_decref(conn);
-                return fail("out of memory");
+                return term_fail("out of memory");
         }
         json_decref(conn);
         out->n++;
@@ -579,7 +571,7 @@ static int cmd_list(int argc, char **argv) {
         /* sorted output needs every row first; otherwise --json streams */
         if ((!arg_json || sort) && !(out.table = conn_table_new())) {
                 json_decref(params);
-                return fail("out of memory");
+                return term_fail("out of memory");
         }
         out.json = arg_json;
         r = call(TCPD_METHOD_LIST_CONNECTIONS, params, true, collect_connection, &out);
@@ -801,7 +793,7 @@ static int cmd_check_config(int argc, char **argv) {
         fflush(stdout);
         pid = fork();
         if (pid < 0)
-                return fail("cannot run %s: %m", daemon);
+                return term_fail("cannot run %s: %m", daemon);
         if (pid == 0) {
                 execv(daemon, args);
                 term_error("cannot run %s: %s (TCPD_DAEMON names another)", daemon, strerror(errno));
@@ -809,10 +801,10 @@ static int cmd_check_config(int argc, char **argv) {
         }
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
-                        return fail("cannot wait for %s: %m", daemon);
+                        return term_fail("cannot wait for %s: %m", daemon);
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
-        return fail("%s ended by signal %d", daemon, WTERMSIG(status));
+        return term_fail("%s ended by signal %d", daemon, WTERMSIG(status));
 }
 
 static int print_log_level(json_t *params, void *userdata) {
@@ -824,7 +816,7 @@ static int print_log_level(json_t *params, void *userdata) {
                 /* reading: the same shape as setting, {"level": ...} */
                 o = json_pack("{s:O}", "level", json_object_get(params, "log_level") ?: json_null());
                 if (!o)
-                        return fail("out of memory");
+                        return term_fail("out of memory");
                 format_json(stdout, o);
                 json_decref(o);
         } else if (json_object_get(params, "previous"))
@@ -873,7 +865,7 @@ static int cmd_monitor(int argc, char **argv) {
         if (r == CTL_EXIT_STOPPED)
                 return 0;
         if (r == 0) /* the stream ended: tcpd stopped */
-                return fail("tcpd ended the event stream");
+                return term_fail("tcpd ended the event stream");
         return r;
 }
 
@@ -886,7 +878,7 @@ static int print_backends(json_t *params, void *userdata) {
         int r = 0;
 
         if (!all)
-                return fail("out of memory");
+                return term_fail("out of memory");
         json_array_foreach(json_object_get(params, "services"), i, s) {
                 const char *name = json_string_value(json_object_get(s, "name"));
 
@@ -898,7 +890,7 @@ static int print_backends(json_t *params, void *userdata) {
                         if (!o || json_object_update(o, b) < 0) {
                                 json_decref(o);
                                 json_decref(all);
-                                return fail("out of memory");
+                                return term_fail("out of memory");
                         }
                         json_array_append_new(all, o);
                 }
@@ -908,7 +900,7 @@ static int print_backends(json_t *params, void *userdata) {
         else if (arg_json)
                 format_json(stdout, all);
         else if (format_backends(stdout, all) < 0)
-                r = fail("out of memory");
+                r = term_fail("out of memory");
         json_decref(all);
         return r;
 }
@@ -1096,7 +1088,7 @@ static int add_hosts(const char *arg) {
         char *copy = strdup(arg), *save = NULL;
 
         if (!copy)
-                return fail("out of memory");
+                return term_fail("out of memory");
         for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
                 bool seen = false;
 
@@ -1236,7 +1228,7 @@ static int take_global_options(const struct command *cmd, int *argc, char **argv
                                 if (streq(own, a))
                                         argv[out++] = argv[i];
                                 else if (!(argv[out++] = strdup(own)))
-                                        return fail("out of memory");
+                                        return term_fail("out of memory");
                         }
                         if (value_next && i + 1 < *argc)
                                 argv[out++] = argv[++i];

@@ -92,6 +92,15 @@ void term_verror(const char *fmt, va_list ap) {
                 last_error, color ? ANSI_NORMAL : "");
 }
 
+int term_fail(const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        term_verror(fmt, ap);
+        va_end(ap);
+        return EXIT_FAILURE;
+}
+
 void term_error(const char *fmt, ...) {
         va_list ap;
 

@@ -44,3 +44,5 @@ bool term_quiet(void);
 const char *term_last_error(void);
 _printf_(1, 0) void term_verror(const char *fmt, va_list ap);
 _printf_(1, 2) void term_error(const char *fmt, ...);
+/* term_error(), and EXIT_FAILURE for the command to return. */
+_printf_(1, 2) int term_fail(const char *fmt, ...);

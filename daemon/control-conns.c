@@ -7,13 +7,46 @@ static void list_part_done(struct msg *m);
 static void kick_done(struct msg *m);
 
 static void control_conn_reply_free(struct conn_reply *r) {
-        json_decref(r->tcp);
-        json_decref(r->btcp);
+        json_decref(r->tcp.obj);
+        json_decref(r->backend_tcp.obj);
         json_decref(r->pid);
         json_decref(r->bytes_per_sec);
         json_decref(r->backend);
         json_decref(r->msg);
         memset(r, 0, sizeof(*r));
+}
+
+static int tcp_reply_init(struct tcp_reply *t) {
+        t->obj = json_pack("{s:i,s:i,s:i,s:i,s:i}", "rtt_usec", 0, "rttvar_usec", 0, "retransmits", 0, "cwnd", 0,
+                           "unacked", 0);
+        if (!t->obj)
+                return -ENOMEM;
+        /* ours, from json_pack; conn takes one more while it holds it */
+        t->rtt_usec = json_object_get(t->obj, "rtt_usec");
+        t->rttvar_usec = json_object_get(t->obj, "rttvar_usec");
+        t->retransmits = json_object_get(t->obj, "retransmits");
+        t->cwnd = json_object_get(t->obj, "cwnd");
+        t->unacked = json_object_get(t->obj, "unacked");
+        return 0;
+}
+
+/* conn's member key: the numbers when the kernel gave some, else none. */
+static int tcp_reply_set(json_t *conn, const char *key, struct tcp_reply *t, const struct tcp_numbers *n) {
+        int k = 0;
+
+        if (!t->obj)
+                return 0;
+        if (!n->has) {
+                (void) json_object_del(conn, key); /* the kernel had nothing to say */
+                return 0;
+        }
+        k |= json_integer_set(t->rtt_usec, n->rtt_usec);
+        k |= json_integer_set(t->rttvar_usec, n->rttvar_usec);
+        k |= json_integer_set(t->retransmits, n->retransmits);
+        k |= json_integer_set(t->cwnd, n->cwnd);
+        k |= json_integer_set(t->unacked, n->unacked);
+        k |= json_object_set(conn, key, t->obj);
+        return k;
 }
 
 static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
@@ -58,30 +91,9 @@ static int conn_reply_init(struct conn_reply *r, bool tcp_info) {
                         return -ENOMEM;
                 }
         }
-        if (tcp_info) {
-                r->tcp = json_pack("{s:i,s:i,s:i,s:i,s:i}", "rtt_usec", 0, "rttvar_usec", 0, "retransmits", 0, "cwnd",
-                                   0, "unacked", 0);
-                if (!r->tcp) {
-                        control_conn_reply_free(r);
-                        return -ENOMEM;
-                }
-                r->rtt_usec = json_object_get(r->tcp, "rtt_usec");
-                r->rttvar_usec = json_object_get(r->tcp, "rttvar_usec");
-                r->retransmits = json_object_get(r->tcp, "retransmits");
-                r->cwnd = json_object_get(r->tcp, "cwnd");
-                r->unacked = json_object_get(r->tcp, "unacked");
-                r->btcp = json_pack("{s:i,s:i,s:i,s:i,s:i}", "rtt_usec", 0, "rttvar_usec", 0, "retransmits", 0, "cwnd",
-                                    0, "unacked", 0);
-                if (!r->btcp) {
-                        control_conn_reply_free(r);
-                        return -ENOMEM;
-                }
-                r->b_rtt_usec = json_object_get(r->btcp, "rtt_usec");
-                r->b_rttvar_usec = json_object_get(r->btcp, "rttvar_usec");
-                r->b_retransmits = json_object_get(r->btcp, "retransmits");
-                r->b_cwnd = json_object_get(r->btcp, "cwnd");
-                r->b_unacked = json_object_get(r->btcp, "unacked");
-                /* ours, from json_pack; conn takes one more while it holds it */
+        if (tcp_info && (tcp_reply_init(&r->tcp) < 0 || tcp_reply_init(&r->backend_tcp) < 0)) {
+                control_conn_reply_free(r);
+                return -ENOMEM;
         }
         return 0;
 }
@@ -102,24 +114,8 @@ static int conn_reply_set(struct conn_reply *r, const struct conn_info *i, bool 
         k |= json_integer_set(r->bytes_in, (json_int_t) i->bytes_in);
         k |= json_integer_set(r->bytes_out, (json_int_t) i->bytes_out);
         k |= json_string_set(r->state, i->state);
-        if (r->tcp && i->has_tcp) {
-                k |= json_integer_set(r->rtt_usec, i->rtt_usec);
-                k |= json_integer_set(r->rttvar_usec, i->rttvar_usec);
-                k |= json_integer_set(r->retransmits, i->retransmits);
-                k |= json_integer_set(r->cwnd, i->cwnd);
-                k |= json_integer_set(r->unacked, i->unacked);
-                k |= json_object_set(r->conn, "tcp", r->tcp);
-        } else if (r->tcp)
-                (void) json_object_del(r->conn, "tcp"); /* the kernel had nothing to say */
-        if (r->btcp && i->has_backend_tcp) {
-                k |= json_integer_set(r->b_rtt_usec, i->b_rtt_usec);
-                k |= json_integer_set(r->b_rttvar_usec, i->b_rttvar_usec);
-                k |= json_integer_set(r->b_retransmits, i->b_retransmits);
-                k |= json_integer_set(r->b_cwnd, i->b_cwnd);
-                k |= json_integer_set(r->b_unacked, i->b_unacked);
-                k |= json_object_set(r->conn, "backend_tcp", r->btcp);
-        } else if (r->btcp)
-                (void) json_object_del(r->conn, "backend_tcp");
+        k |= tcp_reply_set(r->conn, "tcp", &r->tcp, &i->tcp);
+        k |= tcp_reply_set(r->conn, "backend_tcp", &r->backend_tcp, &i->backend_tcp);
         if (i->pid) {
                 k |= json_integer_set(r->pid, i->pid);
                 k |= json_object_set(r->conn, "pid", r->pid);

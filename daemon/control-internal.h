@@ -43,12 +43,16 @@
  * built once per list and its values are set in place for each connection,
  * so a reply costs one dump into the output buffer instead of a dozen
  * allocations and a parse of a pack format. */
+/* A TcpInfo object and its members, set in place. */
+struct tcp_reply {
+        json_t *obj, *rtt_usec, *rttvar_usec, *retransmits, *cwnd, *unacked;
+};
+
 struct conn_reply {
         json_t *msg, *conn;
         json_t *id, *service, *peer, *peer_address, *peer_port, *local, *connected_usec, *age_usec, *idle_usec,
                 *bytes_in, *bytes_out, *state;
-        json_t *tcp, *rtt_usec, *rttvar_usec, *retransmits, *cwnd, *unacked; /* with tcp_info */
-        json_t *btcp, *b_rtt_usec, *b_rttvar_usec, *b_retransmits, *b_cwnd, *b_unacked; /* a relay's backend's */
+        struct tcp_reply tcp, backend_tcp; /* with tcp_info: the client's socket, a relay's backend's */
         json_t *pid; /* a program's (type = exec), set in conn only while there is one */
         json_t *bytes_per_sec; /* a top list's, set in conn only then */
         json_t *backend; /* type = forward: where it goes, set in conn only then */

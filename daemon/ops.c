@@ -43,6 +43,17 @@ static int grow(void **items, size_t *cap, size_t have, size_t want, size_t size
         return 0;
 }
 
+static void tcp_numbers_read(int fd, struct tcp_numbers *t) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+
+        if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+                return;
+        *t = (struct tcp_numbers) { .has = true, .rtt_usec = ti.tcpi_rtt, .rttvar_usec = ti.tcpi_rttvar,
+                                    .retransmits = ti.tcpi_total_retrans, .cwnd = ti.tcpi_snd_cwnd,
+                                    .unacked = ti.tcpi_unacked };
+}
+
 static void conn_info_fill(struct conn_info *i, struct loop *l, struct conn *c, uint64_t now, bool tcp_info) {
         socklen_t len = sizeof(i->local);
 
@@ -68,30 +79,11 @@ static void conn_info_fill(struct conn_info *i, struct loop *l, struct conn *c, 
         else if (getsockname(c->fd, &i->local.sa, &len) == 0)
                 addr_normalize(&i->local);
         if (tcp_info) {
-                struct tcp_info ti;
-                socklen_t tl = sizeof(ti);
-
-                /* one system call per connection: only when asked */
-                if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
-                        i->has_tcp = true;
-                        i->rtt_usec = ti.tcpi_rtt;
-                        i->rttvar_usec = ti.tcpi_rttvar;
-                        i->retransmits = ti.tcpi_total_retrans;
-                        i->cwnd = ti.tcpi_snd_cwnd;
-                        i->unacked = ti.tcpi_unacked;
-                }
-                /* a relay's other socket too: where a slow side shows */
-                if (c->ops->other_fd && c->ops->other_fd(c) >= 0) {
-                        tl = sizeof(ti);
-                        if (getsockopt(c->ops->other_fd(c), IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
-                                i->has_backend_tcp = true;
-                                i->b_rtt_usec = ti.tcpi_rtt;
-                                i->b_rttvar_usec = ti.tcpi_rttvar;
-                                i->b_retransmits = ti.tcpi_total_retrans;
-                                i->b_cwnd = ti.tcpi_snd_cwnd;
-                                i->b_unacked = ti.tcpi_unacked;
-                        }
-                }
+                /* one system call per socket: only when asked; a relay's
+                 * other socket too, where a slow side shows */
+                tcp_numbers_read(c->fd, &i->tcp);
+                if (c->ops->other_fd)
+                        tcp_numbers_read(c->ops->other_fd(c), &i->backend_tcp);
         }
 }
 

@@ -12,6 +12,12 @@
 #include "loop.h"
 #include "mailbox.h"
 
+/* What the kernel knows of a socket (TCP_INFO), when asked for. */
+struct tcp_numbers {
+        bool has;
+        uint32_t rtt_usec, rttvar_usec, retransmits, cwnd, unacked;
+};
+
 struct conn_info {
         uint64_t id;
         uint8_t service;
@@ -23,10 +29,8 @@ struct conn_info {
         union sockaddr_in46 backend; /* type = forward: where it goes (AF_UNSPEC: nowhere yet) */
         bool has_rate; /* a top list's: bytes each way per second since the last mark */
         uint64_t bytes_per_sec;
-        bool has_tcp; /* what the kernel knows (TCP_INFO), when asked for */
-        uint32_t rtt_usec, rttvar_usec, retransmits, cwnd, unacked;
-        bool has_backend_tcp; /* the same of a relay's backend socket */
-        uint32_t b_rtt_usec, b_rttvar_usec, b_retransmits, b_cwnd, b_unacked;
+        struct tcp_numbers tcp;         /* the client's socket */
+        struct tcp_numbers backend_tcp; /* a relay's backend socket */
 };
 
 /* What list and kick select by; every condition set must hold. */
