@@ -13,6 +13,8 @@ static void control_conn_reply_free(struct conn_reply *r) {
         json_decref(r->bytes_per_sec);
         json_decref(r->backend);
         json_decref(r->msg);
+        json_decref(r->columns);
+        json_decref(r->row);
         memset(r, 0, sizeof(*r));
 }
 
@@ -180,13 +182,13 @@ static void control_op_send(struct control_client *cl, struct op *op, msg_fn don
 
 void method_list_connections(struct control_client *cl, struct vl_call *call) {
         static const char *const known[] = { "peer", "service", "idle_over_usec", "older_than_usec", "tcp_info",
-                                             "top", "by", NULL };
+                                             "top", "by", "rows", NULL };
         static const char *const top_keys[_LIST_TOP_MAX] = {
                 [LIST_TOP_RATE] = "rate", [LIST_TOP_AGE] = "age", [LIST_TOP_IDLE] = "idle",
         };
         struct list_op *op;
         struct conn_filter f;
-        json_t *tcp_info, *top, *by;
+        json_t *tcp_info, *top, *by, *rows;
         int top_by = LIST_TOP_RATE;
 
         if (!control_check_params(cl, call->params, known))
@@ -197,6 +199,8 @@ void method_list_connections(struct control_client *cl, struct vl_call *call) {
                 return;
         if (vl_param(call->params, "tcp_info", JSON_TRUE, &tcp_info) < 0)
                 return control_reply_invalid_parameter(cl, "tcp_info");
+        if (vl_param(call->params, "rows", JSON_TRUE, &rows) < 0)
+                return control_reply_invalid_parameter(cl, "rows");
         if (vl_param(call->params, "top", JSON_INTEGER, &top) < 0 ||
             (top && (json_integer_value(top) < 1 || json_integer_value(top) > LIST_TOP_MAX)))
                 return control_reply_invalid_parameter(cl, "top");
@@ -218,6 +222,7 @@ void method_list_connections(struct control_client *cl, struct vl_call *call) {
         op->op.userdata = cl;
         op->filter = f;
         op->tcp_info = tcp_info && json_is_true(tcp_info);
+        op->rows = rows && json_is_true(rows);
         op->top_by = (enum list_top_key) top_by;
         cl->streaming = op;
         cl->have_held = false;
@@ -306,15 +311,62 @@ void control_list_end(struct control_client *cl) {
         control_list_cancel(cl->streaming);
         cl->streaming = NULL;
         cl->have_held = false;
+        cl->rows_batched = 0;
         control_conn_reply_free(&cl->stream_reply);
 }
 
+/* A Connection's members as the columns of a list of rows, each a
+ * member's value or null. */
+static const char *const list_columns[] = {
+        "id",        "service",  "peer",  "peer_address", "peer_port", "local",         "connected_usec",
+        "age_usec",  "idle_usec", "bytes_in", "bytes_out", "state",     "pid",           "backend",
+        "bytes_per_sec", "tcp",  "backend_tcp",
+};
+#define N_LIST_COLUMNS (sizeof(list_columns) / sizeof(list_columns[0]))
+#define LIST_ROWS_MAX 256 /* rows a reply: about 40 KiB */
+
+static int rows_init(struct conn_reply *r) {
+        r->columns = json_array();
+        r->row = json_array();
+        if (!r->columns || !r->row)
+                return -ENOMEM;
+        for (size_t k = 0; k < N_LIST_COLUMNS; k++)
+                if (json_array_append_new(r->columns, json_string(list_columns[k])) < 0 ||
+                    json_array_append(r->row, json_null()) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* Adds conn's values as a row to the reply being written, which starts
+ * here when it has none and ends when full or at the list's last. */
+static int stream_put_row(struct control_client *cl, struct conn_reply *r, bool continues) {
+        for (size_t k = 0; k < N_LIST_COLUMNS; k++) {
+                json_t *v = json_object_get(r->conn, list_columns[k]);
+
+                if (json_array_set(r->row, k, v ? v : json_null()) < 0)
+                        return -ENOMEM;
+        }
+        if (cl->rows_batched == 0 && vl_rows_begin(&cl->out, r->columns) < 0)
+                return -ENOMEM;
+        if (vl_rows_add(&cl->out, r->row, cl->rows_batched == 0) < 0)
+                return -ENOMEM;
+        if (++cl->rows_batched < LIST_ROWS_MAX && continues)
+                return 0;
+        cl->rows_batched = 0;
+        return vl_rows_end(&cl->out, continues);
+}
+
 static int stream_put(struct control_client *cl, const struct conn_info *i, bool continues) {
-        if (!cl->stream_reply.msg && conn_reply_init(&cl->stream_reply, cl->streaming->tcp_info) < 0)
+        struct conn_reply *r = &cl->stream_reply;
+
+        if (!r->msg && (conn_reply_init(r, cl->streaming->tcp_info) < 0 ||
+                        (cl->streaming->rows && rows_init(r) < 0)))
                 return -ENOMEM;
-        if (conn_reply_set(&cl->stream_reply, i, continues) < 0)
+        if (conn_reply_set(r, i, continues) < 0)
                 return -ENOMEM;
-        return vl_put_message(&cl->out, cl->stream_reply.msg);
+        if (cl->streaming->rows)
+                return stream_put_row(cl, r, continues);
+        return vl_put_message(&cl->out, r->msg);
 }
 
 enum { PART_HEAD, PART_WAIT, PART_END };
@@ -371,7 +423,13 @@ void control_list_stream(struct control_client *cl) {
                         return; /* list_part_done() comes back here */
                 if (!best) {
                         /* every part is done: the held entry is the last */
-                        if (!cl->have_held)
+                        if (!cl->have_held && op->rows) { /* nothing matched: no rows */
+                                struct conn_reply *r = &cl->stream_reply;
+
+                                if ((!r->columns && rows_init(r) < 0) || vl_rows_begin(&cl->out, r->columns) < 0 ||
+                                    vl_rows_end(&cl->out, false) < 0)
+                                        cl->closing = true;
+                        } else if (!cl->have_held)
                                 control_reply(cl, NULL, false); /* nothing matched */
                         else if (stream_put(cl, &cl->held, false) < 0)
                                 cl->closing = true;

@@ -56,6 +56,7 @@ struct conn_reply {
         json_t *pid; /* a program's (type = exec), set in conn only while there is one */
         json_t *bytes_per_sec; /* a top list's, set in conn only then */
         json_t *backend; /* type = forward: where it goes, set in conn only then */
+        json_t *columns, *row; /* rows: the names, and conn's values in their order */
 };
 
 
@@ -72,6 +73,7 @@ struct control_client {
         struct conn_reply stream_reply;
         struct conn_info held; /* the next reply: sent once it is known whether it is the last */
         bool have_held;
+        unsigned rows_batched; /* rows: how many the reply being written has */
         bool kick_oneway;
         bool monitor; /* a Monitor call: events stream until it goes */
         uint64_t monitor_dropped; /* events it missed since the last it got */

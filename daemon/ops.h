@@ -105,6 +105,7 @@ struct list_op {
         struct op op; /* done runs for each chunk that comes back */
         struct conn_filter filter;
         bool tcp_info;
+        bool rows; /* replies of rows (columns and rows), not one per connection */
         unsigned top; /* 0: every connection; else a top list of this many per loop */
         enum list_top_key top_by;
         struct list_part parts[];

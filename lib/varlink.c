@@ -249,6 +249,76 @@ int vl_put_message(struct vl_buf *b, const json_t *msg) {
         return 0;
 }
 
+/* Appends json's compact text (no NUL): dumped straight into b's room,
+ * a second time only when it did not fit. */
+static int put_json(struct vl_buf *b, const json_t *json) {
+        size_t room = 512, need;
+        char *dst = vl_buf_reserve(b, room);
+
+        if (!dst)
+                return -ENOMEM;
+        need = json_dumpb(json, dst, room, JSON_COMPACT);
+        if (need > room) {
+                dst = vl_buf_reserve(b, need);
+                if (!dst || json_dumpb(json, dst, need, JSON_COMPACT) != need)
+                        return -ENOMEM;
+        }
+        if (need == 0)
+                return -ENOMEM;
+        vl_buf_commit(b, need);
+        return 0;
+}
+
+static int put_text(struct vl_buf *b, const char *s) {
+        return vl_buf_append(b, s, strlen(s));
+}
+
+int vl_rows_begin(struct vl_buf *b, const json_t *columns) {
+        if (!json_is_array(columns))
+                return -EINVAL;
+        if (put_text(b, "{\"parameters\":{\"columns\":") < 0 || put_json(b, columns) < 0)
+                return -ENOMEM;
+        return put_text(b, ",\"rows\":[");
+}
+
+int vl_rows_add(struct vl_buf *b, const json_t *row, bool first) {
+        if (!json_is_array(row))
+                return -EINVAL;
+        if (!first && put_text(b, ",") < 0)
+                return -ENOMEM;
+        return put_json(b, row);
+}
+
+int vl_rows_end(struct vl_buf *b, bool continues) {
+        const char *end = continues ? "]},\"continues\":true}" : "]}}";
+
+        return vl_buf_append(b, end, strlen(end) + 1); /* with the NUL */
+}
+
+json_t *vl_row_object(json_t *params, size_t i, const char *host) {
+        json_t *columns = json_object_get(params, "columns"), *row, *o, *name;
+        size_t k;
+
+        row = json_array_get(json_object_get(params, "rows"), i);
+        if (!json_is_array(row) || !json_is_array(columns) || json_array_size(row) != json_array_size(columns))
+                return NULL;
+        o = json_object();
+        if (o && host && json_object_set_new(o, "host", json_string(host)) < 0)
+                goto fail;
+        json_array_foreach(columns, k, name) {
+                json_t *v = json_array_get(row, k);
+
+                if (!json_is_string(name))
+                        goto fail;
+                if (!json_is_null(v) && json_object_set(o, json_string_value(name), v) < 0)
+                        goto fail;
+        }
+        return o;
+fail:
+        json_decref(o);
+        return NULL;
+}
+
 static int put_message(struct vl_buf *b, json_t *msg) {
         int r;
 

@@ -72,6 +72,19 @@ int vl_put_message(struct vl_buf *b, const json_t *msg);
 int vl_put_error(struct vl_buf *b, const char *error, json_t *params);
 int vl_put_call(struct vl_buf *b, const char *method, json_t *params, bool more);
 
+/* A reply of rows, {"parameters": {"columns": [...], "rows": [[...], ...]}},
+ * written a row at a time so that no batch is built as one document: begin
+ * with the column names, add each row (an array of as many values, null for
+ * none), end (with "continues" when more replies follow). Every message says
+ * its columns. Nothing else may be put on b between begin and end. */
+int vl_rows_begin(struct vl_buf *b, const json_t *columns);
+int vl_rows_add(struct vl_buf *b, const json_t *row, bool first);
+int vl_rows_end(struct vl_buf *b, bool continues);
+/* Row i of such a reply's parameters as an object of its non-null values
+ * (key order: the columns'), after host when host is not NULL. NULL when
+ * there is no row i, or it does not match the columns, or out of memory. */
+json_t *vl_row_object(json_t *params, size_t i, const char *host);
+
 /* Returns the member of obj named key if it is of type type (or null/absent:
  * then NULL with 0). -EINVAL when it is there with the wrong type. */
 int vl_param(json_t *obj, const char *key, json_type type, json_t **out);

@@ -288,6 +288,61 @@ def test_long_list_streamed_to_a_slow_reader():
     d.stop()
 
 
+def test_list_as_rows():
+    """rows: true (what tcpctl asks for): replies of up to 256 connections,
+    each message naming its columns, the same connections and values as the
+    one-per-reply form, the last without continues; none matched is one
+    reply with no rows; a call pipelined behind it is answered after it."""
+    d = Daemon("[tcpd]\nworkers = 2\n" + LISTEN)
+    n = 600
+    echoes = open_many(d, n, batch=200)
+    v = Varlink(d.control)
+    r = v.call(LIST, {"rows": "yes"}, more=True)
+    check(r.get("error") == INVALID_PARAMETER and r["parameters"].get("parameter") == "rows", f"rows: yes: {r}")
+    v.send(LIST, {}, more=True)
+    objects = [v.recv()]
+    while objects[-1].get("continues"):
+        objects.append(v.recv())
+    objects = [r["parameters"]["connection"] for r in objects]
+    v.send_raw(call_bytes(LIST, {"rows": True}, more=True) + call_bytes(GET_STATUS))
+    replies = [v.recv()]
+    while replies[-1].get("continues"):
+        replies.append(v.recv())
+    check(len(replies) == 3 and [len(r["parameters"]["rows"]) for r in replies] == [256, 256, n - 512],
+          f"rows per reply: {[len(r['parameters'].get('rows', [])) for r in replies]}")
+    check([r.get("continues", False) for r in replies] == [True, True, False], "continues on all but the last")
+    rows = []
+    for r in replies:
+        cols = r["parameters"]["columns"]
+        check(cols[:3] == ["id", "service", "peer"] and "pid" in cols and "tcp" in cols, f"columns: {cols}")
+        for row in r["parameters"]["rows"]:
+            check(len(row) == len(cols), f"a row of {len(row)} values for {len(cols)} columns")
+            rows.append({k: val for k, val in zip(cols, row) if val is not None})
+    # the same connections; age and idle moved on between the two lists
+    moving = ("age_usec", "idle_usec")
+    strip = lambda c: {k: val for k, val in c.items() if k not in moving}
+    check([strip(c) for c in rows] == [strip(c) for c in objects], "rows and objects differ")
+    check(all(c["age_usec"] >= o["age_usec"] for c, o in zip(rows, objects)), "age went back")
+    r = v.recv()
+    check(r["parameters"].get("connections_open") == n, f"the call after the rows: {r}")
+    # none matched, and tcp_info in a row (an object in a cell)
+    v.send(LIST, {"rows": True, "peer": "10.0.0.0/8"}, more=True)
+    r = v.recv()
+    check(r["parameters"]["rows"] == [] and "continues" not in r, f"no rows: {r}")
+    v.send(LIST, {"rows": True, "tcp_info": True, "peer": "127.0.0.1"}, more=True)
+    r = v.recv()
+    cols = r["parameters"]["columns"]
+    tcp = r["parameters"]["rows"][0][cols.index("tcp")]
+    check(isinstance(tcp, dict) and tcp["rtt_usec"] >= 0 and tcp["cwnd"] > 0, f"tcp in a row: {tcp}")
+    while r.get("continues"):
+        r = v.recv()
+    v.close()
+    for s in echoes:
+        s.close()
+    check_echo(d)
+    d.stop()
+
+
 def test_list_walks_connections_as_they_are():
     """A list walks each worker's connections a chunk at a time, so tcpd's
     memory for it does not grow with the number of connections. It is not a
@@ -799,7 +854,7 @@ def test_disconnect_while_list_in_flight():
 
 
 if __name__ == "__main__":
-    main([test_get_info, test_get_interface_description, test_unknown_method_and_interface,
+    main([test_get_info, test_list_as_rows, test_get_interface_description, test_unknown_method_and_interface,
           test_unknown_parameter_named, test_list_connections, test_long_list_streamed_to_a_slow_reader,
           test_list_walks_connections_as_they_are,
           test_kick_rejects_bad_parameters,

@@ -660,8 +660,69 @@ static void test_param(void **state) {
         json_decref(o);
 }
 
+/* Rows written one at a time come out as one reply a client parses, with
+ * rows longer than put_json's first guess, escapes, and a second reply. */
+static void test_rows(void **state) {
+        json_t *cols = json_pack("[s,s,s]", "id", "name", "pid");
+        char long_name[2000];
+        struct vl_buf b = { 0 };
+        struct vl_reply r;
+        char *frame;
+        size_t len;
+        json_t *o, *row;
+
+        memset(long_name, 'x', sizeof(long_name) - 1);
+        long_name[sizeof(long_name) - 1] = 0;
+        assert_int_equal(vl_rows_begin(&b, cols), 0);
+        for (int i = 0; i < 3; i++) {
+                row = json_pack("[i,s,n]", i + 1, i == 1 ? long_name : "a\"b\n\xc3\xa9");
+                if (i == 2)
+                        json_array_set_new(row, 2, json_integer(4242));
+                assert_int_equal(vl_rows_add(&b, row, i == 0), 0);
+                json_decref(row);
+        }
+        assert_int_equal(vl_rows_end(&b, true), 0);
+        assert_int_equal(vl_rows_begin(&b, cols), 0);
+        assert_int_equal(vl_rows_end(&b, false), 0); /* a reply may have no rows */
+        assert_int_equal(vl_rows_begin(&b, json_object_get(cols, "x")), -EINVAL);
+
+        assert_int_equal(vl_frame_next(&b, 1 << 20, &frame, &len), 1);
+        assert_int_equal(vl_reply_parse(frame, len, &r), 0);
+        assert_true(r.continues);
+        assert_int_equal(json_array_size(json_object_get(r.params, "rows")), 3);
+        o = vl_row_object(r.params, 0, NULL);
+        assert_non_null(o);
+        assert_int_equal(json_object_size(o), 2); /* the null pid is left out */
+        assert_int_equal(json_integer_value(json_object_get(o, "id")), 1);
+        assert_string_equal(json_string_value(json_object_get(o, "name")), "a\"b\n\xc3\xa9");
+        json_decref(o);
+        o = vl_row_object(r.params, 1, NULL);
+        assert_string_equal(json_string_value(json_object_get(o, "name")), long_name);
+        json_decref(o);
+        o = vl_row_object(r.params, 2, "web1");
+        assert_int_equal(json_object_size(o), 4);
+        assert_string_equal(json_string_value(json_object_get(o, "host")), "web1");
+        assert_string_equal(json_object_iter_key(json_object_iter(o)), "host"); /* first */
+        assert_int_equal(json_integer_value(json_object_get(o, "pid")), 4242);
+        json_decref(o);
+        assert_null(vl_row_object(r.params, 3, NULL));
+        /* a row that does not match its columns is refused */
+        json_array_append_new(json_array_get(json_object_get(r.params, "rows"), 0), json_integer(1));
+        assert_null(vl_row_object(r.params, 0, NULL));
+        vl_reply_done(&r);
+
+        assert_int_equal(vl_frame_next(&b, 1 << 20, &frame, &len), 1);
+        assert_int_equal(vl_reply_parse(frame, len, &r), 0);
+        assert_false(r.continues);
+        assert_int_equal(json_array_size(json_object_get(r.params, "rows")), 0);
+        vl_reply_done(&r);
+        json_decref(cols);
+        vl_buf_free(&b);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_rows),
                 cmocka_unit_test(test_empty),
                 cmocka_unit_test(test_one_frame),
                 cmocka_unit_test(test_empty_frame),
