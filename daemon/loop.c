@@ -1,4 +1,5 @@
 /* The epoll loop that carries the data path, accept, and sd-event. */
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -190,6 +191,7 @@ int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_eve
         l->shared = shared;
         l->epfd = -1;
         l->inbox.efd = -1;
+        l->pipe[0] = l->pipe[1] = -1;
         r = loop_settings_copy(&l->settings, s);
         if (r < 0)
                 return r;
@@ -218,6 +220,14 @@ int loop_init(struct loop *l, unsigned index, struct loop_shared *shared, sd_eve
         return 0;
 }
 
+static void pipe_close(struct loop *l) {
+        for (int k = 0; k < 2; k++)
+                if (l->pipe[k] >= 0) {
+                        close(l->pipe[k]);
+                        l->pipe[k] = -1;
+                }
+}
+
 void loop_done(struct loop *l) {
         free(l->monitor);
         l->monitor = NULL;
@@ -243,9 +253,67 @@ void loop_done(struct loop *l) {
         l->event = sd_event_unref(l->event);
         free(l->rbuf);
         l->rbuf = NULL;
+        pipe_close(l);
         free(l->locals);
         l->locals = NULL;
         l->n_locals = 0;
+}
+
+bool loop_can_splice(struct loop *l) {
+        if (l->pipe[0] >= 0)
+                return true;
+        if (l->pipe_failed)
+                return false;
+        if (pipe2(l->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+                l->pipe_failed = true; /* out of descriptors, most likely: not again */
+                l->pipe[0] = l->pipe[1] = -1;
+                return false;
+        }
+        /* as much as one read of the buffer takes; the default (16 pages)
+         * already is where pages are 4 KiB */
+        (void) fcntl(l->pipe[1], F_SETPIPE_SZ, (int) l->rbuf_size);
+        return true;
+}
+
+ssize_t splice_in(struct loop *l, int fd, size_t n) {
+        return splice(fd, NULL, l->pipe[1], NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+ssize_t splice_out(struct loop *l, int fd, size_t n) {
+        size_t done = 0;
+
+        while (done < n) {
+                ssize_t w = splice(l->pipe[0], NULL, fd, NULL, n - done, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0 && errno == EAGAIN)
+                        break;
+                if (w <= 0)
+                        return done ? (ssize_t) done : -1; /* errno says why; the rest is still in the pipe */
+                done += (size_t) w;
+        }
+        return (ssize_t) done;
+}
+
+int splice_take(struct loop *l, char *buf, size_t n) {
+        size_t got = 0;
+
+        while (got < n) {
+                ssize_t r = read(l->pipe[0], buf + got, n - got);
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        break;
+                got += (size_t) r;
+        }
+        if (got == n)
+                return 0;
+        /* cannot happen; if it did, the pipe's bytes would reach another
+         * connection: start over with a new pipe */
+        pipe_close(l);
+        return -EIO;
 }
 
 /* EPOLLEXCLUSIVE: one connection in the queue wakes one waiting loop. */

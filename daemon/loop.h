@@ -251,7 +251,24 @@ struct loop {
 
         char *rbuf; /* one read buffer for every connection */
         size_t rbuf_size;
+        int pipe[2]; /* for splice(): made on first use, empty between events; -1 */
+        bool pipe_failed; /* it could not be made: read and write instead */
 };
+
+/* splice(): large transfers move from socket to socket through the loop's
+ * pipe without a copy into tcpd. The pipe is empty between events: what a
+ * splice_in() put there goes out with splice_out(), and what the other
+ * socket did not take is read into memory with splice_take() (or dropped
+ * the same way when the connection breaks), in the same event. */
+/* Whether the pipe is there (made now, the first time). */
+bool loop_can_splice(struct loop *l);
+/* Up to n bytes from fd into the pipe, as recv() returns (errno set). */
+ssize_t splice_in(struct loop *l, int fd, size_t n);
+/* The n bytes in the pipe to fd as far as it takes them: how many went
+ * (0 when its buffer is full), or -1 with errno when it failed first. */
+ssize_t splice_out(struct loop *l, int fd, size_t n);
+/* Reads n bytes out of the pipe. 0, or -EIO (the pipe is then replaced). */
+int splice_take(struct loop *l, char *buf, size_t n);
 
 int loop_shared_init(struct loop_shared *sh);
 void loop_shared_done(struct loop_shared *sh);

@@ -32,6 +32,7 @@ struct fwd {
         uint64_t connect_by; /* CLOCK_MONOTONIC, while connecting */
         bool connecting, client_eof, backend_eof, client_shut, backend_shut;
         bool stored; /* both sockets are in systemd's fd store */
+        bool bulk_up, bulk_down; /* large transfers that way: spliced */
         union sockaddr_in46 backend_addr; /* where fd goes, for list (also when adopted) */
         struct owed *up; /* read from the client, not yet taken by the backend */
         uint64_t to_backend; /* bytes the backend took */
@@ -46,6 +47,34 @@ struct fwd_loop {
 };
 
 static struct ratelimit backend_rl = RATELIMIT_INIT(10 * 1000 * 1000, 20);
+
+/* A direction is spliced (socket to pipe to socket, no copy into tcpd)
+ * after a read of SPLICE_ON bytes or more, and read and written again
+ * after a splice of less than SPLICE_OFF: small messages cost fewer
+ * system calls through memory, large ones less CPU through the pipe. */
+#define SPLICE_ON (16 * 1024)
+#define SPLICE_OFF (4 * 1024)
+
+/* After a read of n bytes into the pipe (spliced) or into the read buffer:
+ * whether the next read of that direction is spliced. */
+static bool splice_next(struct loop *l, bool spliced, size_t n) {
+        return spliced ? n >= SPLICE_OFF : n >= SPLICE_ON && loop_can_splice(l);
+}
+
+/* n bytes are in the pipe: out to fd as far as it takes them; the rest
+ * into the read buffer, at l->rbuf + what went, as if it had been read.
+ * What went, or -1 with errno (the pipe is emptied then too). */
+static ssize_t splice_through(struct loop *l, int fd, size_t n) {
+        ssize_t w = splice_out(l, fd, n);
+        int err = errno;
+
+        if (splice_take(l, l->rbuf + (w > 0 ? w : 0), n - (size_t) (w > 0 ? w : 0)) < 0 && w >= 0) {
+                errno = EIO;
+                return -1;
+        }
+        errno = err;
+        return w;
+}
 
 static struct fwd_loop *fwd_loop(struct loop *l) {
         if (!l->type_state[SERVICE_KIND_forward])
@@ -277,13 +306,15 @@ static void backend_broke(struct loop *l, struct fwd *f, int err) {
 static void backend_read(struct loop *l, struct fwd *f) {
         struct conn *c = f->c;
         size_t room = l->rbuf_size, owed = owed_bytes(c);
-        ssize_t n;
+        bool spliced;
+        ssize_t n, w;
 
         if (owed >= l->settings.max_buffered)
                 return;
         if (l->settings.max_buffered - owed < room)
                 room = l->settings.max_buffered - owed;
-        n = data_recv(f->fd, l->rbuf, room);
+        spliced = f->bulk_down && owed == 0 && loop_can_splice(l);
+        n = spliced ? splice_in(l, f->fd, room) : data_recv(f->fd, l->rbuf, room);
         if (n < 0) {
                 if (errno != EAGAIN && errno != EINTR)
                         backend_broke(l, f, errno);
@@ -297,8 +328,24 @@ static void backend_read(struct loop *l, struct fwd *f) {
                 return;
         }
         conn_touch(l, c);
-        if (conn_send(l, c, l->rbuf, (size_t) n) < 0)
-                return; /* closed */
+        f->bulk_down = splice_next(l, spliced, (size_t) n);
+        if (!spliced) {
+                if (conn_send(l, c, l->rbuf, (size_t) n) < 0)
+                        return; /* closed */
+                conn_update(l, c);
+                return;
+        }
+        w = splice_through(l, c->fd, (size_t) n);
+        if (w < 0) {
+                conn_fail(l, c, -errno);
+                return;
+        }
+        c->bytes_out += (uint64_t) w;
+        STAT_OUT(l, c, (uint64_t) w);
+        if (w < n && owed_append(c, l->rbuf + w, (size_t) (n - w)) < 0) {
+                conn_close(l, c, CLOSE_ERROR);
+                return;
+        }
         conn_update(l, c);
 }
 
@@ -376,6 +423,7 @@ static void forward_readable(struct loop *l, struct conn *c) {
         struct fwd *f = c->data;
         size_t room = l->rbuf_size, held = owed_len(f->up);
         ssize_t n, w = 0;
+        bool spliced;
 
         if (held >= l->settings.max_buffered || f->fd < 0 || f->connecting) {
                 conn_update(l, c);
@@ -383,7 +431,8 @@ static void forward_readable(struct loop *l, struct conn *c) {
         }
         if (l->settings.max_buffered - held < room)
                 room = l->settings.max_buffered - held;
-        n = data_recv(c->fd, l->rbuf, room);
+        spliced = f->bulk_up && !f->up && loop_can_splice(l);
+        n = spliced ? splice_in(l, c->fd, room) : data_recv(c->fd, l->rbuf, room);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return;
@@ -398,8 +447,9 @@ static void forward_readable(struct loop *l, struct conn *c) {
         c->bytes_in += (uint64_t) n;
         STAT_IN(l, c, (uint64_t) n);
         conn_touch(l, c);
+        f->bulk_up = splice_next(l, spliced, (size_t) n);
         if (!f->up) {
-                w = data_send(f->fd, l->rbuf, (size_t) n);
+                w = spliced ? splice_through(l, f->fd, (size_t) n) : data_send(f->fd, l->rbuf, (size_t) n);
                 if (w < 0) {
                         if (errno != EAGAIN && errno != EINTR) {
                                 backend_broke(l, f, errno);

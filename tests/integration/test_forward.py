@@ -206,6 +206,99 @@ def test_resets_are_passed_on():
     d.stop()
 
 
+def pipes(pid):
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
+        except OSError:
+            pass
+    return n
+
+
+def test_large_transfers_are_spliced():
+    """Large transfers go through a pipe of the worker's (splice), with
+    readers that stall now and then, so that a socket takes only part of
+    what the pipe holds and the rest waits in memory: 8 MiB each way on
+    two relays of one worker at once arrive byte-exact and counted, and a
+    third relay reset in the middle of its transfer leaves no byte of its
+    own behind for the others."""
+    b = Backend()
+    d = Daemon("[tcpd]\nworkers = 1\n" + forward_ini([b.addr]))
+    port = fw_port(d)
+    pipes0 = pipes(d.proc.pid)
+    size = 8 << 20
+
+    def pattern(seed):
+        return (bytes([seed]) + os.urandom(4095)) * (size // 4096)
+
+    def reader(s, n, out, stall):
+        got, k = bytearray(), 0
+        while len(got) < n:
+            data = s.recv(1 << 16)
+            if not data:
+                break
+            got += data
+            k += 1
+            if stall and k % 40 == 0:
+                time.sleep(0.02)  # the other socket fills: partial splices
+        out.append(bytes(got))
+
+    relays = []
+    for i in range(2):
+        c = connect(port)
+        relays.append((c, b.take(), pattern(i), pattern(100 + i)))
+    victim_c = connect(port)
+    victim_be = b.take()
+    threads, results = [], {}
+    for i, (c, be, up, down) in enumerate(relays):
+        for name, sock, blob in ((f"be{i}", be, up), (f"c{i}", c, down)):
+            results[name] = []
+            threads.append(threading.Thread(target=reader, args=(sock, size, results[name], True)))
+        threads.append(threading.Thread(target=c.sendall, args=(up,)))
+        threads.append(threading.Thread(target=be.sendall, args=(down,)))
+    junk = b"\xee" * (4 << 20)
+    victim_c.setblocking(False)
+    for t in threads:
+        t.start()
+    sent = 0
+    end = time.monotonic() + 2
+    while sent < len(junk) and time.monotonic() < end:
+        try:
+            sent += victim_c.send(junk[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.005)
+    rst(victim_be)  # the backend resets while the client is still sending
+    for t in threads:
+        t.join(60)
+    for i, (c, be, up, down) in enumerate(relays):
+        check(results[f"be{i}"] == [up], f"relay {i}: the backend got the client's 8 MiB exactly")
+        check(results[f"c{i}"] == [down], f"relay {i}: the client got the backend's 8 MiB exactly")
+    conns = [x for x in d.connections() if x["service"] == "fw"]
+    check(len(conns) == 2 and all(x["bytes_in"] == size and x["bytes_out"] == size for x in conns),
+          f"each relay counted 8 MiB each way: {conns}")
+    check(pipes(d.proc.pid) == pipes0 + 2, f"one pipe for the worker ({pipes0} -> {pipes(d.proc.pid)} pipe ends)")
+    try:
+        victim_c.setblocking(True)
+        victim_c.settimeout(10)
+        while victim_c.recv(65536):
+            pass
+        check(False, "the reset reached the client")
+    except ConnectionResetError:
+        pass
+    # small messages after large ones: read and written again, still exact
+    c, be = relays[0][0], relays[0][1]
+    for k in range(50):
+        c.sendall(b"ping %d" % k)
+        check(recv_exact(be, len(b"ping %d" % k)) == b"ping %d" % k, "small messages after large")
+    for c, be, _, _ in relays:
+        c.close()
+        be.close()
+    wait_for(lambda: svc(d)["connections_open"] == 0, what="the relays closed")
+    b.close()
+    d.stop()
+
+
 def test_failover_and_no_backend():
     dead = Backend()
     dead.close()  # a port where nothing listens: refused
@@ -533,5 +626,6 @@ def test_eight_thousand_relays():
 
 if __name__ == "__main__":
     main([test_eight_thousand_relays, test_health_checks, test_check_send_expect, test_admin_drain_disable_enable, test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
+          test_large_transfers_are_spliced,
           test_failover_and_no_backend, test_connect_timeout, test_balance, test_backend_that_never_reads,
           test_idle_counts_both_directions])
