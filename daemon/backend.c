@@ -233,6 +233,7 @@ struct backend_pool *backend_pool_new(const struct service_config *s, const stru
         p->balance = s->balance;
         p->connect_timeout_usec = s->connect_timeout_usec;
         p->proxy_protocol = s->proxy_protocol;
+        p->splice = s->splice;
         p->check = (struct check_spec) { .interval_usec = s->check.interval_usec, .rise = s->check.rise,
                                          .fall = s->check.fall };
         p->service = strdup(service_config_name(s));

@@ -103,6 +103,7 @@ struct backend_pool {
         uint64_t connect_timeout_usec;
         struct check_spec check;
         unsigned proxy_protocol; /* the PROXY header sent to a backend first: 0 none, 1, 2 */
+        bool splice; /* large transfers through the worker's pipe */
         uint64_t rr; /* atomic: round robin's next */
         size_t n;
         struct backend b[];

@@ -635,6 +635,17 @@ static int exec_key(struct parse_ctx *p, struct service_config *s, const char *n
 /* type = forward's keys: backend= (lines add up), balance=, connect_timeout=. */
 static int forward_key(struct parse_ctx *p, struct service_config *s, const char *name, const char *value,
                        const char **why) {
+        if (streq(name, "splice")) {
+                int b;
+
+                if (parse_bool(value, &b) < 0) {
+                        *why = "expected yes or no";
+                        return -EINVAL;
+                }
+                s->splice = b;
+                s->splice_line = p->line;
+                return 0;
+        }
         if (streq(name, "balance")) {
                 int b = balance_from_name(value);
 
@@ -775,7 +786,7 @@ static int service_key(struct parse_ctx *p, int svc, const char *name, const cha
                 return exec_key(p, s, name, value, why);
         if (s->name && (streq(name, "backend") || streq(name, "balance") || streq(name, "connect_timeout") ||
                         streq(name, "check") || streq(name, "check_interval") || streq(name, "rise") ||
-                        streq(name, "fall") || streq(name, "proxy_protocol")))
+                        streq(name, "fall") || streq(name, "proxy_protocol") || streq(name, "splice")))
                 return forward_key(p, s, name, value, why);
         if (streq(name, "banner")) {
                 size_t n = strlen(value);
@@ -856,6 +867,7 @@ static int named_service(struct parse_ctx *p, const char *section) {
         c->services[c->n_services] = (struct service_config) { .name = strdup(name), .line = p->line,
                                                                .kill_timeout_usec = EXEC_KILL_TIMEOUT_USEC,
                                                                .connect_timeout_usec = FORWARD_CONNECT_TIMEOUT_USEC,
+                                                               .splice = true,
                                                                .check = { .interval_usec = CHECK_INTERVAL_USEC,
                                                                           .rise = CHECK_RISE, .fall = CHECK_FALL } };
         if (!c->services[c->n_services].name) {
@@ -997,6 +1009,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                                 "max_connections_per_source", "max_connection_rate", "idle_timeout", "max_lifetime",
                                 "exec", "environment", "kill_timeout", "backend", "balance", "connect_timeout",
                                 "check", "check_interval", "rise", "fall", "proxy_protocol", "proxy_protocol_from",
+                                "splice",
                         };
 
                         why = p->c->services[svc].name ? unknown_key_hint(name, names, ARRAY_SIZE(names))
@@ -1064,6 +1077,9 @@ static void service_check(const char *path, const struct service_config *s, stru
                 add_error(errs, "%s:%u: [service %s] has type = forward but no backend= line (where its clients go, "
                                 "such as backend = 10.0.0.5:5432 10.0.0.6:5432)",
                           path, s->line, s->name);
+        else if (s->type != SERVICE_KIND_forward && s->splice_line)
+                add_error(errs, "%s:%u: [service %s] splice: only a service of type = forward relays (this one is %s)",
+                          path, s->splice_line, s->name, service_name(s->type));
         else if (s->type != SERVICE_KIND_forward && s->proxy_protocol)
                 add_error(errs, "%s:%u: [service %s] proxy_protocol: only a service of type = forward sends a PROXY "
                                 "header to its backends (to take one from a load balancer: proxy_protocol_from=)",
@@ -1270,6 +1286,7 @@ void config_print(const struct config *c, FILE *f) {
                                 format_duration_exact(s->connect_timeout_usec, buf, sizeof(buf)));
                         if (s->proxy_protocol)
                                 fprintf(f, "proxy_protocol = v%u\n", s->proxy_protocol);
+                        fprintf(f, "splice = %s\n", s->splice ? "yes" : "no");
                         fprintf(f, "check =");
                         check_print(&s->check, f);
                         fprintf(f, "\ncheck_interval = %s\nrise = %u\nfall = %u\n",

@@ -97,6 +97,8 @@ struct service_config {
         uint64_t connect_timeout_usec;
         struct check_spec check; /* check=, check_interval=, rise=, fall= */
         unsigned proxy_protocol; /* the PROXY header it sends its backends: 0 none, 1 or 2 */
+        bool splice; /* splice= (yes): large transfers through a pipe */
+        unsigned splice_line;
 };
 
 struct config {

@@ -120,9 +120,10 @@ static void raise_nofile(void) {
         }
 }
 
-/* How many connections fit: the open-files limit, less what tcpd holds now,
- * less a reserve so that tcpctl still gets in when connections use the rest. */
-static unsigned compute_fd_budget(unsigned adopted) {
+/* How many connections fit: the open-files limit, less what tcpd holds now
+ * and each worker's splice pipe once a relay needs it, less a reserve so
+ * that tcpctl still gets in when connections use the rest. */
+static unsigned compute_fd_budget(unsigned adopted, unsigned workers) {
         struct rlimit rl;
         unsigned used = 0, reserve, limit;
         DIR *d = opendir("/proc/self/fd");
@@ -137,6 +138,7 @@ static unsigned compute_fd_budget(unsigned adopted) {
         used = used > 3 ? used - 3 : used; /* ".", ".." and the DIR's own fd */
         /* connections adopted from the fd store are clients, not tcpd's own */
         used = used > adopted ? used - adopted : 0;
+        used += 2 * workers;
         if (limit <= used + 8)
                 return 1;
         reserve = (limit - used) / 4;
@@ -884,6 +886,7 @@ static int workers_init(struct tcpd *t, const struct loop_settings *ls) {
                 return log_error_errno(-ENOMEM, "cannot set up %u workers", n);
         for (unsigned i = 0; i < n; i++) {
                 t->loops[i].epfd = t->loops[i].inbox.efd = -1;
+                t->loops[i].pipe[0] = t->loops[i].pipe[1] = -1;
                 t->loop_ptrs[i] = &t->loops[i];
         }
         t->n_workers = t->shared.n_loops = n;
@@ -1018,7 +1021,7 @@ static int run(struct tcpd *t) {
         for (struct listener *li = t->listeners; li; li = li->next)
                 listener_set_options(li, t->config);
         /* everything tcpd keeps open is open now: what is left is for clients */
-        fd_budget = compute_fd_budget((unsigned) __atomic_load_n(&t->shared.conn_fds, __ATOMIC_RELAXED));
+        fd_budget = compute_fd_budget((unsigned) __atomic_load_n(&t->shared.conn_fds, __ATOMIC_RELAXED), t->n_workers);
         post_settings(t, t->config);
         backends_restore(t);
         r = workers_start(t);

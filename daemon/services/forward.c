@@ -57,8 +57,8 @@ static struct ratelimit backend_rl = RATELIMIT_INIT(10 * 1000 * 1000, 20);
 
 /* After a read of n bytes into the pipe (spliced) or into the read buffer:
  * whether the next read of that direction is spliced. */
-static bool splice_next(struct loop *l, bool spliced, size_t n) {
-        return spliced ? n >= SPLICE_OFF : n >= SPLICE_ON && loop_can_splice(l);
+static bool splice_next(struct loop *l, const struct fwd *f, bool spliced, size_t n) {
+        return spliced ? n >= SPLICE_OFF : n >= SPLICE_ON && f->pool->splice && loop_can_splice(l);
 }
 
 /* n bytes are in the pipe: out to fd as far as it takes them; the rest
@@ -328,7 +328,7 @@ static void backend_read(struct loop *l, struct fwd *f) {
                 return;
         }
         conn_touch(l, c);
-        f->bulk_down = splice_next(l, spliced, (size_t) n);
+        f->bulk_down = splice_next(l, f, spliced, (size_t) n);
         if (!spliced) {
                 if (conn_send(l, c, l->rbuf, (size_t) n) < 0)
                         return; /* closed */
@@ -447,7 +447,7 @@ static void forward_readable(struct loop *l, struct conn *c) {
         c->bytes_in += (uint64_t) n;
         STAT_IN(l, c, (uint64_t) n);
         conn_touch(l, c);
-        f->bulk_up = splice_next(l, spliced, (size_t) n);
+        f->bulk_up = splice_next(l, f, spliced, (size_t) n);
         if (!f->up) {
                 w = spliced ? splice_through(l, f->fd, (size_t) n) : data_send(f->fd, l->rbuf, (size_t) n);
                 if (w < 0) {

@@ -295,6 +295,25 @@ def test_large_transfers_are_spliced():
         c.close()
         be.close()
     wait_for(lambda: svc(d)["connections_open"] == 0, what="the relays closed")
+    d.stop()
+
+    # splice = no: the same through memory, and no pipe is made
+    d = Daemon("[tcpd]\nworkers = 1\n" + forward_ini([b.addr], "splice = no\n"))
+    pipes0 = pipes(d.proc.pid)
+    c = connect(fw_port(d))
+    be = b.take()
+    up, down, results = pattern(7), pattern(8), {"be": [], "c": []}
+    threads = [threading.Thread(target=reader, args=(be, size, results["be"], True)),
+               threading.Thread(target=reader, args=(c, size, results["c"], True)),
+               threading.Thread(target=c.sendall, args=(up,)), threading.Thread(target=be.sendall, args=(down,))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(results == {"be": [up], "c": [down]}, "splice = no: 8 MiB each way exactly")
+    check(pipes(d.proc.pid) == pipes0, f"splice = no made a pipe ({pipes0} -> {pipes(d.proc.pid)})")
+    c.close()
+    be.close()
     b.close()
     d.stop()
 

@@ -374,6 +374,15 @@ static void test_named_services(void **state) {
         assert_true(c->services[SERVICE_ECHO].has_max_connections && c->services[SERVICE_ECHO].max_connections == 7);
         assert_false(c->services[SERVICE_KIND_discard].has_max_connections);
         config_free(c);
+        /* splice= on a relay: yes by default, no turns it off; a typo or another type is an error */
+        c = load_ok("[service db]\ntype = forward\nbackend = 10.0.0.5:1\n[service ro]\ntype = forward\n"
+                    "backend = 10.0.0.6:1\nsplice = no\n");
+        assert_true(config_service(c, "db")->splice);
+        assert_false(config_service(c, "ro")->splice);
+        config_free(c);
+        load_bad("[service db]\ntype = forward\nbackend = 10.0.0.5:1\nsplice = maybe\n", PATH ":4:", "splice",
+                 "'maybe'", "yes or no", NULL);
+        load_bad("[service git]\ntype = echo\nsplice = no\n", PATH ":3:", "splice", "type = forward", NULL);
         load_bad("[service git]\nlisten = 9418\n", PATH ":2:", "[service git] has no type=", NULL);
         load_bad("[service git]\ntype = relay\n", PATH ":2:", "type", "'relay'", "forward", NULL);
         load_bad("[service db]\ntype = forward\n", PATH ":2:", "no backend= line", NULL);
