@@ -1,4 +1,5 @@
 /* Hand-over of connections through systemd's file descriptor store. */
+#include <poll.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -139,19 +140,14 @@ void fdstore_flush(struct loop *l) {
         l->n_store_pending = 0;
 }
 
-int fdstore_add_relay(uint64_t id, const char *service, int client_fd, int backend_fd) {
+int fdstore_add_relay_half(uint64_t id, const char *service, int fd, char side) {
         char msg[128];
         int r;
 
         /* a message each: one name for all of a message's descriptors */
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDSTORE_RELAY_PREFIX "%llu.%s.c", (unsigned long long) id,
-                 service);
-        r = sd_pid_notify_with_fds(0, 0, msg, &client_fd, 1);
-        if (r <= 0)
-                return r < 0 ? r : -ENOTCONN;
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDSTORE_RELAY_PREFIX "%llu.%s.b", (unsigned long long) id,
-                 service);
-        r = sd_pid_notify_with_fds(0, 0, msg, &backend_fd, 1);
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" FDSTORE_RELAY_PREFIX "%llu.%s.%c", (unsigned long long) id,
+                 service, side);
+        r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
         return r > 0 ? 0 : r < 0 ? r : -ENOTCONN;
 }
 
@@ -457,6 +453,14 @@ static int relay_name_parse(const char *name, uint64_t *id, char *service, size_
         return 0;
 }
 
+/* A socket whose connection is over (reset, failed, closed): what the
+ * kernel says of it at once. */
+static bool socket_ended(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT };
+
+        return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 /* Ends a stored socket for good: a reset, since its peer's other half is gone. */
 static void drop_stored(int fd) {
         struct sockaddr sa = { .sa_family = AF_UNSPEC };
@@ -486,10 +490,19 @@ static void adopt_relays(struct loop **loops, size_t n_loops, const int *fds, ch
         for (size_t i = 0; i < n; i++) {
                 char svc[STATE_SERVICE_NAME], side;
                 uint64_t id;
+                size_t other;
 
                 /* the index keeps i + 1: a table's values are never NULL */
-                if (relay_name_parse(names[i], &id, svc, sizeof(svc), &side) == 0 && side == 'b')
-                        (void) table_put(&backends, id, (void *) (uintptr_t) (i + 1));
+                if (relay_name_parse(names[i], &id, svc, sizeof(svc), &side) < 0 || side != 'b')
+                        continue;
+                /* two backend sockets of one relay: one failed over to the
+                 * other and systemd has not dropped the dead one yet */
+                other = (size_t) (uintptr_t) table_get(&backends, id);
+                if (other && !socket_ended(fds[other - 1]))
+                        continue; /* dropped as unused */
+                if (other)
+                        (void) table_remove(&backends, id);
+                (void) table_put(&backends, id, (void *) (uintptr_t) (i + 1));
         }
         for (size_t i = 0; i < n; i++) {
                 char svc[STATE_SERVICE_NAME], side;

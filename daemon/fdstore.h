@@ -38,8 +38,10 @@ void fdstore_handover(struct loop *l);
  * saved by the previous tcpd's workers (one memfd each). Takes every fd. */
 int fdstore_adopt(struct loop **loops, size_t n_loops, const int *fds, size_t n, const int *state_fds,
                   size_t n_state, const int *relay_fds, char *const *relay_names, size_t n_relay);
-/* Stores a relay's two sockets, named by its id and service. */
-int fdstore_add_relay(uint64_t id, const char *service, int client_fd, int backend_fd);
+/* Stores one of a relay's two sockets ('c' the client's, 'b' the
+ * backend's), named by its id and service, so that its pair is found again
+ * after a crash too. */
+int fdstore_add_relay_half(uint64_t id, const char *service, int fd, char side);
 
 /* A text kept in the store under name (a memfd that replaces the one
  * before): the last settings that loaded (FDSTORE_SETTINGS_NAME), so that

@@ -149,6 +149,43 @@ static void log_backend(struct loop *l, struct fwd *f, int i, int err, const cha
                          strerror(err), suppressed ? " (some backend errors before this were not logged)" : "");
 }
 
+/* Waits for the backend's answer: connected or not, it comes as EPOLLOUT,
+ * or the connect times out (forward_tick). */
+static void connecting_link(struct loop *l, struct fwd *f) {
+        struct fwd_loop *fl = fwd_loop(l);
+
+        f->connecting = true;
+        f->connect_by = l->now + f->pool->connect_timeout_usec;
+        if (!fl)
+                return;
+        f->prev = fl->tail;
+        if (fl->tail)
+                fl->tail->next = f;
+        else
+                fl->head = f;
+        fl->tail = f;
+        if (!l->type_wake[SERVICE_KIND_forward] || l->type_wake[SERVICE_KIND_forward] > f->connect_by)
+                l->type_wake[SERVICE_KIND_forward] = f->connect_by;
+}
+
+/* Both sockets into systemd's fd store as soon as the connect starts (the
+ * client's once, a backend's at each try), named so that a tcpd after a
+ * restart or a crash pairs them again, connected or still connecting. */
+static void relay_store(struct loop *l, struct fwd *f) {
+        const char *svc = service_id_name(f->c->service);
+        unsigned suppressed;
+        int r = 0;
+
+        if (!f->stored) {
+                r = fdstore_add_relay_half(f->c->id, svc, f->c->fd, 'c');
+                f->stored = r == 0;
+        }
+        if (r == 0)
+                r = fdstore_add_relay_half(f->c->id, svc, f->fd, 'b');
+        if (r < 0 && ratelimit_pass(&backend_rl, l->now, &suppressed))
+                log_warning_errno(r, "cannot put a relay into the fd store; it will not survive a restart");
+}
+
 /* Starts a connect to the next backend the balance gives. 0 (connecting,
  * or connected already), or -EHOSTUNREACH when no backend is left. */
 static int connect_next(struct loop *l, struct fwd *f) {
@@ -183,24 +220,9 @@ static int connect_next(struct loop *l, struct fwd *f) {
                 f->ev.ev.kind = EV_CALLBACK;
                 __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
                 __atomic_add_fetch(&b->st->open, 1, __ATOMIC_RELAXED);
-                /* connected or not, the answer comes as EPOLLOUT */
-                f->connecting = true;
-                f->connect_by = l->now + p->connect_timeout_usec;
-                {
-                        struct fwd_loop *fl = fwd_loop(l);
-
-                        if (fl) {
-                                f->prev = fl->tail;
-                                if (fl->tail)
-                                        fl->tail->next = f;
-                                else
-                                        fl->head = f;
-                                fl->tail = f;
-                                if (!l->type_wake[SERVICE_KIND_forward] ||
-                                    l->type_wake[SERVICE_KIND_forward] > f->connect_by)
-                                        l->type_wake[SERVICE_KIND_forward] = f->connect_by;
-                        }
-                }
+                connecting_link(l, f);
+                if (l->fdstore)
+                        relay_store(l, f);
                 backend_set_events(l, f, EPOLLOUT);
                 return 0;
         }
@@ -224,7 +246,8 @@ static void connect_failed(struct loop *l, struct fwd *f, int err) {
         int i = f->backend;
 
         log_backend(l, f, i, err, "connect failed; trying the next");
-        backend_failed(f->pool, (size_t) i, l->now);
+        if (i >= 0)
+                backend_failed(f->pool, (size_t) i, l->now);
         backend_close(l, f, true);
         f->backend = -1;
         if (connect_next(l, f) < 0)
@@ -349,6 +372,25 @@ static void backend_read(struct loop *l, struct fwd *f) {
         conn_update(l, c);
 }
 
+/* Which of the pool's backends f's socket is connected to (f->backend,
+ * and its open count). False while it is not connected. */
+static bool backend_find(struct fwd *f) {
+        socklen_t len = sizeof(f->backend_addr);
+
+        if (getpeername(f->fd, &f->backend_addr.sa, &len) < 0) {
+                memset(&f->backend_addr, 0, sizeof(f->backend_addr));
+                return false;
+        }
+        addr_normalize(&f->backend_addr);
+        for (size_t i = 0; i < f->pool->n; i++)
+                if (addr_equal(&f->pool->b[i].addr, &f->backend_addr)) {
+                        f->backend = (int) i;
+                        __atomic_add_fetch(&f->pool->b[i].st->open, 1, __ATOMIC_RELAXED);
+                        break;
+                }
+        return true;
+}
+
 static void backend_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
         struct fwd *f = (struct fwd *) cb;
         int r;
@@ -373,17 +415,10 @@ static void backend_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
                                 return;
                 }
                 connecting_unlink(l, f);
-                backend_connected(f->pool, (size_t) f->backend);
-                if (l->fdstore) {
-                        /* both halves, named so that a tcpd after a crash pairs them again */
-                        int sr = fdstore_add_relay(f->c->id, service_id_name(f->c->service), f->c->fd, f->fd);
-                        unsigned suppressed;
-
-                        f->stored = sr == 0;
-                        if (sr < 0 && ratelimit_pass(&backend_rl, l->now, &suppressed))
-                                log_warning_errno(sr, "cannot put a relay into the fd store; it will not survive a "
-                                                      "restart");
-                }
+                if (f->backend < 0)
+                        backend_find(f); /* adopted while connecting: which one answered */
+                if (f->backend >= 0)
+                        backend_connected(f->pool, (size_t) f->backend);
                 if (f->pool->proxy_protocol && send_proxy_header(l, f) < 0)
                         return; /* closed */
                 conn_touch(l, f->c);
@@ -487,8 +522,16 @@ enum {
 static void forward_save(struct loop *l, struct conn *c, struct conn_handover *h) {
         struct fwd *f = c->data;
 
-        if (!f)
+        if (!f || !f->stored) {
+                /* not in the store (it would not take it): it cannot be
+                 * kept, and a FIN would look like an end: reset both */
+                struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+                (void) setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+                if (f && f->fd >= 0)
+                        (void) setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
                 return;
+        }
         if (f->up && f->fd >= 0 && !f->connecting)
                 (void) flush_up(l, f);
         h->flags = (uint8_t) ((f->client_eof ? RELAY_CLIENT_EOF : 0) | (f->backend_eof ? RELAY_BACKEND_EOF : 0) |
@@ -522,7 +565,6 @@ static void forward_let_go(struct loop *l, struct conn *c) {
  * after a hand-over, what it held and which FINs had passed. */
 static int forward_adopt(struct loop *l, struct conn *c, const struct conn_saved *saved) {
         struct backend_pool *p = l->settings.forward[c->service];
-        socklen_t len = sizeof(union sockaddr_in46);
         struct fwd *f;
         uint32_t ev = 0;
 
@@ -538,15 +580,22 @@ static int forward_adopt(struct loop *l, struct conn *c, const struct conn_saved
         f->pool = backend_pool_ref(p);
         f->backend = -1;
         f->stored = true;
-        if (getpeername(f->fd, &f->backend_addr.sa, &len) == 0) {
-                addr_normalize(&f->backend_addr);
-                for (size_t i = 0; i < p->n; i++)
-                        if (addr_equal(&p->b[i].addr, &f->backend_addr))
-                                f->backend = (int) i;
-        }
-        if (f->backend >= 0)
-                __atomic_add_fetch(&p->b[f->backend].st->open, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
+        if (!backend_find(f)) {
+                /* stored when its connect began, and the answer has not
+                 * come (or came while no tcpd watched): wait for it as
+                 * for a new one; the client was not read yet */
+                int err = 0;
+                socklen_t elen = sizeof(err);
+
+                (void) getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+                c->data = f;
+                connecting_link(l, f);
+                backend_set_events(l, f, EPOLLOUT);
+                if (err)
+                        connect_failed(l, f, err);
+                return 0;
+        }
         if (saved->has_type_state) {
                 f->client_eof = saved->type_flags & RELAY_CLIENT_EOF;
                 f->backend_eof = saved->type_flags & RELAY_BACKEND_EOF;

@@ -621,6 +621,87 @@ def test_relay_bytes_in_flight_and_a_crash():
         be.close()
 
 
+def test_relay_still_connecting_across_a_restart():
+    """A relay whose backend has not answered yet at a hand-over (its
+    accept queue is full, so the SYN waits for a retransmission) is in the
+    store already, and the next tcpd waits for the answer as the first
+    would have: once the backend takes it, the bytes the client sent
+    before the restart arrive, and the relay keeps its id."""
+    from test_forward import Backend
+    be = Backend(backlog=0)  # nothing accepts: one queued connection fills it
+    filler = socket.create_connection(("127.0.0.1", be.port), timeout=TIMEOUT)
+    sd = FakeSystemd(service="db")
+    try:
+        with open(sd.config, "a") as f:
+            f.write(f"[service db]\ntype = forward\nbackend = {be.addr}\nconnect_timeout = 60s\n"
+                    "check_interval = 1h\n")
+        sd.start()
+        c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
+        c.sendall(b"sent while connecting")
+        wait_for(lambda: sum(1 for n, _ in sd.store if n.startswith("fwd.")) == 2, what="both halves stored")
+        before = sd.ctl("list")
+        check(len(before) == 1 and before[0]["state"] == "connecting", f"{before}")
+        check(sd.stop_tcpd() == 0, "hand-over")
+        sd.start()
+        after = sd.ctl("list")
+        check([(x["id"], x["state"]) for x in after] == [(before[0]["id"], "connecting")],
+              f"the same relay, still connecting: {before} -> {after}")
+        # room in the queue: the relay's next SYN gets in (a health
+        # check's may come first: it sends nothing and closes)
+        be.sock.settimeout(30)
+        taken, s = [be.sock.accept()[0]], None  # the filler
+        end = time.monotonic() + 30
+        while s is None and time.monotonic() < end:
+            x, _ = be.sock.accept()
+            x.settimeout(TIMEOUT)
+            taken.append(x)
+            first = x.recv(21)
+            if first:
+                s = x
+        check(s is not None, "the relay's connect reached the backend")
+        check(first + recv_all_n(s, 21 - len(first)) == b"sent while connecting",
+              "what the client sent before the restart")
+        s.sendall(b"answered")
+        check(recv_all_n(c, 8) == b"answered", "and back")
+        wait_for(lambda: sd.ctl("list")[0]["state"] == "open", what="open")
+        check(sd.ctl("list")[0]["backend"] == be.addr, "the backend is known once it answered")
+        check("adopted 1 relay from the fd store (1 with their saved state)" in sd.stderr(), sd.stderr())
+        c.close()
+        check(reads_eof(s), "the relay ends as any")
+        s.close()
+        wait_for(lambda: not any(n.startswith("fwd.") for n, _ in sd.store), what="the relay left the store")
+        # the same through a crash: no state, the halves paired by name
+        filler2 = socket.create_connection(("127.0.0.1", be.port), timeout=TIMEOUT)
+        taken.append(filler2)
+        c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
+        c.sendall(b"before the crash")
+        wait_for(lambda: sum(1 for n, _ in sd.store if n.startswith("fwd.")) == 2, what="both halves stored")
+        rid = sd.ctl("list")[0]["id"]
+        sd.stop_tcpd(signal.SIGKILL)
+        sd.start()
+        check([(x["id"], x["state"]) for x in sd.ctl("list")] == [(rid, "connecting")], f"{sd.ctl('list')}")
+        taken.append(be.sock.accept()[0])  # filler2's end: room for the relay's SYN
+        s = None
+        end = time.monotonic() + 30
+        while s is None and time.monotonic() < end:
+            x, _ = be.sock.accept()
+            x.settimeout(TIMEOUT)
+            taken.append(x)
+            first = x.recv(16)
+            if first:
+                s = x
+        check(s is not None and first + recv_all_n(s, 16 - len(first)) == b"before the crash",
+              "after a crash too, the relay connects and the client's bytes arrive")
+        c.close()
+        for x in taken:
+            x.close()
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+        filler.close()
+        be.close()
+
+
 def recv_all_n(s, n):
     buf = bytearray()
     while len(buf) < n:
@@ -729,4 +810,4 @@ if __name__ == "__main__":
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
           test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over,
           test_named_service_across_a_restart, test_relays_and_drained_backends_across_a_restart,
-          test_relay_bytes_in_flight_and_a_crash])
+          test_relay_bytes_in_flight_and_a_crash, test_relay_still_connecting_across_a_restart])
