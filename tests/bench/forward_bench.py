@@ -8,7 +8,12 @@ markdown table: the rate, and the relay's CPU per request (per connection
 in connect mode). Every process is started here by PID on loopback and
 stopped by PID; every run is bounded in time.
 
-    tests/bench/forward_bench.py --build-dir build [--time 5] [--only tcpd,haproxy]
+    tests/bench/forward_bench.py --build-dir build [--time 5] [--rounds 3] [--only tcpd,haproxy]
+
+tcpd-rw is tcpd with splice = no (every byte read and written through
+memory), beside tcpd's default. With --rounds N, every relay runs every
+shape N times, the relays taking turns within each round (so that the
+machine's slow minutes fall on all of them), and the table gives medians.
 """
 
 import argparse
@@ -16,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,12 +73,12 @@ class Relay:
         d = os.path.join(tmp, name)
         os.makedirs(d)
         pin = ["taskset", "-c", RELAY_CPU]
-        if name == "tcpd":
+        if name in ("tcpd", "tcpd-rw"):
             with open(f"{d}/tcpd.ini", "w") as f:
                 f.write(f"[tcpd]\ncontrol_socket = {d}/control\nlog_level = warning\n"
                         f"[echo]\nlisten = 127.0.0.1:0\n"
                         f"[service fw]\ntype = forward\nlisten = 127.0.0.1:{self.port}\n"
-                        f"backend = 127.0.0.1:{backend}\n")
+                        f"backend = 127.0.0.1:{backend}\n" + ("splice = no\n" if name == "tcpd-rw" else ""))
             argv = pin + [a.tcpd, "-c", f"{d}/tcpd.ini"]
         elif name.startswith("haproxy"):
             splice = "  option splice-auto\n" if name == "haproxy-splice" else ""
@@ -135,18 +141,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("--time", type=int, default=5, help="measured seconds per shape and relay")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of every relay and shape (medians)")
     ap.add_argument("--only", help="a comma list of relays (default: all that are installed)")
     a = ap.parse_args()
     a.tcpd = os.environ.get("TCPD", os.path.join(a.build_dir, "daemon/tcpd"))
     a.bench = os.environ.get("TCPD_BENCH", os.path.join(a.build_dir, "tests/bench/tcpd-bench"))
     ref_echo = os.environ.get("REF_ECHO", os.path.join(a.build_dir, "tests/bench/ref-echo"))
     a.ref_relay = os.environ.get("REF_RELAY", os.path.join(a.build_dir, "tests/bench/ref-relay"))
-    names = ["tcpd", "ref-relay", "ref-relay-splice", "haproxy", "haproxy-splice", "nginx", "rinetd", "socat"]
+    names = ["tcpd", "tcpd-rw", "ref-relay", "ref-relay-splice", "haproxy", "haproxy-splice", "nginx", "rinetd", "socat"]
     if a.only:
         names = [n for n in names if n in a.only.split(",")]
-    names = [n for n in names if n in ("tcpd", "ref-relay", "ref-relay-splice") or shutil.which(n.split("-")[0])]
+    names = [n for n in names if n.startswith(("tcpd", "ref-relay")) or shutil.which(n.split("-")[0])]
     print(f"# {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs; relay and ref-echo on CPU "
-          f"{RELAY_CPU}, tcpd-bench on CPU {LOAD_CPU}; {a.time} s per shape", flush=True)
+          f"{RELAY_CPU}, tcpd-bench on CPU {LOAD_CPU}; {a.time} s per shape, {a.rounds} round(s)", flush=True)
     tmp = tempfile.mkdtemp(prefix="tcpd-fwbench-")
     backend_port = free_port()
     echo = subprocess.Popen(["taskset", "-c", RELAY_CPU, ref_echo, "-p", str(backend_port)],
@@ -154,32 +161,43 @@ def main():
     results = {}
     try:
         wait_listening(backend_port, echo, "ref-echo")
-        for name in names:
-            relay = Relay(name, a, backend_port, tmp)
-            try:
-                for shape, args, key, _ in SHAPES:
-                    r = bench(a, relay, args)
-                    results[(name, shape)] = r
-                    print(f"{name:15} {shape:20} " + (f"{float(r[key]):10.1f} {key}, relay CPU "
-                                                      f"{r['server_cpu_us_per_req']} us/req" if r else "failed"),
-                          flush=True)
-            finally:
-                stop(relay.proc)
+        for _ in range(a.rounds):
+            for name in names:
+                relay = Relay(name, a, backend_port, tmp)
+                try:
+                    for shape, args, key, _ in SHAPES:
+                        r = bench(a, relay, args)
+                        results.setdefault((name, shape), []).append(r)
+                        print(f"{name:16} {shape:20} " + (f"{float(r[key]):10.1f} {key}, relay CPU "
+                                                          f"{r['server_cpu_us_per_req']} us/req" if r else "failed"),
+                              flush=True)
+                finally:
+                    stop(relay.proc)
+                    shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
     finally:
         stop(echo)
         shutil.rmtree(tmp, ignore_errors=True)
+    def median(name, shape, key):
+        runs = results.get((name, shape), [])
+        if not runs or None in runs:
+            return None
+        try:
+            return statistics.median(float(r[key]) for r in runs)
+        except (KeyError, ValueError):
+            return None  # socat's CPU: "na"
+
     print("\n| shape | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for shape, _, key, unit in SHAPES:
         row = []
         for n in names:
-            r = results.get((n, shape))
-            row.append(f"{float(r[key]):.0f}" if r and key != "mbps" else f"{float(r[key]):.1f}" if r else "failed")
+            m = median(n, shape, key)
+            row.append("failed" if m is None else f"{m:.1f}" if key == "mbps" else f"{m:.0f}")
         print(f"| {shape} ({unit}) | " + " | ".join(row) + " |")
         row = []
         for n in names:
-            r = results.get((n, shape))
-            row.append(r["server_cpu_us_per_req"] if r else "-")
+            m = median(n, shape, "server_cpu_us_per_req")
+            row.append("na" if m is None else f"{m:.2f}")
         print(f"| {shape}: relay CPU (us) | " + " | ".join(row) + " |")
 
 
