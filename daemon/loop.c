@@ -497,6 +497,7 @@ void loop_admit(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigne
 
 static void accept_batch(struct loop *l, const struct loop_listener *ll) {
         const struct listener *li = ll->li;
+        unsigned extra = service_types[service_id_type(li->service)]->extra_fds;
 
         for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
                 union sockaddr_in46 peer;
@@ -505,8 +506,9 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                 int fd;
 
                 if (l->settings.fd_budget &&
-                    __atomic_load_n(&l->shared->conn_fds, __ATOMIC_RELAXED) >= l->settings.fd_budget) {
-                        /* leave them in the listen queue until some close */
+                    __atomic_load_n(&l->shared->conn_fds, __ATOMIC_RELAXED) + 1 + extra > l->settings.fd_budget) {
+                        /* leave them in the listen queue until some close:
+                         * never a relay or a program half made */
                         accept_pause(l, 0);
                         return;
                 }

@@ -436,6 +436,7 @@ const struct service_type service_exec = {
         .start = exec_start,
         .closing = exec_closing,
         .start_refusal = REFUSE_SPAWN,
+        .extra_fds = 2,
         .release = exec_release,
         .sync = exec_sync,
         .info = exec_info,

@@ -723,6 +723,7 @@ static void forward_info(const struct conn *c, struct conn_info *i) {
 const struct service_type service_forward = {
         .start = forward_start,
         .start_refusal = REFUSE_NO_BACKEND,
+        .extra_fds = 1,
         .readable = forward_readable,
         .can_read = forward_can_read,
         .update = forward_update,

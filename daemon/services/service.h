@@ -32,6 +32,10 @@ struct service_type {
          * have freed already. */
         int (*start)(struct loop *l, struct conn *c);
         uint8_t start_refusal; /* enum refusal */
+        /* Descriptors a connection holds beside its socket (forward: the
+         * backend's; exec: the program's stderr pipe and pidfd): accept
+         * takes a client only while the fd budget has room for all. */
+        uint8_t extra_fds;
         /* Right after accept and the banner: a type that answers at once
          * (daytime, time) sends and closes here. NULL: nothing. */
         void (*open)(struct loop *l, struct conn *c);
@@ -81,8 +85,8 @@ struct service_type {
         /* A program holds the socket: it is not polled, and it does not
          * survive a restart (the fd store does not keep it). */
         bool external;
-        /* Not kept across a restart either, though tcpd polls it (forward,
-         * for now): closed at a hand-over. */
+        /* Not kept across a restart either, though tcpd polls it: closed
+         * at a hand-over. (No type is, today.) */
         bool not_kept;
 };
 

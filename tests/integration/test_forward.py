@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import resource
+import select
 import shutil
 import socket
 import struct
@@ -316,6 +317,55 @@ def test_large_transfers_are_spliced():
     be.close()
     b.close()
     d.stop()
+
+
+def test_relays_at_the_descriptor_ceiling():
+    """Under an open-files limit of 200, 100 clients of a relay: tcpd takes
+    as many as its budget has room for with both descriptors, every one of
+    them a whole relay (the backend sees each, none is refused as
+    no_backend half made); the rest wait in the listen queue, without tcpd
+    spinning, and are relayed once others leave."""
+    backend = Daemon("[echo]\nlisten = 127.0.0.1:0\n")
+    d = Daemon("[tcpd]\nbacklog = 1024\n" + forward_ini([f"127.0.0.1:{backend.port()}"], "check_interval = 1h\n"),
+               prefix=["prlimit", "--nofile=200:200", "--"])
+    port = fw_port(d)
+    clients = [connect(port) for _ in range(100)]
+    for c in clients:
+        c.sendall(b"?")
+    served = set()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([c for c in clients if c.fileno() not in served], [], [], 0.5)
+        if not r:
+            break
+        for c in r:
+            check(c.recv(1) == b"?", "a relayed client gets its byte back, not an end")
+            served.add(c.fileno())
+    st, be = svc(d), backend.status()
+    print(f"#   {len(served)} of 100 relayed under a limit of 200 descriptors", flush=True)
+    check(40 < len(served) < 100, f"{len(served)} relayed")
+    check(st["connections_open"] == len(served) == be["connections_open"],
+          f"every relay whole: {st['connections_open']} open, {be['connections_open']} at the backend")
+    check(d.status()["refused"].get("no_backend", 0) == 0, f"none half made: {d.status()['refused']}")
+    budget = int(d.stderr().split("room for ")[1].split()[0])
+    check(2 * len(served) <= budget < 2 * len(served) + 2,
+          f"{len(served)} relays take {2 * len(served)} of the budget of {budget} descriptors, and no more fit")
+    before = d.cpu_seconds()
+    time.sleep(1.0)
+    check(d.cpu_seconds() - before < 0.2, "tcpd does not spin while clients wait")
+    waiting = [c for c in clients if c.fileno() not in served]
+    gone = [c for c in clients if c.fileno() in served][:len(waiting)]
+    for c in gone:
+        c.close()
+    for c in waiting:
+        c.settimeout(10)
+        check(c.recv(1) == b"?", "a client that waited is relayed once others left")
+    check("pausing accept" in d.stderr(), "says that it paused accepting")
+    for c in clients:
+        c.close()
+    wait_for(lambda: svc(d)["connections_open"] == 0, what="all closed")
+    d.stop()
+    backend.stop()
 
 
 def test_failover_and_no_backend():
@@ -645,6 +695,6 @@ def test_eight_thousand_relays():
 
 if __name__ == "__main__":
     main([test_eight_thousand_relays, test_health_checks, test_check_send_expect, test_admin_drain_disable_enable, test_bytes_both_ways_and_list, test_half_close_both_ways, test_resets_are_passed_on,
-          test_large_transfers_are_spliced,
+          test_large_transfers_are_spliced, test_relays_at_the_descriptor_ceiling,
           test_failover_and_no_backend, test_connect_timeout, test_balance, test_backend_that_never_reads,
           test_idle_counts_both_directions])
