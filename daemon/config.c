@@ -131,6 +131,7 @@ struct config *config_new(void) {
         c->worker_batch = true;
         c->max_buffered = 64 * 1024;
         c->shutdown_timeout_usec = 5 * USEC_PER_SEC;
+        c->store_after_usec = 1 * USEC_PER_SEC;
         c->source_prefix_ipv6 = 64;
         c->keepalive = true;
         c->keepalive_idle_usec = 120 * USEC_PER_SEC;
@@ -499,6 +500,7 @@ static const struct key {
         { "max_buffered", parse_buffered, FIELD(max_buffered) },
         { "idle_timeout", parse_timeout, FIELD(idle_timeout_usec) },
         { "shutdown_timeout", parse_timeout, FIELD(shutdown_timeout_usec) },
+        { "store_after", parse_timeout, FIELD(store_after_usec) },
         { "max_lifetime", parse_timeout, FIELD(max_lifetime_usec) },
         { "max_connections_per_source", parse_max_conn, FIELD(max_connections_per_source) },
         { "source_prefix_ipv6", parse_prefix6, FIELD(source_prefix_ipv6) },
@@ -1227,6 +1229,7 @@ void config_print(const struct config *c, FILE *f) {
         fprintf(f, "max_buffered = %llu\n", (unsigned long long) c->max_buffered);
         fprintf(f, "idle_timeout = %s\n", format_duration_exact(c->idle_timeout_usec, buf, sizeof(buf)));
         fprintf(f, "shutdown_timeout = %s\n", format_duration_exact(c->shutdown_timeout_usec, buf, sizeof(buf)));
+        fprintf(f, "store_after = %s\n", format_duration_exact(c->store_after_usec, buf, sizeof(buf)));
         fprintf(f, "max_lifetime = %s\n", format_duration_exact(c->max_lifetime_usec, buf, sizeof(buf)));
         fprintf(f, "max_connections_per_source = %u\n", c->max_connections_per_source);
         fprintf(f, "source_prefix_ipv6 = %u\n", c->source_prefix_ipv6);

@@ -116,6 +116,7 @@ struct config {
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;     /* 0: none */
         uint64_t shutdown_timeout_usec;
+        uint64_t store_after_usec; /* store_after=: a connection's age before it goes into the fd store */
         uint64_t max_lifetime_usec;     /* 0: none */
         unsigned max_connections_per_source; /* 0: no limit */
         unsigned source_prefix_ipv6;    /* IPv6 sources grouped by this prefix */

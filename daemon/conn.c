@@ -215,8 +215,8 @@ int conn_open(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigned 
         r = conn_attach(l, c);
         if (r < 0)
                 return r;
-        if (l->fdstore && service_type_kept(c->ops) && !c->ops->store_own)
-                fdstore_add(l, fd);
+        if (l->store_new && service_type_kept(c->ops))
+                fdstore_add(l, c);
         if (l->settings.log_connections)
                 conn_log(l, c, LOG_INFO, "connect", NULL, "connected");
         if (monitor_active(l))
@@ -263,6 +263,7 @@ int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const st
                 c->connected_usec = now_usec(CLOCK_REALTIME);
         }
         loop_id_seen(l, c->id);
+        c->in_store = true; /* it came from there */
         c->ops = service_types[service_id_type(c->service)];
         if (c->ops->adopt) {
                 r = c->ops->adopt(l, c, saved);
@@ -358,8 +359,7 @@ void conn_close(struct loop *l, struct conn *c, enum close_reason why) {
         limits_open_sub(l, c->service);
         limits_release(l, c->src);
         c->src = NULL;
-        if (l->n_store_pending)
-                fdstore_forget(l, c->fd); /* never stored: no copy to worry about */
+        fdstore_forget(l, c); /* not stored yet: no copy to worry about */
         if (c->ops->closing && (until = c->ops->closing(l, c, why))) {
                 wait_start(l, c, until);
                 return;
@@ -378,16 +378,18 @@ static void conn_end(struct loop *l, struct conn *c) {
                 c->ops->release(l, c);
         free(c->owed);
         c->owed = NULL;
-        conn_release_fd(l, c->fd);
+        conn_release_fd(l, c);
         loop_conn_closed(l, c);
 }
 
-void conn_release_fd(struct loop *l, int fd) {
+void conn_release_fd(struct loop *l, struct conn *c) {
+        int fd = c->fd;
+
         /* (conn_close already took fd out of the fd store's queue.)
          * systemd's copy in the fd store keeps the socket open after our
          * close(): shut it down, so the peer sees the end and systemd sees
          * EPOLLHUP and drops its copy */
-        if (l->fdstore) {
+        if (c->in_store) {
                 (void) shutdown(fd, SHUT_RDWR);
                 /* close() takes a socket out of epoll only when no other
                  * descriptor refers to it, and systemd holds one */

@@ -67,6 +67,9 @@ struct conn {
         struct conn *prev, *next;         /* the loop's list, id order */
         struct conn *lru_prev, *lru_next; /* its service's, least recently active first */
         struct conn *age_prev, *age_next; /* its service's, oldest first */
+        struct conn *store_prev, *store_next; /* the loop's store queue, while queued */
+        bool store_queued;
+        bool in_store; /* systemd's fd store holds a copy of its socket */
 };
 
 /* The per-service lists of loop.h (lru: least recently active first;
@@ -123,7 +126,7 @@ struct conn_saved {
 int conn_adopt(struct loop *l, int fd, const union sockaddr_in46 *peer, const struct conn_saved *saved);
 /* Closes a connection's descriptor (shutting it down first while systemd
  * holds a copy). */
-void conn_release_fd(struct loop *l, int fd);
+void conn_release_fd(struct loop *l, struct conn *c);
 void conn_handle(struct loop *l, struct conn *c, uint32_t events);
 /* A connection we close (kick, idle timeout, max lifetime, stop) lingers:
  * it is read no more, what it is owed goes out, then a FIN; it ends when

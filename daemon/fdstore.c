@@ -14,8 +14,7 @@
 #include "table.h"
 #include "units.h"
 
-/* SCM_MAX_FD: the most descriptors one message can carry. */
-#define STORE_BATCH 253
+#define STORE_BATCH LOOP_STORE_BATCH
 /* The state a hand-over leaves for the next tcpd, which may be another
  * version (the Debian package restarts tcpd on upgrade): versioned, and a
  * connection's service is saved by name, since types are added between
@@ -88,56 +87,64 @@ bool fdstore_configured(void) {
         return s && getenv("NOTIFY_SOCKET") && parse_uint(s, UINT32_MAX, &n) == 0 && n > 0;
 }
 
-void fdstore_add(struct loop *l, int fd) {
-        if (l->n_store_pending == l->store_cap) {
-                size_t cap = l->store_cap ? l->store_cap * 2 : 64;
-                int *p = realloc(l->store_pending, cap * sizeof(int));
-                if (!p) {
-                        unsigned suppressed;
-                        if (ratelimit_pass(&store_rl, l->now, &suppressed))
-                                log_warning("out of memory queueing a connection for the fd store; it will not "
-                                            "survive a restart");
-                        return;
-                }
-                l->store_pending = p;
-                l->store_cap = cap;
-        }
-        l->store_pending[l->n_store_pending++] = fd;
-        if (l->n_store_pending >= STORE_BATCH)
-                fdstore_flush(l);
+void fdstore_add(struct loop *l, struct conn *c) {
+        if (c->store_queued)
+                return;
+        CONN_LIST_APPEND(&l->store_queue, c, store);
+        c->store_queued = true;
 }
 
-void fdstore_forget(struct loop *l, int fd) {
-        for (size_t i = 0; i < l->n_store_pending; i++)
-                if (l->store_pending[i] == fd) {
-                        l->store_pending[i] = l->store_pending[--l->n_store_pending];
-                        return;
-                }
+void fdstore_forget(struct loop *l, struct conn *c) {
+        if (!c->store_queued)
+                return;
+        CONN_LIST_UNLINK(&l->store_queue, c, store);
+        c->store_queued = false;
 }
 
-void fdstore_flush(struct loop *l) {
-        size_t off = 0;
+static void send_batch(struct loop *l, size_t n) {
+        int r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_CONN_NAME, l->store_batch, (unsigned) n);
 
-        /* One message per batch of up to 253 sockets, not one per accept. */
-        while (off < l->n_store_pending) {
-                size_t n = l->n_store_pending - off;
-                int r;
+        if (r <= 0) {
+                unsigned suppressed;
 
-                if (n > STORE_BATCH)
-                        n = STORE_BATCH;
-                r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_CONN_NAME, l->store_pending + off,
-                                           (unsigned) n);
-                if (r <= 0) {
-                        unsigned suppressed;
-                        if (ratelimit_pass(&store_rl, l->now, &suppressed))
-                                log_warning_errno(r ? r : -ENOTCONN,
-                                                  "cannot put %zu connection%s into the fd store; they will not "
-                                                  "survive a restart",
-                                                  n, plural(n));
-                }
-                off += n;
+                if (ratelimit_pass(&store_rl, l->now, &suppressed))
+                        log_warning_errno(r ? r : -ENOTCONN,
+                                          "cannot put %zu connection%s into the fd store; they will not survive a "
+                                          "restart",
+                                          n, plural(n));
         }
-        l->n_store_pending = 0;
+}
+
+uint64_t fdstore_flush(struct loop *l, bool all) {
+        struct conn *c;
+        size_t n = 0;
+
+        /* One message per batch of up to 253 sockets, not one per accept;
+         * the queue is in accept order, so the due ones come first. */
+        while ((c = l->store_queue.head)) {
+                uint64_t due = c->started + l->settings.store_after_usec;
+
+                if (!all && due > l->now) {
+                        if (n)
+                                send_batch(l, n);
+                        return due;
+                }
+                fdstore_forget(l, c);
+                c->in_store = true; /* (if systemd refuses it, a shutdown at the close does no harm) */
+                if (c->ops->store_own) {
+                        if (c->ops->store)
+                                c->ops->store(l, c); /* a relay: both its sockets */
+                        continue;
+                }
+                l->store_batch[n++] = c->fd;
+                if (n == STORE_BATCH) {
+                        send_batch(l, n);
+                        n = 0;
+                }
+        }
+        if (n)
+                send_batch(l, n);
+        return 0;
 }
 
 int fdstore_add_relay_half(uint64_t id, const char *service, int fd, char side) {
@@ -215,7 +222,7 @@ void fdstore_handover(struct loop *l) {
         unsigned n_programs = 0;
         int r;
 
-        fdstore_flush(l);
+        fdstore_flush(l, true); /* every connection, whatever its age */
         /* a program is not kept across a restart (under the shipped
          * unit's KillMode=control-group systemd ends it anyway): its
          * connection was never in the store and closes with it */

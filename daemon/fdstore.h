@@ -22,11 +22,15 @@
  * later, and by our unit for older ones) is above 0 and $NOTIFY_SOCKET set. */
 bool fdstore_configured(void);
 
-/* Queues fd for the store; sent in batches by fdstore_flush(). */
-void fdstore_add(struct loop *l, int fd);
-/* Drops fd from the queue (it is being closed before it was sent). */
-void fdstore_forget(struct loop *l, int fd);
-void fdstore_flush(struct loop *l);
+/* Queues c for the store, where fdstore_flush() sends it (a relay's type
+ * sends its two sockets) once it is store_after old: a connection that
+ * closes sooner never costs systemd anything. */
+void fdstore_add(struct loop *l, struct conn *c);
+/* Takes c out of the queue (it closes before it was sent). */
+void fdstore_forget(struct loop *l, struct conn *c);
+/* Sends the connections that are due (all of them with all), in batches.
+ * Returns when the next one is due (CLOCK_MONOTONIC), or 0. */
+uint64_t fdstore_flush(struct loop *l, bool all);
 
 /* Runs on the loop: flushes what can go without blocking, saves every
  * connection's state into the store (one memfd per worker, all named

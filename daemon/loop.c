@@ -244,8 +244,6 @@ void loop_done(struct loop *l) {
         loop_settings_done(&l->settings);
         for (size_t k = 0; k < ARRAY_SIZE(l->type_state); k++)
                 l->type_state[k] = mfree(l->type_state[k]);
-        free(l->store_pending);
-        l->store_pending = NULL;
         mailbox_done(&l->inbox);
         if (l->epfd >= 0)
                 close(l->epfd);
@@ -595,6 +593,11 @@ static void loop_expire(struct loop *l) {
         }
 }
 
+/* When the oldest connection not yet in the fd store is due there. */
+static uint64_t store_due(const struct loop *l) {
+        return l->store_queue.head->started + l->settings.store_after_usec;
+}
+
 static int loop_timeout_ms(const struct loop *l) {
         uint64_t next = UINT64_MAX;
 
@@ -617,6 +620,8 @@ static int loop_timeout_ms(const struct loop *l) {
                 next = l->linger_head->close_by;
         if (l->linger_head && l->linger_check && l->linger_check < next)
                 next = l->linger_check;
+        if (l->store_queue.head && store_due(l) < next)
+                next = store_due(l);
         if (next == UINT64_MAX)
                 return -1;
         if (next <= l->now)
@@ -710,8 +715,8 @@ int loop_run(struct loop *l) {
                 if (l->linger_head &&
                     ((l->linger_check && l->now >= l->linger_check) || l->now >= l->linger_head->close_by))
                         l->linger_check = conn_linger_expire(l, false);
-                if (l->n_store_pending)
-                        fdstore_flush(l);
+                if (l->store_queue.head && store_due(l) <= l->now)
+                        (void) fdstore_flush(l, false);
                 if (l->monitor)
                         monitor_flush(l);
                 loop_reap(l);

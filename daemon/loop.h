@@ -65,6 +65,9 @@ struct service_limits {
 };
 
 /* The settings a loop applies; a reload sends it a new copy. */
+/* SCM_MAX_FD: the most descriptors one message to the fd store carries. */
+#define LOOP_STORE_BATCH 253
+
 struct loop_settings {
         unsigned max_connections;
         unsigned max_connections_per_source;
@@ -80,6 +83,7 @@ struct loop_settings {
         uint64_t max_buffered;
         uint64_t idle_timeout_usec;
         uint64_t close_timeout_usec; /* shutdown_timeout: how long a close may take */
+        uint64_t store_after_usec; /* store_after: a connection's age before it is stored */
         bool log_connections;
         bool refuse_all; /* the settings file never loaded: nothing to serve by */
         const char *banner[SERVICE_IDS_MAX]; /* per service id; owned by the settings */
@@ -241,11 +245,13 @@ struct loop {
         bool stopping; /* flushing and closing every connection */
         bool quit;
 
-        /* systemd's fd store: accepted sockets are sent there in batches, so
-         * a restart can adopt them */
-        bool fdstore;
-        int *store_pending;
-        size_t n_store_pending, store_cap;
+        /* systemd's fd store: accepted sockets are sent there in batches,
+         * each once it is store_after old (all at a hand-over), so that a
+         * restart or a crash can adopt them; the queue is in accept order */
+        bool fdstore;   /* the store may hold copies of our sockets */
+        bool store_new; /* new connections go there ($FDSTORE above 0) */
+        struct conn_list store_queue;
+        int store_batch[LOOP_STORE_BATCH];
 
         struct monitor_batch *monitor; /* events for tcpctl monitor, this batch */
 

@@ -100,7 +100,7 @@ _Static_assert(_REFUSE_MAX <= ARRAY_SIZE(((struct loop_stats *) 0)->refused_by),
                 .max_connections = (c)->max_connections, .max_buffered = (c)->max_buffered,                 \
                 .fd_budget = fd_budget,                                                                     \
                 .idle_timeout_usec = (c)->idle_timeout_usec, .log_connections = (c)->log_connections,       \
-                .close_timeout_usec = (c)->shutdown_timeout_usec,                                           \
+                .close_timeout_usec = (c)->shutdown_timeout_usec, .store_after_usec = (c)->store_after_usec, \
                 .max_connections_per_source = (c)->max_connections_per_source,                              \
                 .source_prefix_ipv6 = (c)->source_prefix_ipv6,                                              \
                 .max_connection_rate = (c)->max_connection_rate, .allow = (c)->allow,                       \
@@ -984,7 +984,7 @@ static int run(struct tcpd *t) {
                 return log_error_errno(r, "cannot watch the control mailbox");
 
         for (unsigned i = 0; i < t->n_workers; i++)
-                t->loops[i].fdstore = fdstore_configured();
+                t->loops[i].fdstore = t->loops[i].store_new = fdstore_configured();
         r = take_activated(t, &act);
         control_fd = act.control_fd;
         if (r >= 0 && (act.n_conn || act.n_state || act.n_relay))

@@ -168,20 +168,22 @@ static void connecting_link(struct loop *l, struct fwd *f) {
                 l->type_wake[SERVICE_KIND_forward] = f->connect_by;
 }
 
-/* Both sockets into systemd's fd store as soon as the connect starts (the
- * client's once, a backend's at each try), named so that a tcpd after a
- * restart or a crash pairs them again, connected or still connecting. */
-static void relay_store(struct loop *l, struct fwd *f) {
-        const char *svc = service_id_name(f->c->service);
+/* Both sockets into systemd's fd store, when the store queue says (the
+ * relay is store_after old, or a hand-over comes), connected or still
+ * connecting, named so that a tcpd after a restart or a crash pairs them
+ * again. */
+static void forward_store(struct loop *l, struct conn *c) {
+        const char *svc = service_id_name(c->service);
+        struct fwd *f = c->data;
         unsigned suppressed;
-        int r = 0;
+        int r;
 
-        if (!f->stored) {
-                r = fdstore_add_relay_half(f->c->id, svc, f->c->fd, 'c');
-                f->stored = r == 0;
-        }
+        if (!f || f->stored || f->fd < 0)
+                return;
+        r = fdstore_add_relay_half(c->id, svc, c->fd, 'c');
+        f->stored = r == 0;
         if (r == 0)
-                r = fdstore_add_relay_half(f->c->id, svc, f->fd, 'b');
+                r = fdstore_add_relay_half(c->id, svc, f->fd, 'b');
         if (r < 0 && ratelimit_pass(&backend_rl, l->now, &suppressed))
                 log_warning_errno(r, "cannot put a relay into the fd store; it will not survive a restart");
 }
@@ -221,8 +223,17 @@ static int connect_next(struct loop *l, struct fwd *f) {
                 __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
                 __atomic_add_fetch(&b->st->open, 1, __ATOMIC_RELAXED);
                 connecting_link(l, f);
-                if (l->fdstore)
-                        relay_store(l, f);
+                if (l->store_new && f->stored) {
+                        /* a failover: the client's half is there, the new
+                         * backend's goes now (the first waits for its turn
+                         * in the store queue, with the client's) */
+                        unsigned suppressed;
+                        int sr = fdstore_add_relay_half(f->c->id, service_id_name(f->c->service), f->fd, 'b');
+
+                        if (sr < 0 && ratelimit_pass(&backend_rl, l->now, &suppressed))
+                                log_warning_errno(sr, "cannot put a relay into the fd store; it will not survive a "
+                                                      "restart");
+                }
                 backend_set_events(l, f, EPOLLOUT);
                 return 0;
         }
@@ -733,6 +744,7 @@ const struct service_type service_forward = {
         .other_fd = forward_other_fd,
         .tick = forward_tick,
         .store_own = true,
+        .store = forward_store,
         .save = forward_save,
         .let_go = forward_let_go,
         .adopt = forward_adopt,

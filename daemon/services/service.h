@@ -75,6 +75,7 @@ struct service_type {
          * its copies without ending anything; adopt takes them back from
          * what the store and the state gave (conn_saved). */
         bool store_own;
+        void (*store)(struct loop *l, struct conn *c); /* when the store queue says */
         void (*save)(struct loop *l, struct conn *c, struct conn_handover *h);
         void (*let_go)(struct loop *l, struct conn *c);
         int (*adopt)(struct loop *l, struct conn *c, const struct conn_saved *saved);

@@ -296,6 +296,67 @@ def test_restart_keeps_connections_ids_and_bytes():
         sd.cleanup()
 
 
+def test_store_after():
+    """A connection goes into the store once it is store_after old: one
+    that closes sooner never reaches systemd (no message, no work for PID
+    1); at a hand-over every connection goes, whatever its age, and lives
+    on; after a crash only those old enough to be stored do."""
+    sd = FakeSystemd()
+    try:
+        with open(sd.config, "a") as f:
+            f.write("store_after = 1h\n")
+        sd.start()
+        clients = [Client(sd.port) for _ in range(20)]
+        for c in clients:
+            c.send(100)
+            c.receive_all()
+        for c in clients[10:]:
+            c.s.close()
+        wait_for(lambda: sd.ctl("status")["connections_open"] == 10, what="10 closed")
+        time.sleep(0.3)
+        check(sd.stored("conn") == 0 and not any("FDNAME=conn" in m for m in sd.messages),
+              "nothing stored within store_after, not even the ones that closed")
+        before = {x["peer_port"]: x["id"] for x in sd.ctl("list")}
+        check(sd.stop_tcpd() == 0, "hand-over")
+        check(sd.stored("conn") == 10, f"every connection stored at the hand-over: {sd.stored('conn')}")
+        sd.start()
+        after = {x["peer_port"]: x["id"] for x in sd.ctl("list")}
+        check(after == before, f"the same connections, the same ids: {before} -> {after}")
+        for c in clients[:10]:
+            c.send(200)
+            c.receive_all()
+        # a crash: the ten stored ones live on, a young one does not
+        young = Client(sd.port)
+        young.send(10)
+        young.receive_all()
+        sd.stop_tcpd(signal.SIGKILL)
+        check(reads_eof(young.s), "a connection younger than store_after ends with the crash")
+        sd.start()
+        check(sorted(x["id"] for x in sd.ctl("list")) == sorted(before.values()), f"{sd.ctl('list')}")
+        for c in clients[:10]:
+            c.send(300)
+            c.receive_all()
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+    # a short store_after: stored soon after accept
+    sd = FakeSystemd()
+    try:
+        with open(sd.config, "a") as f:
+            f.write("store_after = 200ms\n")
+        sd.start()
+        clients = [Client(sd.port) for _ in range(5)]
+        t0 = time.monotonic()
+        wait_for(lambda: sd.stored("conn") == 5, what="5 stored")
+        waited = time.monotonic() - t0
+        check(0.15 < waited < 2, f"stored after {waited:.2f} s")
+        for c in clients:
+            c.s.close()
+        sd.stop_tcpd()
+    finally:
+        sd.cleanup()
+
+
 def test_owed_bytes_survive_the_handover():
     sd = FakeSystemd()
     try:
@@ -805,7 +866,7 @@ def test_broken_settings_at_restart_and_crash_keep_the_service():
 
 
 if __name__ == "__main__":
-    main([test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
+    main([test_store_after, test_restart_keeps_connections_ids_and_bytes, test_owed_bytes_survive_the_handover,
           test_kick_reset_with_a_copy_in_the_store, test_crash_keeps_connections,
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
           test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over,
