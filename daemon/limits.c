@@ -19,6 +19,7 @@ static const char *const refusal_names[_REFUSE_MAX] = {
         [REFUSE_SPAWN] = "spawn",
         [REFUSE_NO_BACKEND] = "no_backend",
         [REFUSE_PROXY] = "proxy",
+        [REFUSE_FD_LIMIT] = "fd_limit",
 };
 
 const char *refusal_name(enum refusal r) {

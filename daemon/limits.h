@@ -22,6 +22,7 @@ enum refusal {
         REFUSE_SPAWN,       /* type = exec: the program could not be started */
         REFUSE_NO_BACKEND,  /* type = forward: no backend is up, or none took the connection */
         REFUSE_PROXY,       /* a PROXY header missing, broken, late, or from a peer not allowed to send one */
+        REFUSE_FD_LIMIT,    /* type = forward: the open-files budget has no room for another relay */
         _REFUSE_MAX,
 };
 

@@ -345,6 +345,12 @@ const union sockaddr_in46 *loop_local_address(const struct loop *l, uint32_t loc
         return local && local <= l->n_locals ? &l->locals[local - 1] : NULL;
 }
 
+/* Whether a listener stays in epoll while accept is paused: at the budget
+ * (not the kernel's limit) a relay's clients are refused and counted. */
+static bool armed_while_paused(const struct loop *l, const struct listener *li) {
+        return l->accept_pause_err == 0 && service_types[service_id_type(li->service)]->refuse_at_ceiling;
+}
+
 int loop_add_listener(struct loop *l, struct listener *li) {
         int fd = listener_fd(li, l->index);
 
@@ -356,13 +362,15 @@ int loop_add_listener(struct loop *l, struct listener *li) {
                 l->listeners = p;
                 l->listeners_cap = cap;
         }
-        if (!l->accept_paused) {
+        if (!l->accept_paused || armed_while_paused(l, li)) {
                 int r = epoll_add(l, fd, LISTENER_EVENTS, li);
                 if (r < 0)
                         return r;
         }
-        l->listeners[l->n_listeners++] =
-                (struct loop_listener) { .li = listener_ref(li), .fd = fd, .local = loop_local(l, li) };
+        l->listeners[l->n_listeners++] = (struct loop_listener) {
+                .li = listener_ref(li), .fd = fd, .local = loop_local(l, li),
+                .paused = l->accept_paused && !armed_while_paused(l, li),
+        };
         return 0;
 }
 
@@ -411,15 +419,24 @@ static void loop_reap(struct loop *l) {
 static struct ratelimit pause_rl = RATELIMIT_INIT(10 * 1000 * 1000, 2);
 
 static void accept_pause(struct loop *l, int err) {
+        bool was = l->accept_paused;
         unsigned suppressed;
 
-        if (l->accept_paused)
-                return;
+        if (was && (l->accept_pause_err || !err))
+                return; /* paused as far as it goes */
         l->accept_paused = true;
+        l->accept_pause_err = err;
         l->accept_resume_at = l->now + ACCEPT_RETRY_USEC;
-        for (size_t i = 0; i < l->n_listeners; i++)
-                if (!l->listeners[i].retired)
-                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->listeners[i].fd, NULL);
+        for (size_t i = 0; i < l->n_listeners; i++) {
+                struct loop_listener *ll = &l->listeners[i];
+
+                if (!ll->retired && !ll->paused && !armed_while_paused(l, ll->li)) {
+                        (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, ll->fd, NULL);
+                        ll->paused = true;
+                }
+        }
+        if (was)
+                return;
         /* at the limit with clients churning, pause and resume alternate:
          * say so once in a while, not at every close */
         if (!ratelimit_pass(&pause_rl, l->now, &suppressed))
@@ -437,9 +454,14 @@ static void accept_resume(struct loop *l) {
         if (!l->accept_paused || l->stopping)
                 return;
         l->accept_paused = false;
-        for (size_t i = 0; i < l->n_listeners; i++)
-                if (!l->listeners[i].retired)
-                        (void) epoll_add(l, l->listeners[i].fd, LISTENER_EVENTS, l->listeners[i].li);
+        l->accept_pause_err = 0;
+        for (size_t i = 0; i < l->n_listeners; i++) {
+                struct loop_listener *ll = &l->listeners[i];
+
+                if (ll->paused && !ll->retired)
+                        (void) epoll_add(l, ll->fd, LISTENER_EVENTS, ll->li);
+                ll->paused = false;
+        }
         log_debug("accepting connections again (%llu open)", (unsigned long long) l->stats.open);
 }
 
@@ -495,21 +517,23 @@ void loop_admit(struct loop *l, int fd, const union sockaddr_in46 *peer, unsigne
 
 static void accept_batch(struct loop *l, const struct loop_listener *ll) {
         const struct listener *li = ll->li;
-        unsigned extra = service_types[service_id_type(li->service)]->extra_fds;
+        const struct service_type *type = service_types[service_id_type(li->service)];
 
-        for (int i = 0; i < ACCEPT_BATCH && !l->accept_paused; i++) {
+        for (int i = 0; i < ACCEPT_BATCH && !ll->paused; i++) {
                 union sockaddr_in46 peer;
                 socklen_t len = sizeof(peer);
                 unsigned suppressed;
+                bool full = l->settings.fd_budget && __atomic_load_n(&l->shared->conn_fds, __ATOMIC_RELAXED) + 1 +
+                                                             type->extra_fds > l->settings.fd_budget;
                 int fd;
 
-                if (l->settings.fd_budget &&
-                    __atomic_load_n(&l->shared->conn_fds, __ATOMIC_RELAXED) + 1 + extra > l->settings.fd_budget) {
-                        /* leave them in the listen queue until some close:
-                         * never a relay or a program half made */
+                /* never a relay or a program half made: at the budget the
+                 * other listeners wait (their clients in the listen queue
+                 * until some close), a relay's clients are refused */
+                if (full)
                         accept_pause(l, 0);
+                if (full && !type->refuse_at_ceiling)
                         return;
-                }
                 fd = accept4(ll->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) {
                         switch (errno) {
@@ -533,6 +557,11 @@ static void accept_batch(struct loop *l, const struct loop_listener *ll) {
                         }
                 }
                 addr_normalize(&peer);
+                if (full) {
+                        /* one of the reserve's descriptors, for a moment */
+                        refuse(l, fd, &peer, li->service, REFUSE_FD_LIMIT);
+                        continue;
+                }
                 /* from a load balancer that says whose connection it is:
                  * its PROXY header first, then the rest for the real client */
                 if (proxied_from(l, li->service, &peer)) {

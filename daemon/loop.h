@@ -187,6 +187,7 @@ struct loop_listener {
         int fd; /* the socket this loop accepts on: li's, or its own in li's group */
         uint32_t local; /* what its connections' conn.local is */
         bool retired;
+        bool paused; /* out of epoll while accept is paused */
 };
 
 struct loop {
@@ -236,6 +237,7 @@ struct loop {
         union sockaddr_in46 *locals;
         uint32_t n_locals;
         bool accept_paused;         /* out of file descriptors */
+        int accept_pause_err;       /* the kernel's limit (every listener paused), or 0: the budget */
         uint64_t accept_resume_at;
 
         struct loop_settings settings;

@@ -735,6 +735,7 @@ const struct service_type service_forward = {
         .start = forward_start,
         .start_refusal = REFUSE_NO_BACKEND,
         .extra_fds = 1,
+        .refuse_at_ceiling = true,
         .readable = forward_readable,
         .can_read = forward_can_read,
         .update = forward_update,

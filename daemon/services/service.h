@@ -36,6 +36,9 @@ struct service_type {
          * backend's; exec: the program's stderr pipe and pidfd): accept
          * takes a client only while the fd budget has room for all. */
         uint8_t extra_fds;
+        /* At the fd budget its clients are refused (reset, counted as
+         * fd_limit), not left in the listen queue as other types' are. */
+        bool refuse_at_ceiling;
         /* Right after accept and the banner: a type that answers at once
          * (daytime, time) sends and closes here. NULL: nothing. */
         void (*open)(struct loop *l, struct conn *c);

@@ -9,7 +9,11 @@ store_after = 0 (every connection at once: echo's in batches of up to 253
 a message, a relay's two halves a message each), and no store (a drop-in
 with FDSTORE=0). The modes take turns, --rounds times; the table gives
 medians, and the CPU that tcpd and the box's PID 1 (systemd, which takes
-every stored socket) spend per connection.
+every stored socket) spend per connection. Then the cost of what the store
+is for, long-lived connections: --hold counts of idle connections are
+opened at once and PID 1's CPU is measured until it has stored them all
+(its comparison of each socket with every one it holds makes that grow
+with the square of the count).
 
     TCPD_BUILD_ROOT=build tests/bench/fdstore_bench.py [--time 5] [--rounds 3]
 
@@ -110,6 +114,54 @@ def measure(a, box, port):
     return cps, (t1 - t0) / hz / conns * 1e6, (s1 - s0) / hz / conns * 1e6, max(busy_after, 0.0)
 
 
+def pid1_until_idle(a, box, start=None, t0=None):
+    """PID 1's CPU seconds from start (its ticks then; default now) until it
+    is idle, and how long that took from t0."""
+    hz = os.sysconf("SC_CLK_TCK")
+    start = cpu_ticks(box.leader) if start is None else start
+    t0 = time.monotonic() if t0 is None else t0
+    last = cpu_ticks(box.leader)
+    while time.monotonic() - t0 < a.drain_limit:
+        time.sleep(0.5)
+        now = cpu_ticks(box.leader)
+        if (now - last) / hz < 0.025:
+            break
+        last = now
+    return (cpu_ticks(box.leader) - start) / hz, time.monotonic() - t0
+
+
+def hold_cost(a, box, n):
+    """n idle connections to echo, held until PID 1 has stored them."""
+    start, t0 = cpu_ticks(box.leader), time.monotonic()
+    p = subprocess.Popen(box.netns_argv([a.bench, "-m", "hold", "-p", "7788", "-c", str(n), "-t", "600"]),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)  # opened, and store_after (1s) passed
+        return pid1_until_idle(a, box, start, t0)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        pid1_until_idle(a, box)  # the closes, before the next
+
+
+def print_table(results):
+    cols = [(name, mode) for name in ("echo", "relay") for mode in MODES]
+    print("\n| connect C=50 S=64, medians | " + " | ".join(f"{n}, {m}" for n, m in cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for i, what in enumerate(("connections/s", "tcpd's CPU per connection (us)",
+                              "systemd's (PID 1) CPU per connection (us)",
+                              "systemd (PID 1) still busy after the load (s)")):
+        cells = []
+        for name, mode in cols:
+            v = statistics.median(x[i] for x in results[(mode, name)])
+            cells.append(f"{v:.0f}" if i == 0 else f"{v:.1f}")
+        print(f"| {what} | " + " | ".join(cells) + " |")
+
+
 def run(a, box, dest, t):
     with t.check("install, sysusers, a relay service and its socket, start"):
         box.install(dest)
@@ -135,18 +187,15 @@ def run(a, box, dest, t):
                 print(f"round {rnd + 1} {mode:16} {name:5} {cps:9.0f} connections/s, tcpd {tcpd_us:6.1f} us, "
                       f"systemd (PID 1) {pid1_us:7.1f} us a connection, busy {busy:5.1f} s after the load",
                       flush=True)
-    cols = [(name, mode) for name in ("echo", "relay") for mode in MODES]
-    print("\n| connect C=50 S=64, medians | " + " | ".join(f"{n}, {m}" for n, m in cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for i, what in enumerate(("connections/s", "tcpd's CPU per connection (us)",
-                              "systemd's (PID 1) CPU per connection (us)",
-                              "systemd (PID 1) still busy after the load (s)")):
-        cells = []
-        for name, mode in cols:
-            v = statistics.median(x[i] for x in results[(mode, name)])
-            cells.append(f"{v:.0f}" if i == 0 else f"{v:.1f}")
-        print(f"| {what} | " + " | ".join(cells) + " |")
-    for name in ("echo", "relay"):
+    if a.rounds:
+        print_table(results)
+    set_mode(box, ini, base, MODES[0])
+    print(flush=True)
+    for n in a.hold:
+        cpu, took = hold_cost(a, box, n)
+        print(f"{n} long-lived connections stored: systemd (PID 1) {cpu:.2f} s of CPU over {took:.1f} s, "
+              f"{cpu / n * 1e6:.0f} us a connection", flush=True)
+    for name in ("echo", "relay") if a.rounds else ():
         off = statistics.median(x[0] for x in results[("no store", name)])
         for mode in MODES[:2]:
             on = statistics.median(x[0] for x in results[(mode, name)])
@@ -157,9 +206,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time", type=int, default=5, help="measured seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="turns of the three modes")
+    ap.add_argument("--hold", type=int, action="append",
+                    help="idle connections to store at once (again for more; default 1000, 4000, 12000)")
     ap.add_argument("--drain-limit", type=int, default=300,
                     help="seconds to wait for systemd to be idle again after a run")
     a = ap.parse_args()
+    a.hold = a.hold or [1000, 4000, 12000]
     env = preconditions()
     if not env:
         return 1

@@ -322,9 +322,11 @@ def test_large_transfers_are_spliced():
 def test_relays_at_the_descriptor_ceiling():
     """Under an open-files limit of 200, 100 clients of a relay: tcpd takes
     as many as its budget has room for with both descriptors, every one of
-    them a whole relay (the backend sees each, none is refused as
-    no_backend half made); the rest wait in the listen queue, without tcpd
-    spinning, and are relayed once others leave."""
+    them a whole relay (the backend sees each, none refused as no_backend
+    half made); the rest are refused at once (reset) and counted as
+    fd_limit, without tcpd spinning; once some leave, new clients are
+    relayed again. An echo client meanwhile waits in the listen queue, as
+    it does at the budget, and is served once there is room."""
     backend = Daemon("[echo]\nlisten = 127.0.0.1:0\n")
     # one worker: two could each take the last room at the same moment
     # (the reserve under the budget is there for that)
@@ -333,38 +335,59 @@ def test_relays_at_the_descriptor_ceiling():
                prefix=["prlimit", "--nofile=200:200", "--"])
     port = fw_port(d)
     clients = [connect(port) for _ in range(100)]
+    served, refused = [], []
     for c in clients:
-        c.sendall(b"?")
-    served = set()
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([c for c in clients if c.fileno() not in served], [], [], 0.5)
-        if not r:
-            break
-        for c in r:
-            check(c.recv(1) == b"?", "a relayed client gets its byte back, not an end")
-            served.add(c.fileno())
+        try:
+            c.sendall(b"?")
+            c.settimeout(5)
+            got = c.recv(1)
+        except ConnectionResetError:
+            got = None
+        if got == b"?":
+            served.append(c)
+        else:
+            check(got in (None, b""), f"a refused client reads an end, not {got!r}")
+            refused.append(c)
     st, be = svc(d), backend.status()
-    print(f"#   {len(served)} of 100 relayed under a limit of 200 descriptors", flush=True)
-    check(40 < len(served) < 100, f"{len(served)} relayed")
+    status = d.status()
+    print(f"#   {len(served)} of 100 relayed under a limit of 200 descriptors, {len(refused)} refused", flush=True)
+    check(40 < len(served) < 100 and len(served) + len(refused) == 100, f"{len(served)} relayed")
     check(st["connections_open"] == len(served) == be["connections_open"],
           f"every relay whole: {st['connections_open']} open, {be['connections_open']} at the backend")
-    check(d.status()["refused"].get("no_backend", 0) == 0, f"none half made: {d.status()['refused']}")
+    check(status["refused"]["no_backend"] == 0, f"none half made: {status['refused']}")
+    check(status["refused"]["fd_limit"] == len(refused) == st["connections_refused"],
+          f"each refused client counted as fd_limit: {status['refused']}, service: {st}")
     budget = int(d.stderr().split("room for ")[1].split()[0])
     check(2 * len(served) <= budget < 2 * len(served) + 2,
           f"{len(served)} relays take {2 * len(served)} of the budget of {budget} descriptors, and no more fit")
+    check("refused connection from 127.0.0.1" in d.stderr() and "fd_limit" in d.stderr(), "logged")
+    # an echo client waits in the queue instead, and is served once there is room
+    echo_port = next(int(li["address"].rsplit(":", 1)[1]) for li in status["listeners"] if li["service"] == "echo")
+    fillers, waiting = [], None
+    for _ in range(3):  # an echo client takes one descriptor: the budget may have one left
+        e = connect(echo_port)
+        e.sendall(b"e")
+        if select.select([e], [], [], 1.0)[0]:
+            check(e.recv(1) == b"e", "echo")
+            fillers.append(e)
+        else:
+            waiting = e
+            break
+    check(waiting is not None, "an echo client waits in the listen queue at the budget")
     before = d.cpu_seconds()
     time.sleep(1.0)
-    check(d.cpu_seconds() - before < 0.2, "tcpd does not spin while clients wait")
-    waiting = [c for c in clients if c.fileno() not in served]
-    gone = [c for c in clients if c.fileno() in served][:len(waiting)]
-    for c in gone:
+    check(d.cpu_seconds() - before < 0.2, "tcpd does not spin at the ceiling")
+    for c in served[:10]:
         c.close()
-    for c in waiting:
+    waiting.settimeout(10)
+    check(waiting.recv(1) == b"e", "the echo client is served once relays left")
+    wait_for(lambda: svc(d)["connections_open"] == len(served) - 10, what="10 relays closed")
+    again = [connect(port) for _ in range(5)]
+    for c in again:
+        c.sendall(b"!")
         c.settimeout(10)
-        check(c.recv(1) == b"?", "a client that waited is relayed once others left")
-    check("pausing accept" in d.stderr(), "says that it paused accepting")
-    for c in clients:
+        check(c.recv(1) == b"!", "new clients are relayed again once others left")
+    for c in clients + again + fillers + [waiting]:
         c.close()
     wait_for(lambda: svc(d)["connections_open"] == 0, what="all closed")
     d.stop()
