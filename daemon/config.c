@@ -352,6 +352,14 @@ static int parse_timeout(struct parse_ctx *p, const char *v, void *field, const 
         return 0;
 }
 
+static int parse_store_after(struct parse_ctx *p, const char *v, void *field, const char **why) {
+        if (parse_timeout(p, v, field, why) < 0) {
+                *why = "expected a duration such as 1s or 500ms, or 0 (at once)";
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int parse_prefix6(struct parse_ctx *p, const char *v, void *field, const char **why) {
         uint64_t n;
 
@@ -500,7 +508,7 @@ static const struct key {
         { "max_buffered", parse_buffered, FIELD(max_buffered) },
         { "idle_timeout", parse_timeout, FIELD(idle_timeout_usec) },
         { "shutdown_timeout", parse_timeout, FIELD(shutdown_timeout_usec) },
-        { "store_after", parse_timeout, FIELD(store_after_usec) },
+        { "store_after", parse_store_after, FIELD(store_after_usec) },
         { "max_lifetime", parse_timeout, FIELD(max_lifetime_usec) },
         { "max_connections_per_source", parse_max_conn, FIELD(max_connections_per_source) },
         { "source_prefix_ipv6", parse_prefix6, FIELD(source_prefix_ipv6) },

@@ -88,6 +88,7 @@ static void check_defaults(const struct config *c) {
         assert_int_equal(c->max_buffered, 65536);
         assert_int_equal(c->idle_timeout_usec, 0);
         assert_int_equal(c->shutdown_timeout_usec, 5 * USEC_PER_SEC);
+        assert_int_equal(c->store_after_usec, 1 * USEC_PER_SEC);
         assert_int_equal(echo->n_listen, 1);
         assert_string_equal(echo->listen[0].text, "7788");
         assert_true(echo->listen[0].any);
@@ -131,6 +132,7 @@ static void test_every_key(void **state) {
                                    "max_buffered = 1M\n"
                                    "idle_timeout = 5min\n"
                                    "shutdown_timeout = 1min 30s\n"
+                                   "store_after = 0\n"
                                    "\n"
                                    "[echo]\n"
                                    "listen = 127.0.0.1:9000\n");
@@ -146,13 +148,14 @@ static void test_every_key(void **state) {
         assert_int_equal(c->max_buffered, 1024 * 1024);
         assert_int_equal(c->idle_timeout_usec, 300 * USEC_PER_SEC);
         assert_int_equal(c->shutdown_timeout_usec, 90 * USEC_PER_SEC);
+        assert_int_equal(c->store_after_usec, 0);
         assert_true(echo->listen_set);
         assert_int_equal(echo->n_listen, 1);
         assert_string_equal(echo->listen[0].text, "127.0.0.1:9000");
         assert_false(echo->listen[0].any);
         assert_int_equal(echo->listen[0].addr.sa.sa_family, AF_INET);
         assert_int_equal(addr_port(&echo->listen[0].addr), 9000);
-        assert_int_equal(echo->listen[0].line, 14);
+        assert_int_equal(echo->listen[0].line, 15);
         config_free(c);
 
         /* other spellings */
@@ -312,6 +315,7 @@ static void test_bad_values(void **state) {
         load_bad("[tcpd]\nidle_timeout = 5 parsecs\n", PATH ":2:", "idle_timeout", "'5 parsecs'", NULL);
         load_bad("[tcpd]\nidle_timeout = 366d\n", PATH ":2:", "idle_timeout", "'366d'", NULL);
         load_bad("[tcpd]\nshutdown_timeout = soon\n", PATH ":2:", "shutdown_timeout", "'soon'", NULL);
+        load_bad("[tcpd]\nstore_after = 1 sec\n", PATH ":2:", "store_after", "'1 sec'", "0 (at once)", NULL);
         load_bad("[tcpd]\ncontrol_socket = run/tcpd/control\n", PATH ":2:", "control_socket",
                  "'run/tcpd/control'", "absolute", NULL);
         load_bad("[tcpd]\ncontrol_socket =\n", PATH ":2:", "control_socket", NULL);
