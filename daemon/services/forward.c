@@ -8,6 +8,7 @@
  * before it is delivered, and the other direction stays open until it ends
  * too; a reset is passed on as a reset. */
 #include <netinet/in.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -30,6 +31,7 @@ struct fwd {
         int backend;     /* its index in pool; -1 before the first try */
         uint64_t tried;  /* bit i: backend i was tried for this client */
         uint64_t connect_by; /* CLOCK_MONOTONIC, while connecting */
+        int connect_err; /* an adopted connect's failure, for forward_tick to act on */
         bool connecting, client_eof, backend_eof, client_shut, backend_shut;
         bool stored; /* both sockets are in systemd's fd store */
         bool bulk_up, bulk_down; /* large transfers that way: spliced */
@@ -40,8 +42,8 @@ struct fwd {
 };
 
 /* In each loop: the connections waiting for a backend's answer, in the
- * order they began (a service's connect_timeout is the same for all of
- * them, so the first is the first to time out). */
+ * order of their deadlines (connecting_link), so the first is the first
+ * to time out. */
 struct fwd_loop {
         struct fwd *head, *tail;
 };
@@ -145,27 +147,39 @@ static void log_backend(struct loop *l, struct fwd *f, int i, int err, const cha
 
         if (ratelimit_pass(&backend_rl, l->now, &suppressed))
                 conn_log(l, f->c, LOG_WARNING, "backend", NULL, "backend %s: %s: %s%s",
-                         i >= 0 ? f->pool->b[i].text : addr_format(&f->backend_addr, addr, sizeof(addr)), what,
-                         strerror(err), suppressed ? " (some backend errors before this were not logged)" : "");
+                         i >= 0                            ? f->pool->b[i].text
+                         : f->backend_addr.sa.sa_family    ? addr_format(&f->backend_addr, addr, sizeof(addr))
+                                                           : "(one connecting before the restart)",
+                         what, strerror(err), suppressed ? " (some backend errors before this were not logged)" : "");
 }
 
-/* Waits for the backend's answer: connected or not, it comes as EPOLLOUT,
- * or the connect times out (forward_tick). */
-static void connecting_link(struct loop *l, struct fwd *f) {
+/* Waits for the backend's answer until by: connected or not, it comes as
+ * EPOLLOUT, or the connect times out (forward_tick). The list is kept in
+ * the order of by: nearly always the tail (services may differ in
+ * connect_timeout, so not always). */
+static void connecting_link(struct loop *l, struct fwd *f, uint64_t by) {
         struct fwd_loop *fl = fwd_loop(l);
+        struct fwd *after;
 
         f->connecting = true;
-        f->connect_by = l->now + f->pool->connect_timeout_usec;
+        f->connect_by = by;
+        f->connect_err = 0;
         if (!fl)
                 return;
-        f->prev = fl->tail;
-        if (fl->tail)
-                fl->tail->next = f;
+        for (after = fl->tail; after && after->connect_by > by; after = after->prev)
+                ;
+        f->prev = after;
+        f->next = after ? after->next : fl->head;
+        if (f->next)
+                f->next->prev = f;
+        else
+                fl->tail = f;
+        if (after)
+                after->next = f;
         else
                 fl->head = f;
-        fl->tail = f;
-        if (!l->type_wake[SERVICE_KIND_forward] || l->type_wake[SERVICE_KIND_forward] > f->connect_by)
-                l->type_wake[SERVICE_KIND_forward] = f->connect_by;
+        if (!l->type_wake[SERVICE_KIND_forward] || l->type_wake[SERVICE_KIND_forward] > by)
+                l->type_wake[SERVICE_KIND_forward] = by;
 }
 
 /* Both sockets into systemd's fd store, when the store queue says (the
@@ -181,9 +195,11 @@ static void forward_store(struct loop *l, struct conn *c) {
         if (!f || f->stored || f->fd < 0)
                 return;
         r = fdstore_add_relay_half(c->id, svc, c->fd, 'c');
-        f->stored = r == 0;
         if (r == 0)
                 r = fdstore_add_relay_half(c->id, svc, f->fd, 'b');
+        /* kept only with both halves: with the client's alone, a
+         * hand-over resets the backend, and the next tcpd the lone half */
+        f->stored = r == 0;
         if (r < 0 && ratelimit_pass(&backend_rl, l->now, &suppressed))
                 log_warning_errno(r, "cannot put a relay into the fd store; it will not survive a restart");
 }
@@ -222,7 +238,7 @@ static int connect_next(struct loop *l, struct fwd *f) {
                 f->ev.ev.kind = EV_CALLBACK;
                 __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
                 __atomic_add_fetch(&b->st->open, 1, __ATOMIC_RELAXED);
-                connecting_link(l, f);
+                connecting_link(l, f, l->now + p->connect_timeout_usec);
                 if (l->store_new && f->stored) {
                         /* a failover: the client's half is there, the new
                          * backend's goes now (the first waits for its turn
@@ -269,7 +285,7 @@ static uint64_t forward_tick(struct loop *l) {
         struct fwd_loop *fl = l->type_state[SERVICE_KIND_forward];
 
         while (fl && fl->head && fl->head->connect_by <= l->now)
-                connect_failed(l, fl->head, ETIMEDOUT);
+                connect_failed(l, fl->head, fl->head->connect_err ? fl->head->connect_err : ETIMEDOUT);
         return fl && fl->head ? fl->head->connect_by : 0;
 }
 
@@ -417,13 +433,18 @@ static void backend_event(struct loop *l, struct ev_cb *cb, uint32_t events) {
                         return;
                 }
                 /* an event of the socket before it, in the same batch (a
-                 * failover): this one is still connecting */
+                 * failover): this one is still connecting, unless it has
+                 * ended (its error read already: one adopted from the store) */
                 {
                         union sockaddr_in46 peer;
                         socklen_t plen = sizeof(peer);
+                        struct pollfd pf = { .fd = f->fd, .events = POLLOUT };
 
-                        if (getpeername(f->fd, &peer.sa, &plen) < 0)
+                        if (getpeername(f->fd, &peer.sa, &plen) < 0) {
+                                if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLHUP | POLLERR)))
+                                        connect_failed(l, f, ECONNREFUSED);
                                 return;
+                        }
                 }
                 connecting_unlink(l, f);
                 if (f->backend < 0)
@@ -593,18 +614,35 @@ static int forward_adopt(struct loop *l, struct conn *c, const struct conn_saved
         f->stored = true;
         __atomic_add_fetch(&l->shared->conn_fds, 1, __ATOMIC_RELAXED);
         if (!backend_find(f)) {
-                /* stored when its connect began, and the answer has not
-                 * come (or came while no tcpd watched): wait for it as
-                 * for a new one; the client was not read yet */
+                struct tcp_info ti = {};
+                socklen_t len = sizeof(ti);
                 int err = 0;
-                socklen_t elen = sizeof(err);
 
-                (void) getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+                (void) getsockopt(f->fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+                len = sizeof(err);
+                (void) getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (ti.tcpi_state != TCP_SYN_SENT && (!err || err == ECONNRESET || err == EPIPE)) {
+                        /* it was connected, and broke while no tcpd
+                         * watched: reset the client too */
+                        struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+                        (void) connect(c->fd, &sa, sizeof(sa));
+                        c->data = f;
+                        forward_let_go(l, c);
+                        c->data = NULL;
+                        free(f);
+                        return -ECONNRESET;
+                }
+                /* stored while its connect was under way, and the answer
+                 * has not come, or came (refused) while no tcpd watched:
+                 * wait for it as for a new one, or fail it over at the
+                 * loop's first turn (not here: the connection is not
+                 * attached yet); the client was not read, so trying
+                 * another backend loses nothing */
                 c->data = f;
-                connecting_link(l, f);
+                connecting_link(l, f, err ? l->now : l->now + p->connect_timeout_usec);
+                f->connect_err = err;
                 backend_set_events(l, f, EPOLLOUT);
-                if (err)
-                        connect_failed(l, f, err);
                 return 0;
         }
         if (saved->has_type_state) {
@@ -613,7 +651,9 @@ static int forward_adopt(struct loop *l, struct conn *c, const struct conn_saved
                 f->client_shut = saved->type_flags & RELAY_CLIENT_SHUT;
                 f->backend_shut = saved->type_flags & RELAY_BACKEND_SHUT;
                 if (saved->type_len && owed_buf_append(&f->up, saved->type_data, saved->type_len) < 0) {
-                        forward_let_go(l, c);
+                        c->data = f;
+                        forward_let_go(l, c); /* its socket, counts and pool */
+                        c->data = NULL;
                         free(f);
                         return -ENOMEM;
                 }

@@ -763,6 +763,70 @@ def test_relay_still_connecting_across_a_restart():
         be.close()
 
 
+def test_relay_refused_while_no_tcpd_watched():
+    """A relay stored while its connect was under way, refused while no
+    tcpd ran (its backend went away after a crash): the next tcpd adopts it
+    and tries the next backend for it, as the first would have; the
+    client's bytes, never read, reach that one."""
+    from test_forward import Backend
+    gone = Backend(backlog=0)
+    filler = socket.create_connection(("127.0.0.1", gone.port), timeout=TIMEOUT)
+    alive = Backend(echo=True)
+    sd = FakeSystemd(service="db")
+    base = open(sd.config).read()
+    try:
+        with open(sd.config, "a") as f:
+            f.write(f"[service db]\ntype = forward\nbackend = {gone.addr}\nconnect_timeout = 60s\n"
+                    "check_interval = 1h\n")
+        sd.start()
+        c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
+        c.sendall(b"hello")
+        wait_for(lambda: sum(1 for n, _ in sd.store if n.startswith("fwd.")) == 2, what="both halves stored")
+        check(sd.ctl("list")[0]["state"] == "connecting", f"{sd.ctl('list')}")
+        sd.stop_tcpd(signal.SIGKILL)
+        gone.close()  # the next SYN is answered with a reset
+        with sd.lock:
+            half = next(fd for n, fd in sd.store if n.endswith(".b"))
+
+        def refused():
+            p = select.poll()
+            p.register(half, select.POLLOUT)
+            return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+        wait_for(refused, timeout=30, what="the stored connect refused")
+        with open(sd.config, "w") as f:
+            f.write(base + f"[service db]\ntype = forward\nbackend = {gone.addr} {alive.addr}\n"
+                           "connect_timeout = 60s\ncheck_interval = 1h\n")
+        sd.start()
+        check(recv_all_n(c, 5) == b"hello", "the client's bytes went to the next backend and back")
+        lst = sd.ctl("list")
+        check(len(lst) == 1 and lst[0]["backend"] == alive.addr and lst[0]["state"] == "open", f"{lst}")
+        c.close()
+        wait_for(lambda: not sd.ctl("list"), what="the relay closed")
+        # a relay whose backend resets it while no tcpd runs: the client is reset too
+        be = Backend()
+        with open(sd.config, "w") as f:
+            f.write(base + f"[service db]\ntype = forward\nbackend = {be.addr}\ncheck_interval = 1h\n")
+        sd.stop_tcpd()
+        sd.start()
+        c = socket.create_connection(("127.0.0.1", sd.port), timeout=TIMEOUT)
+        s = be.take()
+        c.sendall(b"x")
+        check(recv_all_n(s, 1) == b"x", "relayed")
+        wait_for(lambda: sum(1 for n, _ in sd.store if n.startswith("fwd.")) == 2, what="both halves stored")
+        sd.stop_tcpd(signal.SIGKILL)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # a reset, and no tcpd to see it
+        sd.start()
+        check(reads_eof(c), "the client of a relay broken meanwhile is reset")
+        check(sd.ctl("list") == [], f"{sd.ctl('list')}")
+        sd.stop_tcpd()
+        be.close()
+    finally:
+        sd.cleanup()
+        filler.close()
+        alive.close()
+
+
 def recv_all_n(s, n):
     buf = bytearray()
     while len(buf) < n:
@@ -871,4 +935,5 @@ if __name__ == "__main__":
           test_a_kicked_connection_at_a_restart_ends_with_a_fin, test_state_from_the_previous_version_and_gone_services,
           test_broken_settings_at_restart_and_crash_keep_the_service, test_programs_are_not_handed_over,
           test_named_service_across_a_restart, test_relays_and_drained_backends_across_a_restart,
-          test_relay_bytes_in_flight_and_a_crash, test_relay_still_connecting_across_a_restart])
+          test_relay_bytes_in_flight_and_a_crash, test_relay_still_connecting_across_a_restart,
+          test_relay_refused_while_no_tcpd_watched])
