@@ -24,7 +24,6 @@ network namespace; every process it starts is stopped, the box torn down.
 import argparse
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,8 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "systemd"))
-import nspawn  # noqa: E402
-from test_e2e import Checks, preconditions, unit_props  # noqa: E402
+from test_e2e import Checks, in_a_box, preconditions, unit_props  # noqa: E402
 
 RELAY_PORT = 7790
 DROPIN = "/etc/systemd/system/tcpd.service.d/50-bench.conf"
@@ -217,29 +215,8 @@ def main():
         return 1
     build, binaries = env
     a.bench = os.path.join(build, "tests/bench/tcpd-bench")
-
-    def on_term(signum, frame):
-        raise SystemExit(f"signal {signum}: tearing the box down")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-
     t = Checks()
-    dest = None
-    try:
-        tree = nspawn.ensure_tree(nspawn.runtime_packages(binaries))
-        dest = nspawn.meson_install(build)
-        with nspawn.own_cgroup():
-            box = nspawn.Box(tree, {dest: nspawn.INSTALL_DIR})
-            try:
-                with t.check("the box boots"):
-                    box.start()
-                if not t.failed:
-                    run(a, box, dest, t)
-            finally:
-                box.stop()
-    finally:
-        if dest:
-            shutil.rmtree(dest, ignore_errors=True)
+    in_a_box(build, binaries, t, lambda box, dest: run(a, box, dest, t))
     return 1 if t.failed else 0
 
 

@@ -682,6 +682,20 @@ def test_relay_bytes_in_flight_and_a_crash():
         be.close()
 
 
+def accept_sender(be, taken, limit=30):
+    """The next connection to the backend that sends something (a relay's),
+    its first bytes left unread; a health check's (which sends nothing and
+    closes) is passed over. Every one accepted goes into taken."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        x, _ = be.sock.accept()
+        x.settimeout(TIMEOUT)
+        taken.append(x)
+        if x.recv(1, socket.MSG_PEEK):
+            return x
+    raise TestFailure("no relay's connect reached the backend")
+
+
 def test_relay_still_connecting_across_a_restart():
     """A relay whose backend has not answered yet at a hand-over (its
     accept queue is full, so the SYN waits for a retransmission) is in the
@@ -710,18 +724,9 @@ def test_relay_still_connecting_across_a_restart():
         # room in the queue: the relay's next SYN gets in (a health
         # check's may come first: it sends nothing and closes)
         be.sock.settimeout(30)
-        taken, s = [be.sock.accept()[0]], None  # the filler
-        end = time.monotonic() + 30
-        while s is None and time.monotonic() < end:
-            x, _ = be.sock.accept()
-            x.settimeout(TIMEOUT)
-            taken.append(x)
-            first = x.recv(21)
-            if first:
-                s = x
-        check(s is not None, "the relay's connect reached the backend")
-        check(first + recv_all_n(s, 21 - len(first)) == b"sent while connecting",
-              "what the client sent before the restart")
+        taken = [be.sock.accept()[0]]  # the filler
+        s = accept_sender(be, taken)
+        check(recv_all_n(s, 21) == b"sent while connecting", "what the client sent before the restart")
         s.sendall(b"answered")
         check(recv_all_n(c, 8) == b"answered", "and back")
         wait_for(lambda: sd.ctl("list")[0]["state"] == "open", what="open")
@@ -742,16 +747,8 @@ def test_relay_still_connecting_across_a_restart():
         sd.start()
         check([(x["id"], x["state"]) for x in sd.ctl("list")] == [(rid, "connecting")], f"{sd.ctl('list')}")
         taken.append(be.sock.accept()[0])  # filler2's end: room for the relay's SYN
-        s = None
-        end = time.monotonic() + 30
-        while s is None and time.monotonic() < end:
-            x, _ = be.sock.accept()
-            x.settimeout(TIMEOUT)
-            taken.append(x)
-            first = x.recv(16)
-            if first:
-                s = x
-        check(s is not None and first + recv_all_n(s, 16 - len(first)) == b"before the crash",
+        s = accept_sender(be, taken)
+        check(recv_all_n(s, 16) == b"before the crash",
               "after a crash too, the relay connects and the client's bytes arrive")
         c.close()
         for x in taken:

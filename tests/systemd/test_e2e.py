@@ -462,6 +462,36 @@ def preconditions():
                    os.environ.get("TCPCTL", os.path.join(build, "ctl/tcpctl"))]
 
 
+def in_a_box(build, binaries, t, body):
+    """Boots a box with this build installed and runs body(box, dest) once
+    it is up; tears it down whatever happens (SIGTERM and SIGINT too), and
+    prints tcpd's journal when a check failed."""
+    def on_term(signum, frame):
+        raise SystemExit(f"signal {signum}: tearing the box down")
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    dest = None
+    try:
+        tree = nspawn.ensure_tree(nspawn.runtime_packages(binaries))
+        dest = nspawn.meson_install(build)
+        with nspawn.own_cgroup():
+            box = nspawn.Box(tree, {dest: nspawn.INSTALL_DIR})
+            try:
+                with t.check("the box boots"):
+                    box.start()
+                if not t.failed:
+                    body(box, dest)
+                if t.failed:
+                    r = box.run(["journalctl", "-u", "tcpd", "--no-pager", "-n", "40"], check=False)
+                    print(r.stdout)
+            finally:
+                box.stop()
+    finally:
+        if dest:
+            shutil.rmtree(dest, ignore_errors=True)
+
+
 def main():
     env = preconditions()
     if not env:

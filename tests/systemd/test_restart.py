@@ -8,16 +8,13 @@ benchmark line. Skips like test_e2e.py (a failure under CI=true)."""
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import nspawn  # noqa: E402
-from test_e2e import Checks, list_connections, preconditions, unit_props, wait_for  # noqa: E402
+from test_e2e import Checks, in_a_box, list_connections, preconditions, unit_props, wait_for  # noqa: E402
 
 N = 1000
 RELAYS = 100
@@ -217,32 +214,8 @@ def main():
     if not env:
         return 1
     build, binaries = env
-
-    def on_term(signum, frame):
-        raise SystemExit(f"signal {signum}: tearing the box down")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-
     t = Checks()
-    dest = None
-    try:
-        tree = nspawn.ensure_tree(nspawn.runtime_packages(binaries))
-        dest = nspawn.meson_install(build)
-        with nspawn.own_cgroup():
-            box = nspawn.Box(tree, {dest: nspawn.INSTALL_DIR})
-            try:
-                with t.check("the box boots"):
-                    box.start()
-                if not t.failed:
-                    run(box, dest, t)
-                if t.failed:
-                    r = box.run(["journalctl", "-u", "tcpd", "--no-pager", "-n", "40"], check=False)
-                    print(r.stdout)
-            finally:
-                box.stop()
-    finally:
-        if dest:
-            shutil.rmtree(dest, ignore_errors=True)
+    in_a_box(build, binaries, t, lambda box, dest: run(box, dest, t))
     print(f"{t.passed} passed, {t.failed} failed")
     return 1 if t.failed else 0
 
