@@ -64,9 +64,22 @@ class Backend:
             s.close()
 
     def take(self, timeout=10):
-        s = self.conns.get(timeout=timeout)
-        s.settimeout(10)
-        return s
+        """The next relay's connection. One that a health check made ends
+        at once without a byte (check = connect): it is passed over, so
+        that a check that comes first does not stand in for the relay."""
+        end = time.monotonic() + timeout
+        while True:
+            s = self.conns.get(timeout=max(0.1, end - time.monotonic()))
+            s.settimeout(10)
+            if select.select([s], [], [], 0.2)[0]:
+                try:
+                    ended = s.recv(1, socket.MSG_PEEK) == b""
+                except ConnectionResetError:
+                    ended = True
+                if ended:
+                    s.close()
+                    continue
+            return s
 
     def close(self):
         self.stopped = True
