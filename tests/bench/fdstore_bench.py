@@ -81,40 +81,9 @@ def set_mode(box, ini, base, mode):
         raise SystemExit(f"tcpd.service: {env.strip()} for {mode}")
 
 
-def measure(a, box, port):
-    tcpd = host_pid_of_tcpd(box)
-    t0, s0 = cpu_ticks(tcpd), cpu_ticks(box.leader)
-    p = subprocess.run(box.netns_argv([a.bench, "-m", "connect", "-c", "50", "-s", "64", "-p", str(port),
-                                       "-t", str(a.time), "-w", "1"]),
-                       capture_output=True, text=True, timeout=a.time + 60)
-    t1 = cpu_ticks(tcpd)
-    # systemd may still be taking the sockets in after the load ends (its
-    # notify queue): its CPU counts until it is idle (under 5 % for half a
-    # second), and how long that took is reported
-    hz = os.sysconf("SC_CLK_TCK")
-    ended, s1 = time.monotonic(), cpu_ticks(box.leader)
-    while time.monotonic() - ended < a.drain_limit:
-        time.sleep(0.5)
-        s2 = cpu_ticks(box.leader)
-        if (s2 - s1) / hz < 0.025:
-            break
-        s1 = s2
-    busy_after = time.monotonic() - ended - 0.5
-    s1 = cpu_ticks(box.leader)
-    line = next((x for x in p.stdout.splitlines() if x.startswith("BENCH ")), "")
-    r = dict(kv.split("=", 1) for kv in line.split()[1:])
-    if p.returncode != 0 or r.get("errors", "1") != "0":
-        raise SystemExit(f"tcpd-bench failed: {p.stdout}{p.stderr}")
-    cps = float(r["cps"])
-    # the CPU over the whole run (warm-up included) per connection of the
-    # measured part: an upper bound, the same for every mode
-    conns = cps * (a.time + 1)
-    return cps, (t1 - t0) / hz / conns * 1e6, (s1 - s0) / hz / conns * 1e6, max(busy_after, 0.0)
-
-
 def pid1_until_idle(a, box, start=None, t0=None):
     """PID 1's CPU seconds from start (its ticks then; default now) until it
-    is idle, and how long that took from t0."""
+    is idle (under 5 % for half a second), and how long that took from t0."""
     hz = os.sysconf("SC_CLK_TCK")
     start = cpu_ticks(box.leader) if start is None else start
     t0 = time.monotonic() if t0 is None else t0
@@ -126,6 +95,30 @@ def pid1_until_idle(a, box, start=None, t0=None):
             break
         last = now
     return (cpu_ticks(box.leader) - start) / hz, time.monotonic() - t0
+
+
+def measure(a, box, port):
+    tcpd = host_pid_of_tcpd(box)
+    t0, s0 = cpu_ticks(tcpd), cpu_ticks(box.leader)
+    p = subprocess.run(box.netns_argv([a.bench, "-m", "connect", "-c", "50", "-s", "64", "-p", str(port),
+                                       "-t", str(a.time), "-w", "1"]),
+                       capture_output=True, text=True, timeout=a.time + 60)
+    t1 = cpu_ticks(tcpd)
+    # systemd may still be taking the sockets in after the load ends (its
+    # notify queue): its CPU counts until it is idle, and how long that
+    # took is reported
+    pid1_cpu, took = pid1_until_idle(a, box, start=s0)
+    busy_after = took - 0.5  # the last half second was the idle one
+    line = next((x for x in p.stdout.splitlines() if x.startswith("BENCH ")), "")
+    r = dict(kv.split("=", 1) for kv in line.split()[1:])
+    if p.returncode != 0 or r.get("errors", "1") != "0":
+        raise SystemExit(f"tcpd-bench failed: {p.stdout}{p.stderr}")
+    cps = float(r["cps"])
+    # the CPU over the whole run (warm-up included) per connection of the
+    # measured part: an upper bound, the same for every mode
+    conns = cps * (a.time + 1)
+    hz = os.sysconf("SC_CLK_TCK")
+    return cps, (t1 - t0) / hz / conns * 1e6, pid1_cpu / conns * 1e6, max(busy_after, 0.0)
 
 
 def hold_cost(a, box, n):
